@@ -1,0 +1,57 @@
+import { Args } from '@oclif/core'
+import { AlbertkitCommand } from '../cli/base.js'
+import { inspect, type InspectReport } from '../report/inspect.js'
+import { formatBytes } from './convert.js'
+
+export default class Inspect extends AlbertkitCommand {
+  static override summary = 'Show what an ALBERT checkpoint or ONNX file holds.'
+  static override description =
+    'Prints the config summary, parameters stored, unique (equal tensors counted once) and as-if-unshared (one copy per layer call), bytes per dtype, and the embedding factorization: V, E, H, V·E + E·H parameters against V·H unfactorized.'
+  static override examples = ['<%= config.bin %> inspect fixtures/albert-mlm', '<%= config.bin %> inspect build/albert-mlm/onnx/model.onnx --json']
+  static override args = {
+    target: Args.string({ description: 'checkpoint folder or .onnx file', required: true }),
+  }
+  static override enableJsonFlag = true
+
+  async run(): Promise<InspectReport> {
+    const { args } = await this.parse(Inspect)
+    const report = inspect(args.target)
+    if (!this.jsonEnabled()) this.log(formatInspect(report))
+    return report
+  }
+}
+
+const num = (n: number) => n.toLocaleString('en-US')
+
+export function formatInspect(r: InspectReport): string {
+  const lines: string[] = [`${r.path} (${r.kind}, ${r.format})`]
+  if (r.config) {
+    const c = r.config
+    lines.push(
+      `  architecture   ${c.architecture ?? '(none)'}`,
+      `  layers         ${c.num_hidden_layers} (groups ${c.num_hidden_groups}, inner ${c.inner_group_num}), heads ${c.num_attention_heads}, act ${c.hidden_act}`,
+      `  sizes          V ${c.vocab_size}, E ${c.embedding_size}, H ${c.hidden_size}, I ${c.intermediate_size}, positions ${c.max_position_embeddings}, types ${c.type_vocab_size}`,
+    )
+  }
+  if (r.onnx) {
+    const o = r.onnx
+    lines.push(
+      `  producer       ${o.producer || '(unknown)'}, IR ${o.irVersion}, opsets ${Object.entries(o.opsets).map(([d, v]) => `${d} ${v}`).join(', ')}`,
+      `  graph          ${o.nodes} nodes; inputs ${o.inputs.join(', ')}; outputs ${o.outputs.join(', ')}`,
+      `  ops            ${Object.entries(o.opCounts).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    )
+  }
+  const p = r.parameters
+  lines.push(
+    `  parameters     stored ${num(p.stored)}, unique ${num(p.unique)}, as-if-unshared ${num(p.asIfUnshared)} (${p.tensors} tensors)`,
+    `  bytes          ${Object.entries(p.bytesByDtype).map(([k, v]) => `${k} ${formatBytes(v)}`).join(', ')}`,
+  )
+  const f = r.factorization
+  if (f) {
+    lines.push(
+      `  embeddings     V ${f.V}, E ${f.E}, H ${f.H}${f.projectionFound ? '' : ' (no E→H projection found)'}`,
+      `  factorization  V·E + E·H = ${num(f.factorized)} vs V·H = ${num(f.unfactorized)}: saves ${num(f.saving)} (${(100 * (1 - f.ratio)).toFixed(1)}%)`,
+    )
+  } else lines.push('  embeddings     no embedding lookup found')
+  return lines.join('\n')
+}

@@ -1,0 +1,66 @@
+/**
+ * Finding ALBERT's embedding factorization in any graph: the word-embedding lookup (a Gather on a
+ * constant V×E table) and the first constant-weight projection it feeds (E→H).
+ */
+import type { Graph, Node, Value } from '../ir/graph.js'
+
+export interface EmbeddingLookup {
+  gather: Node
+  table: Value
+  V: number
+  E: number
+  /** The projection from E to H, if the graph has one. */
+  projection?: { node: Node; weight: Value; H: number }
+}
+
+/** Follow a constant through layout-only ops (Transpose, Cast, DequantizeLinear) to the stored tensor. */
+export function constantSource(v: Value | null | undefined): Value | undefined {
+  for (let i = 0; v && i < 4; i++) {
+    if (v.const) return v
+    const p: Node | null = v.producer
+    if (!p || !['Transpose', 'Cast', 'DequantizeLinear', 'Identity'].includes(p.opType)) return undefined
+    v = p.inputs[0]
+  }
+  return undefined
+}
+
+/** The word-embedding lookup: the Gather on the constant 2-D table with the most rows. */
+export function findEmbeddingLookup(graph: Graph): EmbeddingLookup | undefined {
+  let best: EmbeddingLookup | undefined
+  for (const n of graph.nodes) {
+    if (n.opType !== 'Gather' || n.domain !== '' || n.attrInt('axis', 0) !== 0) continue
+    const table = constantSource(n.inputs[0])
+    const dims = table?.const?.dims ?? (n.inputs[0]?.shape as number[] | undefined)
+    if (!table || !dims || dims.length !== 2) continue
+    const [V, E] = dims as [number, number]
+    if (!best || V > best.V) best = { gather: n, table, V, E }
+  }
+  if (!best) return undefined
+  const projection = findProjection(best.gather.outputs[0]!, best.E)
+  if (projection) best.projection = projection
+  return best
+}
+
+/** Breadth-first from the lookup's output to the first MatMul/Gemm with a constant E-by-H weight. */
+function findProjection(start: Value, E: number): EmbeddingLookup['projection'] {
+  const queue: Value[] = [start]
+  const seen = new Set<Value>()
+  for (let steps = 0; queue.length && steps < 64; steps++) {
+    const v = queue.shift()!
+    if (seen.has(v)) continue
+    seen.add(v)
+    for (const n of v.consumers) {
+      if ((n.opType === 'MatMul' || n.opType === 'Gemm' || n.opType === 'MatMulInteger' || n.opType === 'MatMulNBits') && n.inputs[0] === v) {
+        const weight = constantSource(n.inputs[1])
+        const dims = weight?.const?.dims
+        if (weight && dims && dims.length === 2) {
+          const transB = n.opType === 'Gemm' && n.attrInt('transB', 0) === 1
+          const [k, h] = transB || n.opType === 'MatMulNBits' ? [dims[1]!, dims[0]!] : [dims[0]!, dims[1]!]
+          if (k === E) return { node: n, weight, H: h }
+        }
+      }
+      for (const o of n.outputs) if (o) queue.push(o)
+    }
+  }
+  return undefined
+}

@@ -1,0 +1,113 @@
+/** `inspect`: what a checkpoint or an ONNX file holds, as figures. */
+import fs from 'node:fs'
+import path from 'node:path'
+import { openCheckpoint } from '../checkpoint/index.js'
+import { readModelFile } from '../onnx/file.js'
+import type { AlbertConfig } from '../checkpoint/config.js'
+import { checkpointParameterStats, factorization, graphParameterStats, type Factorization, type ParameterStats } from './stats.js'
+import { findEmbeddingLookup } from './factorization.js'
+
+export interface InspectReport {
+  path: string
+  kind: 'checkpoint' | 'onnx'
+  format: string
+  config?: ConfigSummary
+  onnx?: {
+    irVersion: number
+    opsets: Record<string, number>
+    producer: string
+    nodes: number
+    opCounts: Record<string, number>
+    inputs: string[]
+    outputs: string[]
+    metadata: Record<string, string>
+  }
+  parameters: ParameterStats
+  /** Set when the embedding lookup was found (always for checkpoints). */
+  factorization?: Factorization & { projectionFound: boolean }
+}
+
+export interface ConfigSummary {
+  architecture: string | null
+  vocab_size: number
+  embedding_size: number
+  hidden_size: number
+  num_hidden_layers: number
+  num_hidden_groups: number
+  inner_group_num: number
+  num_attention_heads: number
+  intermediate_size: number
+  hidden_act: string
+  max_position_embeddings: number
+  type_vocab_size: number
+  layer_norm_eps: number
+  num_labels: number
+}
+
+export function summarizeConfig(c: AlbertConfig): ConfigSummary {
+  return {
+    architecture: c.architectures[0] ?? null,
+    vocab_size: c.vocabSize,
+    embedding_size: c.embeddingSize,
+    hidden_size: c.hiddenSize,
+    num_hidden_layers: c.numHiddenLayers,
+    num_hidden_groups: c.numHiddenGroups,
+    inner_group_num: c.innerGroupNum,
+    num_attention_heads: c.numAttentionHeads,
+    intermediate_size: c.intermediateSize,
+    hidden_act: c.hiddenAct,
+    max_position_embeddings: c.maxPositionEmbeddings,
+    type_vocab_size: c.typeVocabSize,
+    layer_norm_eps: c.layerNormEps,
+    num_labels: c.numLabels,
+  }
+}
+
+export function inspect(target: string): InspectReport {
+  const isOnnx = target.endsWith('.onnx') && fs.existsSync(target) && fs.statSync(target).isFile()
+  return isOnnx ? inspectOnnx(target) : inspectCheckpoint(target)
+}
+
+function inspectCheckpoint(target: string): InspectReport {
+  const ckpt = openCheckpoint(target)
+  const c = ckpt.config
+  const tensors = new Map([...ckpt.weights].map(([k, e]) => [k, e.tensor]))
+  return {
+    path: ckpt.dir,
+    kind: 'checkpoint',
+    format: ckpt.format,
+    config: summarizeConfig(c),
+    parameters: checkpointParameterStats(c, tensors),
+    factorization: {
+      ...factorization(c.vocabSize, c.embeddingSize, c.hiddenSize),
+      projectionFound: [...tensors.keys()].some((k) => k.endsWith('encoder.embedding_hidden_mapping_in.weight')),
+    },
+  }
+}
+
+function inspectOnnx(file: string): InspectReport {
+  const model = readModelFile(file)
+  const g = model.graph
+  const report: InspectReport = {
+    path: path.resolve(file),
+    kind: 'onnx',
+    format: 'onnx',
+    onnx: {
+      irVersion: model.irVersion,
+      opsets: Object.fromEntries(model.opsetImports.map((o) => [o.domain || 'ai.onnx', o.version])),
+      producer: [model.producerName, model.producerVersion].filter(Boolean).join(' '),
+      nodes: g.nodes.length,
+      opCounts: Object.fromEntries([...g.opCounts()].sort(([a], [b]) => a.localeCompare(b))),
+      inputs: g.inputs.filter((v) => !v.const).map((v) => v.name),
+      outputs: g.outputs.map((v) => v.name),
+      metadata: Object.fromEntries(model.metadataProps.map((p) => [p.key, p.value])),
+    },
+    parameters: graphParameterStats(g),
+  }
+  const lookup = findEmbeddingLookup(g)
+  if (lookup) {
+    const H = lookup.projection?.H ?? lookup.E
+    report.factorization = { ...factorization(lookup.V, lookup.E, H), projectionFound: lookup.projection !== undefined }
+  }
+  return report
+}
