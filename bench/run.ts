@@ -1,0 +1,61 @@
+/**
+ * `npm run bench`: albertkit on an albert-base-shaped checkpoint. Uses the transformers-made one
+ * from `fixtures/make_fixtures.py --base` when present, else writes a synthetic one.
+ * Prints a table and writes bench/results.json.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { ROOT, medianRuns } from './measure.js'
+import { ALBERT_BASE, writeSyntheticCheckpoint } from '../test/support/synthetic.js'
+
+const RUNS = 5
+
+function baseCheckpoint(): { dir: string; origin: string } {
+  const generated = path.join(ROOT, 'fixtures', '.generated', 'albert-base')
+  if (fs.existsSync(path.join(generated, 'model.safetensors'))) return { dir: generated, origin: 'fixtures/make_fixtures.py --base' }
+  const dir = path.join(os.tmpdir(), 'albertkit-bench-albert-base')
+  if (!fs.existsSync(path.join(dir, 'model.safetensors'))) writeSyntheticCheckpoint(dir, ALBERT_BASE)
+  return { dir, origin: 'synthetic (test/support/synthetic.ts)' }
+}
+
+interface Row {
+  what: string
+  seconds: number
+  peakMB: number
+  goal: string
+}
+
+function main(): void {
+  const { dir, origin } = baseCheckpoint()
+  const ckptMB = fs.statSync(path.join(dir, 'model.safetensors')).size / 1e6
+  const out = path.join(os.tmpdir(), `albertkit-bench-out-${process.pid}`)
+  const clean = () => fs.rmSync(out, { recursive: true, force: true })
+  const rows: Row[] = []
+
+  const convert = medianRuns(RUNS, ['convert', dir, '--out', out], clean)
+  rows.push({ what: 'convert (fp32)', seconds: convert.seconds, peakMB: convert.peakMB, goal: '≤ 1.5 s, ≤ 400 MB' })
+  const onnxMB = fs.statSync(path.join(out, 'onnx', 'model.onnx')).size / 1e6
+  clean()
+
+  console.log(`albert-base-shaped checkpoint: ${dir} (${origin}), ${ckptMB.toFixed(2)} MB; median of ${RUNS} runs, whole process`)
+  console.log('')
+  console.log('| step | wall time | peak memory | goal |')
+  console.log('|---|---|---|---|')
+  for (const r of rows) console.log(`| ${r.what} | ${r.seconds.toFixed(3)} s | ${r.peakMB.toFixed(0)} MB | ${r.goal} |`)
+  console.log('')
+  console.log(`model.onnx: ${onnxMB.toFixed(2)} MB (${((onnxMB / ckptMB - 1) * 100).toFixed(2)}% vs the checkpoint)`)
+
+  const results = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version },
+    checkpoint: { path: dir, origin, megabytes: ckptMB },
+    runs: RUNS,
+    convert: { medianSeconds: convert.seconds, medianPeakMB: convert.peakMB, all: convert.runs, onnxMB },
+  }
+  const file = path.join(ROOT, 'bench', 'results.json')
+  fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n')
+  console.log(`\nwrote ${path.relative(process.cwd(), file)}`)
+}
+
+main()
