@@ -22,6 +22,8 @@ export interface ValueType {
   /** TypeProto bytes of a type this IR does not model. */
   encoded?: Uint8Array
   denotation?: string
+  /** Derived by inference here, not declared by the file: not written out as value_info. */
+  inferred?: boolean
 }
 
 export interface StringPair {
@@ -467,4 +469,66 @@ export class Model {
     if (e) e.value = value
     else this.metadataProps.push({ key, value })
   }
+}
+
+/**
+ * A structural copy of a model: new graph, values, nodes and attributes; tensors (immutable
+ * bytes) are shared, not copied. Passes can then edit the copy freely.
+ */
+export function cloneModel(model: Model): Model {
+  const m = new Model(cloneGraph(model.graph, undefined, new Map()))
+  m.irVersion = model.irVersion
+  m.opsetImports = model.opsetImports.map((o) => ({ ...o }))
+  m.producerName = model.producerName
+  m.producerVersion = model.producerVersion
+  m.domain = model.domain
+  m.modelVersion = model.modelVersion
+  m.docString = model.docString
+  m.metadataProps = model.metadataProps.map((p) => ({ ...p }))
+  m.functions = [...model.functions]
+  if (model.unknown) m.unknown = [...model.unknown]
+  return m
+}
+
+function cloneGraph(src: Graph, parent: Graph | undefined, outer: Map<Value, Value>): Graph {
+  const g = new Graph(parent)
+  g.name = src.name
+  g.docString = src.docString
+  if (src.metadataProps) g.metadataProps = src.metadataProps.map((p) => ({ ...p }))
+  if (src.unknown) g.unknown = [...src.unknown]
+  const map = new Map(outer)
+  for (const v of src.values.values()) {
+    const c = g.addValue(v.name)
+    c.const = v.const
+    c.docString = v.docString
+    if (v.type) c.type = { ...v.type, ...(v.type.tensor ? { tensor: { ...v.type.tensor, ...(v.type.tensor.shape ? { shape: [...v.type.tensor.shape] } : {}) } } : {}) }
+    if (v.metadataProps) c.metadataProps = v.metadataProps.map((p) => ({ ...p }))
+    if (v.unknown) c.unknown = [...v.unknown]
+    map.set(v, c)
+  }
+  for (const n of src.nodes) {
+    const c = new Node(g, n.opType, n.domain, n.name)
+    c.docString = n.docString
+    c.overload = n.overload
+    if (n.metadataProps) c.metadataProps = n.metadataProps.map((p) => ({ ...p }))
+    if (n.unknown) c.unknown = [...n.unknown]
+    c.attributes = n.attributes.map((a) => {
+      const copy: Attribute = { ...a }
+      if (a.g) copy.g = cloneGraph(a.g, g, map)
+      if (a.graphs) copy.graphs = a.graphs.map((sg) => cloneGraph(sg, g, map))
+      if (a.ints) copy.ints = [...a.ints]
+      if (a.floats) copy.floats = [...a.floats]
+      return copy
+    })
+    n.inputs.forEach((v, k) => c.setInput(k, v ? (map.get(v) ?? v) : null))
+    for (const o of n.outputs) {
+      const co = o ? map.get(o)! : null
+      if (co) co.producer = c
+      c.outputs.push(co)
+    }
+    g.nodes.push(c)
+  }
+  g.inputs = src.inputs.map((v) => map.get(v)!)
+  g.outputs = src.outputs.map((v) => map.get(v) ?? v)
+  return g
 }

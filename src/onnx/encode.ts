@@ -71,7 +71,7 @@ function encodeGraph(g: Graph, opts: EncodeOptions): ProtoWriter {
   for (const v of g.inputs) w.message(11, valueInfo(v))
   for (const v of g.outputs) w.message(12, valueInfo(v))
   for (const v of g.values.values()) {
-    if (v.const || inputs.has(v) || outputs.has(v) || !v.type) continue
+    if (v.const || inputs.has(v) || outputs.has(v) || !v.type || v.type.inferred) continue
     w.message(13, valueInfo(v))
   }
   for (const p of g.metadataProps ?? []) w.message(16, stringPair(p))

@@ -1,0 +1,155 @@
+/**
+ * dedup: stores every constant once. Constant nodes become initializers; initializers equal in
+ * dtype, shape and bytes (hashed as streamed bytes, no size threshold) are merged; and a matrix
+ * stored again as the transpose of another (what constant folding of nn.Linear weights leaves)
+ * is dropped, its readers rewired to the one kept: Gemm by flipping transA/transB, anything else
+ * through a Transpose node (which onnxruntime folds when it loads the model, not in the file).
+ * Safe: readers see the same values. Initializers that are also graph inputs are left alone,
+ * since a caller may feed them.
+ */
+import type { Graph, Model, Node, Value } from '../ir/graph.js'
+import { attrInt, attrInts } from '../ir/graph.js'
+import { byteLengthOf } from '../ir/dtype.js'
+import { equalTensorGroups } from '../report/stats.js'
+import type { Pass, PassResult } from './pass.js'
+import { sweep } from './remove-unused.js'
+
+export const dedup: Pass = {
+  name: 'dedup',
+  description: 'store every constant once: merge equal initializers and transposed copies',
+  run(model: Model): PassResult {
+    const g = model.graph
+    const constantsConverted = constantNodesToInitializers(g)
+    const exact = mergeEqual(g)
+    const transposed = mergeTransposed(g)
+    if (constantsConverted + exact.merged + transposed.merged) sweep(g)
+    return {
+      changed: constantsConverted + exact.merged + transposed.merged > 0,
+      stats: {
+        constantNodes: constantsConverted,
+        merged: exact.merged,
+        transposedMerged: transposed.merged,
+        bytesSaved: exact.bytes + transposed.bytes,
+      },
+    }
+  },
+}
+
+/** Constant nodes with a `value` tensor become initializers (so they can be merged too). */
+function constantNodesToInitializers(g: Graph): number {
+  const outputs = new Set(g.outputs)
+  let n = 0
+  for (const node of [...g.nodes]) {
+    const t = node.opType === 'Constant' && node.domain === '' ? node.attr('value')?.t : undefined
+    const out = node.outputs[0]
+    if (!t || !out || outputs.has(out)) continue
+    g.removeNode(node)
+    out.const = t
+    out.producer = null
+    out.type = undefined
+    n++
+  }
+  return n
+}
+
+function mergeable(g: Graph): Value[] {
+  const inputs = new Set(g.inputs)
+  return g.initializers.filter((v) => !inputs.has(v) && !v.const!.strings)
+}
+
+function mergeEqual(g: Graph): { merged: number; bytes: number } {
+  let merged = 0
+  let bytes = 0
+  for (const group of equalTensorGroups(mergeable(g), (v) => v.const!)) {
+    const [keep, ...dups] = group
+    for (const d of dups) {
+      g.replaceAllUses(d, keep!)
+      merged++
+      bytes += d.const!.byteLength
+    }
+  }
+  return { merged, bytes }
+}
+
+/** Is b (C×R) the transpose of a (R×C)? Checks a sample first, then every element. */
+export function isTransposeOf(a: Value, b: Value): boolean {
+  const ta = a.const!
+  const tb = b.const!
+  if (ta.dtype !== tb.dtype || ta.dims.length !== 2 || tb.dims.length !== 2) return false
+  const [R, C] = ta.dims as [number, number]
+  if (tb.dims[0] !== C || tb.dims[1] !== R) return false
+  const size = byteLengthOf(ta.dtype, 1)
+  if (size * ta.size !== ta.byteLength) return false
+  const da = ta.data
+  const db = tb.data
+  const same = (r: number, c: number) => {
+    const ia = (r * C + c) * size
+    const ib = (c * R + r) * size
+    for (let k = 0; k < size; k++) if (da[ia + k] !== db[ib + k]) return false
+    return true
+  }
+  let s = 12345
+  for (let i = 0; i < 64; i++) {
+    s = (s * 1103515245 + 12345) >>> 0
+    if (!same(s % R, (s >>> 7) % C)) return false
+  }
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) if (!same(r, c)) return false
+  return true
+}
+
+/** Readers that can take the transposed layout by a flag, without a new node. */
+function flipsFreely(v: Value): boolean {
+  return v.consumers.every((n) => n.opType === 'Gemm' && n.domain === '')
+}
+
+function mergeTransposed(g: Graph): { merged: number; bytes: number } {
+  const candidates = mergeable(g).filter((v) => v.const!.dims.length === 2)
+  const byShape = new Map<string, Value[]>()
+  for (const v of candidates) {
+    const key = `${v.const!.dtype}:${v.const!.dims.join('x')}`
+    byShape.set(key, [...(byShape.get(key) ?? []), v])
+  }
+  let merged = 0
+  let bytes = 0
+  const gone = new Set<Value>()
+  for (const a of candidates) {
+    if (gone.has(a)) continue
+    const [R, C] = a.const!.dims as [number, number]
+    for (const b of byShape.get(`${a.const!.dtype}:${C}x${R}`) ?? []) {
+      if (b === a || gone.has(b) || gone.has(a) || !isTransposeOf(a, b)) continue
+      // Keep the one whose readers cannot flip layout by a flag.
+      const [keep, drop] = flipsFreely(b) || !flipsFreely(a) ? [a, b] : [b, a]
+      rewireTransposed(g, drop, keep)
+      gone.add(drop)
+      merged++
+      bytes += drop.const!.byteLength
+    }
+  }
+  return { merged, bytes }
+}
+
+/** Make every reader of `drop` read `keep` (= dropᵀ) instead. */
+function rewireTransposed(g: Graph, drop: Value, keep: Value): void {
+  let transposeNode: Node | undefined
+  for (const n of [...drop.consumers]) {
+    n.inputs.forEach((v, k) => {
+      if (v !== drop) return
+      if (n.opType === 'Gemm' && n.domain === '' && k < 2) {
+        const flag = k === 0 ? 'transA' : 'transB'
+        n.setAttr(attrInt(flag, n.attrInt(flag, 0) ? 0 : 1))
+        n.setInput(k, keep)
+        return
+      }
+      if (!transposeNode) {
+        transposeNode = g.addNode('Transpose', [keep], [`${keep.name}_transposed`], {
+          name: g.uniqueNodeName(`${keep.name}_transpose`),
+          attrs: [attrInts('perm', [1, 0])],
+        })
+        g.nodes.pop()
+        g.insertNode(transposeNode, g.nodes[0])
+      }
+      n.setInput(k, transposeNode.outputs[0]!)
+    })
+  }
+  g.replaceAllUses(drop, transposeNode?.outputs[0] ?? keep)
+}

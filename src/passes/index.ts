@@ -1,0 +1,19 @@
+/** Every pass by name, for recipes and the `optimize --passes` flag. */
+import type { Pass } from './pass.js'
+import { UserError } from '../util/errors.js'
+import { dedup } from './dedup.js'
+import { factorizationCheck } from './factorization-check.js'
+import { foldConstants } from './fold-constants.js'
+import { fp16 } from './fp16.js'
+import { removeUnused } from './remove-unused.js'
+import { sortAndName } from './sort-and-name.js'
+
+export const PASSES: ReadonlyMap<string, Pass> = new Map(
+  [dedup, foldConstants, removeUnused, sortAndName, fp16, factorizationCheck].map((p) => [p.name, p]),
+)
+
+export function passByName(name: string): Pass {
+  const p = PASSES.get(name)
+  if (!p) throw new UserError(`unknown pass '${name}' (available: ${[...PASSES.keys()].join(', ')})`)
+  return p
+}

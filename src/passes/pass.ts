@@ -1,0 +1,105 @@
+/**
+ * The pass interface and the pass manager. A pass edits a model in place and says whether it
+ * changed anything, with figures of what it did; a recipe is an ordered list of passes. The
+ * manager measures every pass (time, nodes, initializers, initializer bytes before and after).
+ */
+import type { Model } from '../ir/graph.js'
+
+/** Options every pass may read; each pass documents the ones it uses. */
+export interface PassOptions {
+  /** quantize-int8: one scale per tensor instead of per output channel. */
+  perTensor?: boolean
+  /** quantize-*: node names to keep in float. */
+  keepNodes?: string[]
+  /** quantize-*: op types to keep in float (e.g. Gather keeps the embedding table fp32). */
+  keepOps?: string[]
+  /** quantize-*: com.microsoft ops may be used (false: standard ONNX ops only). */
+  contribOps?: boolean
+  /** quantize-int4: elements per quantization block along K. */
+  blockSize?: number
+  /** quantize-int4: asymmetric (with zero points) instead of symmetric. */
+  asymmetric?: boolean
+  /** fp16: keep model inputs and outputs fp32 (default true). */
+  keepIoTypes?: boolean
+  /** factorization-check: restore a folded embedding factorization. */
+  refactor?: boolean
+  /** Warnings go here as well as into the pass result. */
+  warn?: (message: string) => void
+}
+
+export interface PassResult {
+  changed: boolean
+  /** Figures particular to the pass (tensors merged, bytes saved, nodes fused, ...). */
+  stats?: Record<string, number | string | boolean>
+  warnings?: string[]
+}
+
+export interface Pass {
+  readonly name: string
+  /** One line: what the pass removes or rewrites. */
+  readonly description: string
+  run(model: Model, options: PassOptions): PassResult | Promise<PassResult>
+}
+
+export interface GraphFigures {
+  nodes: number
+  initializers: number
+  initializerBytes: number
+}
+
+export interface PassReport {
+  pass: string
+  changed: boolean
+  ms: number
+  before: GraphFigures
+  after: GraphFigures
+  stats: Record<string, number | string | boolean>
+  warnings: string[]
+}
+
+export function graphFigures(model: Model): GraphFigures {
+  let bytes = 0
+  let count = 0
+  for (const v of model.graph.values.values()) {
+    if (!v.const) continue
+    count++
+    bytes += v.const.byteLength
+  }
+  return { nodes: model.graph.nodes.length, initializers: count, initializerBytes: bytes }
+}
+
+/** Run passes in order; returns a report per pass. */
+export async function runPasses(model: Model, passes: readonly Pass[], options: PassOptions = {}): Promise<PassReport[]> {
+  const reports: PassReport[] = []
+  for (const pass of passes) {
+    const before = graphFigures(model)
+    const warnings: string[] = []
+    const opts: PassOptions = {
+      ...options,
+      warn: (m) => {
+        warnings.push(m)
+        options.warn?.(m)
+      },
+    }
+    const start = performance.now()
+    const result = await pass.run(model, opts)
+    const ms = performance.now() - start
+    for (const w of result.warnings ?? []) if (!warnings.includes(w)) warnings.push(w)
+    reports.push({ pass: pass.name, changed: result.changed, ms, before, after: graphFigures(model), stats: result.stats ?? {}, warnings })
+  }
+  return reports
+}
+
+/** One line per pass: what it did, for the console. */
+export function formatPassReport(r: PassReport): string {
+  const d = (a: number, b: number) => (a === b ? `${b}` : `${a}→${b}`)
+  const mb = (n: number) => (n / 1e6).toFixed(2)
+  const extra = Object.entries(r.stats)
+    .map(([k, v]) => `${k} ${typeof v === 'number' && !Number.isInteger(v) ? v.toPrecision(4) : v}`)
+    .join(', ')
+  return (
+    `${r.pass.padEnd(22)} ${r.changed ? 'changed' : 'no change'}; nodes ${d(r.before.nodes, r.after.nodes)}, ` +
+    `tensors ${d(r.before.initializers, r.after.initializers)}, MB ${r.before.initializerBytes === r.after.initializerBytes ? mb(r.after.initializerBytes) : `${mb(r.before.initializerBytes)}→${mb(r.after.initializerBytes)}`}` +
+    `${extra ? `; ${extra}` : ''} (${r.ms.toFixed(0)} ms)`
+  )
+}
