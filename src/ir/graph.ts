@@ -315,6 +315,32 @@ export class Graph {
     return node
   }
 
+  /**
+   * Replace `old` by a new node computing the same outputs (the output values keep their names
+   * and readers), placed where `old` was. Returns the new node.
+   */
+  replaceNode(old: Node, opType: string, inputs: (Value | null)[], spec: NodeSpec = {}): Node {
+    const node = new Node(this, opType, spec.domain ?? '', spec.name ?? old.name)
+    if (spec.attrs) node.attributes = spec.attrs
+    inputs.forEach((v, i) => node.setInput(i, v))
+    const at = this.nodes.indexOf(old)
+    this.removeNode(old)
+    for (const o of old.outputs) {
+      if (o) o.producer = node
+      node.outputs.push(o)
+    }
+    if (at >= 0) this.nodes.splice(at, 0, node)
+    else this.nodes.push(node)
+    return node
+  }
+
+  /** Move the last node added to just before `before` (keeps nodes in topological order). */
+  moveLastBefore(before: Node): void {
+    const node = this.nodes.pop()!
+    const at = this.nodes.indexOf(before)
+    this.nodes.splice(at < 0 ? this.nodes.length : at, 0, node)
+  }
+
   /** Insert an existing, already-wired node before `before` (or at the end). */
   insertNode(node: Node, before?: Node): void {
     const i = before ? this.nodes.indexOf(before) : -1

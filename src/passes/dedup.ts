@@ -4,6 +4,7 @@
  * stored again as the transpose of another (what constant folding of nn.Linear weights leaves)
  * is dropped, its readers rewired to the one kept: Gemm by flipping transA/transB, anything else
  * through a Transpose node (which onnxruntime folds when it loads the model, not in the file).
+ * Then nodes that compute the same thing from the same (now merged) inputs are merged (see cse).
  * Safe: readers see the same values. Initializers that are also graph inputs are left alone,
  * since a caller may feed them.
  */
@@ -13,22 +14,26 @@ import { byteLengthOf } from '../ir/dtype.js'
 import { equalTensorGroups } from '../report/stats.js'
 import type { Pass, PassResult } from './pass.js'
 import { sweep } from './remove-unused.js'
+import { eliminateCommonSubexpressions } from './cse.js'
 
 export const dedup: Pass = {
   name: 'dedup',
   description: 'store every constant once: merge equal initializers and transposed copies',
   run(model: Model): PassResult {
     const g = model.graph
-    const constantsConverted = constantNodesToInitializers(g)
+    const constantsConverted = constantNodesToInitializers(g) + dropConstantIdentities(g)
     const exact = mergeEqual(g)
     const transposed = mergeTransposed(g)
     if (constantsConverted + exact.merged + transposed.merged) sweep(g)
+    // Merged constants make twin computations on them visible (Unsqueeze(x, axes) twice, ...).
+    const nodesMerged = eliminateCommonSubexpressions(g)
     return {
-      changed: constantsConverted + exact.merged + transposed.merged > 0,
+      changed: constantsConverted + exact.merged + transposed.merged + nodesMerged > 0,
       stats: {
         constantNodes: constantsConverted,
         merged: exact.merged,
         transposedMerged: transposed.merged,
+        nodesMerged,
         bytesSaved: exact.bytes + transposed.bytes,
       },
     }
@@ -47,6 +52,21 @@ function constantNodesToInitializers(g: Graph): number {
     out.const = t
     out.producer = null
     out.type = undefined
+    n++
+  }
+  return n
+}
+
+/** Identity nodes that copy an initializer: their readers read the initializer itself. */
+function dropConstantIdentities(g: Graph): number {
+  const outputs = new Set(g.outputs)
+  let n = 0
+  for (const node of [...g.nodes]) {
+    const src = node.inputs[0]
+    const out = node.outputs[0]
+    if (node.opType !== 'Identity' || node.domain !== '' || !src?.const || !out || outputs.has(out)) continue
+    g.replaceAllUses(out, src)
+    g.removeNode(node)
     n++
   }
   return n

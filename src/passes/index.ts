@@ -1,15 +1,18 @@
 /** Every pass by name, for recipes and the `optimize --passes` flag. */
 import type { Pass } from './pass.js'
 import { UserError } from '../util/errors.js'
+import { cse } from './cse.js'
 import { dedup } from './dedup.js'
 import { factorizationCheck } from './factorization-check.js'
 import { foldConstants } from './fold-constants.js'
 import { fp16 } from './fp16.js'
+import { quantizeInt8Pass } from './quantize-int8.js'
+import { quantizeInt4Pass } from './quantize-int4.js'
 import { removeUnused } from './remove-unused.js'
 import { sortAndName } from './sort-and-name.js'
 
 export const PASSES: ReadonlyMap<string, Pass> = new Map(
-  [dedup, foldConstants, removeUnused, sortAndName, fp16, factorizationCheck].map((p) => [p.name, p]),
+  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8Pass, quantizeInt4Pass, fp16, factorizationCheck].map((p) => [p.name, p]),
 )
 
 export function passByName(name: string): Pass {
