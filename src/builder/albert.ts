@@ -169,7 +169,7 @@ export function buildAlbert(config: AlbertConfig, weights: Map<string, WeightEnt
   const batchSeq = b.within('shapes', () => b.shape(ids)) // [B, S]
 
   // Embeddings.
-  const embeddings = b.within('albert/embeddings', () => {
+  const embeddings = b.within('embeddings', () => {
     const word = b.op('Gather', [w.get('embeddings.word_embeddings.weight', [V, E]), ids], [], { label: 'word_embeddings' })
     const tokenType = b.op('Gather', [w.get('embeddings.token_type_embeddings.weight', [config.typeVocabSize, E]), types], [], {
       label: 'token_type_embeddings',
@@ -183,10 +183,10 @@ export function buildAlbert(config: AlbertConfig, weights: Map<string, WeightEnt
   })
 
   // Encoder: hidden state as [B·S, H].
-  let hidden = b.within('albert/encoder/embedding_hidden_mapping_in', () =>
+  let hidden = b.within('mapping_in', () =>
     b.linear(b.reshape(embeddings, b.ints([-1, E])), w.get('encoder.embedding_hidden_mapping_in.weight', [H, E]), w.get('encoder.embedding_hidden_mapping_in.bias', [H])),
   )
-  const maskBias = b.within('albert/attention_mask', () => {
+  const maskBias = b.within('mask', () => {
     // (1 - mask) · float32-min, shaped [B, 1, 1, S]: padded keys get the dtype's most negative value.
     const m = b.op('Cast', [mask], [attrInt('to', DataType.FLOAT)])
     const inverted = b.sub(b.scalar(1), m)
@@ -200,22 +200,22 @@ export function buildAlbert(config: AlbertConfig, weights: Map<string, WeightEnt
     const group = groupOfLayer(config, i)
     for (let j = 0; j < config.innerGroupNum; j++) {
       const prefix = `encoder.albert_layer_groups.${group}.albert_layers.${j}.`
-      const scope = config.innerGroupNum > 1 ? `albert/encoder/layer.${i}/inner.${j}` : `albert/encoder/layer.${i}`
+      const scope = config.innerGroupNum > 1 ? `layer.${i}.${j}` : `layer.${i}`
       hidden = b.within(scope, () => albertLayer(b, w, config, prefix, hidden, maskBias, headsShape, headDim))
     }
   }
 
   let seq3d: Value | undefined
-  const sequence3d = (): Value => (seq3d ??= b.within('albert', () => b.reshape(hidden, b.concat([batchSeq, b.ints([H])]))))
+  const sequence3d = (): Value => (seq3d ??= b.within('encoder', () => b.reshape(hidden, b.concat([batchSeq, b.ints([H])]))))
   const pooled = (): Value =>
-    b.within('albert/pooler', () => {
+    b.within('pooler', () => {
       const first = b.op('Gather', [sequence3d(), b.scalar(0, DataType.INT64)], [attrInt('axis', 1)], { label: 'first_token' })
       return b.op('Tanh', [b.linear(first, w.get('pooler.weight', [H, H]), w.get('pooler.bias', [H]))])
     })
   const mlmLogits = (): Value =>
     b.within('predictions', () => {
       let t = b.linear(hidden, w.get('predictions.dense.weight', [E, H], false), w.get('predictions.dense.bias', [E], false), 'dense')
-      t = b.within('activation', () => buildActivation(b, config.hiddenAct, t, () => w.get('predictions.activation.weight', [1], false)))
+      t = b.within('act', () => buildActivation(b, config.hiddenAct, t, () => w.get('predictions.activation.weight', [1], false)))
       t = b.layerNorm(t, w.get('predictions.LayerNorm.weight', [E], false), w.get('predictions.LayerNorm.bias', [E], false), config.layerNormEps)
       const decoderWeight =
         !config.tieWordEmbeddings && w.has('predictions.decoder.weight', false)
@@ -308,7 +308,7 @@ function albertLayer(
   const H = config.hiddenSize
   const I = config.intermediateSize
   const proj = (name: string) => b.linear(hidden, w.get(`${p}attention.${name}.weight`, [H, H]), w.get(`${p}attention.${name}.bias`, [H]), name)
-  const attention = b.within('attention', () => {
+  const attention = b.within('attn', () => {
     const q = b.transpose(b.reshape(proj('query'), headsShape), [0, 2, 1, 3]) // [B, h, S, d]
     const k = b.transpose(b.reshape(proj('key'), headsShape), [0, 2, 3, 1]) // [B, h, d, S]
     const v = b.transpose(b.reshape(proj('value'), headsShape), [0, 2, 1, 3]) // [B, h, S, d]
@@ -321,7 +321,7 @@ function albertLayer(
   })
   return b.within('ffn', () => {
     const up = b.linear(attention, w.get(`${p}ffn.weight`, [I, H]), w.get(`${p}ffn.bias`, [I]), 'ffn')
-    const act = b.within('activation', () => buildActivation(b, config.hiddenAct, up, () => w.get(`${p}activation.weight`, [1])))
+    const act = b.within('act', () => buildActivation(b, config.hiddenAct, up, () => w.get(`${p}activation.weight`, [1])))
     const down = b.linear(act, w.get(`${p}ffn_output.weight`, [H, I]), w.get(`${p}ffn_output.bias`, [H]), 'ffn_output')
     return b.layerNorm(b.add(down, attention), w.get(`${p}full_layer_layer_norm.weight`, [H]), w.get(`${p}full_layer_layer_norm.bias`, [H]), config.layerNormEps)
   })

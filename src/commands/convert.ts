@@ -2,6 +2,9 @@ import { Args, Flags } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { convert } from '../pipeline/convert.js'
 import { TASKS } from '../builder/albert.js'
+import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
+import { PRECISIONS, parsePrecisions } from '../recipes/precision.js'
+import { inputSpecFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
 
 export default class Convert extends AlbertkitCommand {
   static override summary = 'Build ONNX models from an ALBERT checkpoint.'
@@ -18,19 +21,36 @@ export default class Convert extends AlbertkitCommand {
     out: Flags.string({ char: 'o', description: 'output folder', required: true }),
     task: Flags.string({ description: `head to build (default: from config.architectures): ${TASKS.join(', ')}` }),
     force: Flags.boolean({ char: 'f', description: 'replace the output folder if it exists', default: false }),
+    precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (files model.onnx, model_int8.onnx, model_q4.onnx, model_fp16.onnx)`, default: 'fp32' }),
+    verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true }),
+    ...verifyFlags,
+    ...passFlags,
   }
   static override enableJsonFlag = true
 
   async run(): Promise<unknown> {
     const { args, flags } = await this.parse(Convert)
-    const report = convert({
+    const report = await convert({
       checkpoint: args.checkpoint,
       out: flags.out,
       task: flags.task,
       force: flags.force,
-      log: (line) => this.logToStderr(line),
+      precisions: parsePrecisions(flags.precision),
+      ...passOptionsFrom(flags),
+      noVerify: !flags.verify,
+      inputs: inputSpecFrom(flags),
+      thresholds: thresholdsFrom(flags),
+      log: (line) => process.stderr.write(`${line}\n`),
+      warn: (m) => process.stderr.write(`warning: ${m}\n`),
     })
-    for (const a of report.artifacts) this.log(`${flags.out}/${a.path}: ${a.precision}, ${formatBytes(a.bytes)}, ${a.nodes} nodes`)
+    for (const a of report.artifacts) {
+      const verdict = a.verdict ? (a.verdict.pass ? ', parity PASS' : ', parity FAIL') : ''
+      this.log(`${flags.out}/${a.path}: ${a.precision}, ${formatBytes(a.bytes)}, ${a.nodes} nodes${verdict}`)
+    }
+    if (report.verification && !report.verification.pass) {
+      process.exitCode = 1
+      process.stderr.write('Error: parity check failed for at least one model (see above and report.json)\n')
+    }
     return report
   }
 }

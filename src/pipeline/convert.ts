@@ -1,27 +1,41 @@
 /**
- * `convert`: checkpoint → ALBERT graph → ONNX files in a staged folder → report; the folder appears
- * at the destination only when everything succeeded.
+ * `convert`: checkpoint → ALBERT graph → one model per plan (passes from the recipe) → parity
+ * verdict of each against the plain fp32 graph → ONNX files stamped with their provenance, in a
+ * staged folder that appears at the destination only when everything was written.
  */
 import fs from 'node:fs'
 import path from 'node:path'
 import { openCheckpoint, type Checkpoint } from '../checkpoint/index.js'
 import { buildAlbert, resolveTask, type Task } from '../builder/albert.js'
-import type { Model } from '../ir/graph.js'
-import { writeModelFile } from '../onnx/file.js'
+import { cloneModel, type Model } from '../ir/graph.js'
+import { runPasses, formatPassReport, type PassOptions, type PassReport } from '../passes/pass.js'
+import { passesOf, precisionPlans, type ArtifactPlan, type Precision } from '../recipes/precision.js'
+import { modelBytes, writeModelFile } from '../onnx/file.js'
 import { StagedDir } from '../util/atomic.js'
 import { UserError } from '../util/errors.js'
 import { graphParameterStats, checkpointParameterStats, factorization, type ParameterStats, type Factorization } from '../report/stats.js'
+import { digestCheckpoint, stampProvenance, type SourceDigest } from '../report/provenance.js'
+import { DEFAULT_INPUTS, formatVerdict, randomInputs, referenceOutputs, verifyCandidates, type ArtifactVerdict, type InputSpec, type Thresholds } from '../verify/verify.js'
 import { VERSION } from '../version.js'
 
 /** Files copied from the checkpoint folder next to the ONNX models when they exist. */
 export const COPIED_FILES = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
 
-export interface ConvertOptions {
+export interface ConvertOptions extends PassOptions {
   checkpoint: string
   out: string
   task?: string
+  /** Precisions to emit without a target (default fp32 only). */
+  precisions?: Precision[]
+  /** Plans to emit; overrides `precisions` (targets build these). */
+  plans?: ArtifactPlan[]
   /** Replace an existing output folder. */
   force?: boolean
+  /** Skip the parity verdict. */
+  noVerify?: boolean
+  /** Verification inputs (seeded random by default) and threshold overrides. */
+  inputs?: InputSpec
+  thresholds?: Thresholds
   /** Progress lines (what each step did). */
   log?: (line: string) => void
 }
@@ -30,14 +44,17 @@ export interface Artifact {
   path: string
   bytes: number
   precision: string
+  target: string
   nodes: number
   initializers: number
   opCounts: Record<string, number>
+  passes: PassReport[]
+  verdict?: ArtifactVerdict
 }
 
 export interface ConvertReport {
   albertkit: string
-  source: { path: string; format: string; files: { path: string; bytes: number }[] }
+  source: { path: string; format: string; sha256: string; files: SourceDigest['files'] }
   task: Task
   outputs: string[]
   artifacts: Artifact[]
@@ -45,11 +62,10 @@ export interface ConvertReport {
   parameters: { checkpoint: ParameterStats; model: ParameterStats }
   factorization: Factorization
   unusedTensors: string[]
-  seconds: number
+  verification: { inputs: InputSpec | null; pass: boolean } | null
 }
 
-export function convert(opts: ConvertOptions): ConvertReport {
-  const started = performance.now()
+export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   const log = opts.log ?? (() => {})
   const out = path.resolve(opts.out)
   if (fs.existsSync(out) && !opts.force) {
@@ -58,39 +74,55 @@ export function convert(opts: ConvertOptions): ConvertReport {
   const ckpt = openCheckpoint(opts.checkpoint)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
   const built = buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.weightFiles[0] ?? ckpt.dir, configFile: ckpt.configFile })
-  const { model } = built
-  stampModel(model, task)
-  log(`built ${task} graph: ${model.graph.nodes.length} nodes, ${model.graph.initializers.length} initializers`)
+  const reference = built.model
+  log(`built ${task} graph: ${reference.graph.nodes.length} nodes, ${reference.graph.initializers.length} initializers`)
+  const digest = digestCheckpoint(ckpt.dir, [ckpt.configFile, ...ckpt.weightFiles])
+  const plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
+
+  const inputSpec = opts.inputs ?? DEFAULT_INPUTS
+  const feeds = opts.noVerify ? undefined : randomInputs(ckpt.config, task, inputSpec)
+  const expected = feeds ? await referenceOutputs(modelBytes(reference), feeds) : undefined
 
   const stage = new StagedDir(out)
   try {
     fs.mkdirSync(path.join(stage.path, 'onnx'))
-    const rel = 'onnx/model.onnx'
-    const written = writeModelFile(path.join(stage.path, rel), model)
-    log(`wrote ${rel} (${written.bytes} bytes)`)
-    const artifacts: Artifact[] = [artifactOf(rel, written.bytes + (written.externalBytes ?? 0), 'fp32', model)]
+    const artifacts: Artifact[] = []
+    for (const plan of plans) {
+      const variant = cloneModel(reference)
+      const passes = await runPasses(variant, passesOf(plan), opts)
+      for (const r of passes) if (r.changed) log(`  ${plan.file}: ${formatPassReport(r)}`)
+      variant.graph.toposort()
+      const provenance = { sourceSha256: digest.sha256, task, target: plan.target, precision: plan.precision, passes: plan.passes }
+      stampProvenance(variant, provenance)
+      let verdict: ArtifactVerdict | undefined
+      if (feeds && expected) {
+        ;[verdict] = await verifyCandidates(expected, feeds, [{ path: plan.file, bytes: modelBytes(variant), precision: plan.precision }], opts.thresholds)
+        stampProvenance(variant, { ...provenance, verdict: verdict! })
+        for (const line of formatVerdict(verdict!)) log(line)
+      }
+      const written = writeModelFile(path.join(stage.path, plan.file), variant)
+      log(`wrote ${plan.file} (${written.bytes} bytes)`)
+      const artifact: Artifact = { ...artifactOf(plan, written.bytes + (written.externalBytes ?? 0), variant), passes }
+      if (verdict) artifact.verdict = verdict
+      artifacts.push(artifact)
+    }
     const copied = copyCheckpointFiles(ckpt, stage.path)
     const c = ckpt.config
     const report: ConvertReport = {
       albertkit: VERSION,
-      source: {
-        path: ckpt.dir,
-        format: ckpt.format,
-        files: ckpt.weightFiles.map((f) => ({ path: path.relative(ckpt.dir, f), bytes: fs.statSync(f).size })),
-      },
+      source: { path: ckpt.dir, format: ckpt.format, sha256: digest.sha256, files: digest.files },
       task,
-      outputs: model.graph.outputs.map((v) => v.name),
+      outputs: reference.graph.outputs.map((v) => v.name),
       artifacts,
       copied,
       parameters: {
         checkpoint: checkpointParameterStats(c, new Map([...ckpt.weights].map(([k, e]) => [k, e.tensor]))),
-        model: graphParameterStats(model.graph),
+        model: graphParameterStats(reference.graph),
       },
       factorization: factorization(c.vocabSize, c.embeddingSize, c.hiddenSize),
       unusedTensors: built.unused,
-      seconds: 0,
+      verification: feeds ? { inputs: opts.inputs ?? DEFAULT_INPUTS, pass: artifacts.every((a) => a.verdict?.pass) } : null,
     }
-    report.seconds = round((performance.now() - started) / 1000, 3)
     fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
     stage.commit(opts.force ?? false)
     return report
@@ -100,17 +132,12 @@ export function convert(opts: ConvertOptions): ConvertReport {
   }
 }
 
-function stampModel(model: Model, task: Task): void {
-  model.producerName = 'albertkit'
-  model.producerVersion = VERSION
-  model.setMetadata('albertkit.task', task)
-}
-
-export function artifactOf(rel: string, bytes: number, precision: string, model: Model): Artifact {
+function artifactOf(plan: ArtifactPlan, bytes: number, model: Model): Omit<Artifact, 'passes'> {
   return {
-    path: rel,
+    path: plan.file,
     bytes,
-    precision,
+    precision: plan.precision,
+    target: plan.target,
     nodes: model.graph.nodes.length,
     initializers: model.graph.initializers.length,
     opCounts: Object.fromEntries([...model.graph.opCounts()].sort(([a], [b]) => a.localeCompare(b))),
@@ -126,9 +153,4 @@ function copyCheckpointFiles(ckpt: Checkpoint, dest: string): string[] {
     copied.push(name)
   }
   return copied
-}
-
-function round(x: number, digits: number): number {
-  const f = 10 ** digits
-  return Math.round(x * f) / f
 }

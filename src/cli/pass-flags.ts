@@ -1,0 +1,38 @@
+/** Flags that set pass options, shared by `convert` and `optimize`. */
+import { Flags } from '@oclif/core'
+import type { PassOptions } from '../passes/pass.js'
+
+const list = (s: string | undefined) => (s ? s.split(',').map((x) => x.trim()).filter(Boolean) : undefined)
+
+export const passFlags = {
+  'per-tensor': Flags.boolean({ description: 'int8: one scale per weight instead of per output channel', default: false }),
+  'keep-nodes': Flags.string({ description: 'quantize/fp16: comma-separated node names to keep in float32' }),
+  'keep-ops': Flags.string({ description: 'quantize/fp16: comma-separated op types to keep in float32 (e.g. Gather)' }),
+  'standard-ops': Flags.boolean({ description: 'use standard ONNX ops only (no com.microsoft contrib ops)', default: false }),
+  'block-size': Flags.integer({ description: 'int4: weights per quantization block along K', default: 32 }),
+  asymmetric: Flags.boolean({ description: 'int4: asymmetric blocks with zero points', default: false }),
+  refactor: Flags.boolean({ description: 'factorization-check: restore a folded embedding factorization', default: false }),
+}
+
+export function passOptionsFrom(flags: {
+  'per-tensor': boolean
+  'keep-nodes'?: string | undefined
+  'keep-ops'?: string | undefined
+  'standard-ops': boolean
+  'block-size': number
+  asymmetric: boolean
+  refactor: boolean
+}): PassOptions {
+  const o: PassOptions = {
+    perTensor: flags['per-tensor'],
+    contribOps: !flags['standard-ops'],
+    blockSize: flags['block-size'],
+    asymmetric: flags.asymmetric,
+    refactor: flags.refactor,
+  }
+  const nodes = list(flags['keep-nodes'])
+  const ops = list(flags['keep-ops'])
+  if (nodes) o.keepNodes = nodes
+  if (ops) o.keepOps = ops
+  return o
+}
