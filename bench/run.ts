@@ -8,6 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { ROOT, medianRuns } from './measure.js'
 import { ALBERT_BASE, writeSyntheticCheckpoint } from '../test/support/synthetic.js'
+import { compressionFigures, printCompression, type CompressionFigures } from './compression.js'
 
 const RUNS = 5
 
@@ -26,7 +27,7 @@ interface Row {
   goal: string
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { dir, origin } = baseCheckpoint()
   const ckptMB = fs.statSync(path.join(dir, 'model.safetensors')).size / 1e6
   const out = path.join(os.tmpdir(), `albertkit-bench-out-${process.pid}`)
@@ -46,16 +47,26 @@ function main(): void {
   console.log('')
   console.log(`model.onnx: ${onnxMB.toFixed(2)} MB (${((onnxMB / ckptMB - 1) * 100).toFixed(2)}% vs the checkpoint)`)
 
+  const compression: CompressionFigures[] = []
+  const hfinit = path.join(ROOT, 'fixtures', '.generated', 'albert-base-hfinit')
+  for (const d of [dir, hfinit]) {
+    if (!fs.existsSync(path.join(d, 'model.safetensors'))) continue
+    const f = await compressionFigures(d, RUNS)
+    printCompression(f)
+    compression.push(f)
+  }
+
   const results = {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version },
     checkpoint: { path: dir, origin, megabytes: ckptMB },
     runs: RUNS,
     convert: { medianSeconds: convert.seconds, medianPeakMB: convert.peakMB, all: convert.runs, onnxMB },
+    compression,
   }
   const file = path.join(ROOT, 'bench', 'results.json')
   fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n')
   console.log(`\nwrote ${path.relative(process.cwd(), file)}`)
 }
 
-main()
+await main()

@@ -32,7 +32,7 @@ const failsWith = (fn: () => unknown, ...fragments: string[]) =>
   assert.throws(fn, (e: unknown) => e instanceof UserError && fragments.every((f) => e.message.includes(f)))
 
 describe('sharded safetensors', () => {
-  it('reads every shard and builds the same model as the single file', () => {
+  it('reads every shard and builds the same model as the single file', async () => {
     const dir = shard('albert-model')
     const sharded = openCheckpoint(dir)
     const single = openCheckpoint(fixtureDir('albert-model'))
@@ -40,8 +40,8 @@ describe('sharded safetensors', () => {
     assert.equal(sharded.weightFiles.length, 2)
     assert.deepEqual([...sharded.weights.keys()].sort(), [...single.weights.keys()].sort())
     for (const [k, e] of single.weights) assert.deepEqual(Buffer.from(sharded.weights.get(k)!.tensor.data), Buffer.from(e.tensor.data))
-    const a = convert({ checkpoint: dir, out: path.join(tempDir(), 'a') })
-    const b = convert({ checkpoint: fixtureDir('albert-model'), out: path.join(tempDir(), 'b') })
+    const a = await convert({ checkpoint: dir, out: path.join(tempDir(), 'a') })
+    const b = await convert({ checkpoint: fixtureDir('albert-model'), out: path.join(tempDir(), 'b') })
     assert.equal(a.artifacts[0]!.bytes, b.artifacts[0]!.bytes)
   })
 
@@ -93,9 +93,9 @@ describe('inspect', () => {
     assert.equal(r.factorization!.saving, V * H - V * E - E * H)
   })
 
-  it('finds the same figures in the converted ONNX file', () => {
+  it('finds the same figures in the converted ONNX file', async () => {
     const out = path.join(tempDir(), 'pt')
-    convert({ checkpoint: fixtureDir('albert-pretraining'), out })
+    await convert({ checkpoint: fixtureDir('albert-pretraining'), out })
     const ckpt = inspect(fixtureDir('albert-pretraining'))
     const onnx = inspect(path.join(out, 'onnx/model.onnx'))
     assert.equal(onnx.kind, 'onnx')

@@ -81,6 +81,58 @@ describe('albertkit convert', () => {
   })
 })
 
+describe('albertkit convert --precision and optimize', () => {
+  it('writes the transformers.js file names for every precision asked, and reports each pass', () => {
+    const out = path.join(work, 'all-precisions')
+    const r = albertkit('convert', fixtureDir('albert-mlm'), '--out', out, '--precision', 'fp32,int8,int4,fp16', '--json', '--no-verify')
+    assert.equal(r.code, 0, r.stderr)
+    const report = JSON.parse(r.stdout)
+    const files = ['onnx/model.onnx', 'onnx/model_int8.onnx', 'onnx/model_q4.onnx', 'onnx/model_fp16.onnx']
+    assert.deepEqual(report.artifacts.map((a: { path: string }) => a.path), files)
+    for (const a of report.artifacts) {
+      assert.equal(a.bytes, fs.statSync(path.join(out, a.path)).size)
+      assert.ok(a.passes.length >= 3, 'passes recorded')
+    }
+    const int8 = report.artifacts[1]
+    const q = int8.passes.find((p: { pass: string }) => p.pass === 'quantize-int8')
+    assert.ok(q.changed && q.after.initializerBytes < q.before.initializerBytes)
+    assert.match(r.stderr, /quantize-int8 +changed; nodes \d+→\d+, tensors \d+→\d+, MB/)
+    assert.ok(report.artifacts[1].bytes < report.artifacts[0].bytes, "the int8 file is the smaller")
+  })
+
+  it('rejects an unknown precision and an unknown pass in one line', () => {
+    const bad = albertkit('convert', fixtureDir('albert-model'), '--out', path.join(work, 'x1'), '--precision', 'int3')
+    assert.equal(bad.code, 1)
+    assert.match(bad.stderr, /unknown precision 'int3'/)
+    const model = path.join(fixtureDir('albert-model'), 'export', 'model.onnx')
+    const badPass = albertkit('optimize', model, '--out', path.join(work, 'x.onnx'), '--passes', 'dedup,shrink')
+    assert.equal(badPass.code, 1)
+    assert.match(badPass.stderr, /unknown pass 'shrink'/)
+    assert.ok(!fs.existsSync(path.join(work, 'x.onnx')))
+  })
+
+  it('optimize quantizes a torch export and prints what each pass did', () => {
+    const model = path.join(fixtureDir('albert-model'), 'export', 'model.onnx')
+    const out = path.join(work, 'opt', 'model_int8.onnx')
+    const r = albertkit('optimize', model, '--out', out, '--passes', 'dedup,quantize-int8')
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /^dedup +changed;/m)
+    assert.match(r.stdout, /^quantize-int8 +changed;.*weightsQuantized 11/m)
+    assert.ok(fs.statSync(out).size < fs.statSync(model).size)
+    const again = albertkit('optimize', model, '--out', out, '--passes', 'dedup')
+    assert.equal(again.code, 1, 'does not overwrite without --force')
+  })
+
+  it('optimize reports a damaged ONNX file in one line', () => {
+    const file = path.join(work, 'broken.onnx')
+    fs.writeFileSync(file, Buffer.from([0x0a, 0xff, 0xff, 0x01, 0x02]))
+    const r = albertkit('optimize', file, '--out', path.join(work, 'y.onnx'))
+    assert.equal(r.code, 1)
+    assert.equal(r.stderr.trim().split('\n').length, 1)
+    assert.match(r.stderr, /broken.onnx: not a valid ONNX model/)
+  })
+})
+
 describe('albertkit convert on malformed input', () => {
   const out = () => path.join(work, `fail-${Math.random().toString(36).slice(2)}`)
 

@@ -80,10 +80,10 @@ describe('graph structure', () => {
 })
 
 describe('albert-base-shaped checkpoint', () => {
-  it('converts to one initializer per checkpoint tensor, file within 1% of the checkpoint', () => {
+  it("converts to one initializer per checkpoint tensor, file within 1% of the checkpoint", async () => {
     const dir = writeSyntheticCheckpoint(path.join(tempDir(), 'base'), ALBERT_BASE)
     const out = path.join(tempDir(), 'out')
-    const report = convert({ checkpoint: dir, out })
+    const report = await convert({ checkpoint: dir, out })
     const ckptBytes = fs.statSync(path.join(dir, 'model.safetensors')).size
     const onnxBytes = fs.statSync(path.join(out, 'onnx/model.onnx')).size
     assert.ok(Math.abs(onnxBytes / ckptBytes - 1) < 0.01, `onnx ${onnxBytes} vs checkpoint ${ckptBytes}`)

@@ -4,6 +4,12 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { readSafetensors } from '../../src/checkpoint/safetensors.js'
 import type { Tensor } from '../../src/ir/tensor.js'
+import { openCheckpoint } from '../../src/checkpoint/index.js'
+import { buildAlbert, resolveTask } from '../../src/builder/albert.js'
+import type { Model } from '../../src/ir/graph.js'
+import { modelBytes } from '../../src/onnx/file.js'
+import { createSession, runSession, type SessionOptions } from '../../src/verify/runtime.js'
+import { compareOutputs, type Parity } from '../../src/verify/compare.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 export const FIXTURES = path.join(ROOT, 'fixtures')
@@ -45,4 +51,30 @@ export function copyFixture(name: string): string {
   const dest = path.join(tempDir(), name)
   fs.cpSync(fixtureDir(name), dest, { recursive: true })
   return dest
+}
+
+/** The fp32 graph albertkit builds for a committed fixture. */
+export function buildFixture(name: string): Model {
+  const ckpt = openCheckpoint(fixtureDir(name))
+  const task = resolveTask(ckpt.config, undefined, ckpt.configFile)
+  return buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model
+}
+
+/** Run a model (IR or file path) on a fixture's inputs with onnxruntime; outputs by name. */
+export async function runOnFixture(model: Model | string, name: string, opts: SessionOptions = {}) {
+  const session = await createSession(typeof model === 'string' ? model : modelBytes(model), opts)
+  return runSession(session, fixtureInputs(name))
+}
+
+/** Parity of every output against the fixture's transformers golden. */
+export async function parityWithGolden(model: Model | string, name: string, opts: SessionOptions = {}): Promise<Map<string, Parity>> {
+  const outputs = await runOnFixture(model, name, opts)
+  const golden = fixtureGolden(name)
+  const result = new Map<string, Parity>()
+  for (const [k, ref] of golden) {
+    const got = outputs.get(k)
+    if (!got) throw new Error(`model has no output '${k}'`)
+    result.set(k, compareOutputs(ref.toFloat32(), got.data, ref.dims[ref.dims.length - 1]))
+  }
+  return result
 }

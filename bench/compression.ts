@@ -1,0 +1,116 @@
+/**
+ * Compression figures on albert-base: time of each pass, size of each precision, cosine of each
+ * output to transformers' own outputs, and the same on torch exports (plain and unrolled).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { openCheckpoint } from '../src/checkpoint/index.js'
+import { readSafetensors } from '../src/checkpoint/safetensors.js'
+import { buildAlbert, resolveTask } from '../src/builder/albert.js'
+import { cloneModel, type Model } from '../src/ir/graph.js'
+import { DataType } from '../src/ir/dtype.js'
+import { modelBytes, readModelFile } from '../src/onnx/file.js'
+import { passByName } from '../src/passes/index.js'
+import { runPasses } from '../src/passes/pass.js'
+import { createSession, runSession } from '../src/verify/runtime.js'
+import { compareOutputs } from '../src/verify/compare.js'
+import { median } from './measure.js'
+
+export interface PrecisionRow {
+  precision: string
+  bytes: number
+  cosines: Record<string, number>
+}
+
+export interface CompressionFigures {
+  checkpoint: string
+  passMs: Record<string, number>
+  precisions: PrecisionRow[]
+  torchExport?: { bytes: number; floatMatricesLeft: number; cosines: Record<string, number> }
+  unrolledExport?: { bytesBefore: number; bytesAfter: number }
+}
+
+const PRECISION_PASS: Record<string, string | undefined> = { fp32: undefined, int8: 'quantize-int8', int4: 'quantize-int4', fp16: 'fp16' }
+
+function build(dir: string): Model {
+  const ckpt = openCheckpoint(dir)
+  const task = resolveTask(ckpt.config, undefined, ckpt.configFile)
+  return buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model
+}
+
+/** Cosine of every output to the golden, running `bytes` with onnxruntime (CPU, default optimizations). */
+export async function cosinesToGolden(model: Uint8Array | string, dir: string): Promise<Record<string, number>> {
+  const golden = readSafetensors(path.join(dir, 'golden.safetensors')).tensors
+  const inputs = readSafetensors(path.join(dir, 'inputs.safetensors')).tensors
+  const out = await runSession(await createSession(model, { intraOpThreads: 1 }), inputs)
+  const result: Record<string, number> = {}
+  for (const [name, ref] of golden) result[name] = compareOutputs(ref.toFloat32(), out.get(name)!.data).cosine
+  return result
+}
+
+/** Median time of a pass over `runs` fresh copies of the model. */
+async function timePass(model: Model, pass: string, runs: number): Promise<number> {
+  const times: number[] = []
+  for (let i = 0; i < runs; i++) {
+    const copy = cloneModel(model)
+    const [r] = await runPasses(copy, [passByName(pass)])
+    times.push(r!.ms)
+  }
+  return median(times)
+}
+
+export async function compressionFigures(dir: string, runs: number): Promise<CompressionFigures> {
+  const hasGolden = fs.existsSync(path.join(dir, 'golden.safetensors'))
+  const base = build(dir)
+  const passMs: Record<string, number> = {}
+  for (const pass of ['dedup', 'quantize-int8', 'quantize-int4', 'fp16']) passMs[pass] = await timePass(base, pass, runs)
+  const precisions: PrecisionRow[] = []
+  for (const [precision, pass] of Object.entries(PRECISION_PASS)) {
+    const m = cloneModel(base)
+    if (pass) await runPasses(m, [passByName(pass)])
+    const bytes = modelBytes(m)
+    precisions.push({ precision, bytes: bytes.byteLength, cosines: hasGolden ? await cosinesToGolden(bytes, dir) : {} })
+  }
+  const figures: CompressionFigures = { checkpoint: dir, passMs, precisions }
+  const exported = path.join(dir, 'export', 'model.onnx')
+  if (fs.existsSync(exported)) {
+    const m = readModelFile(exported)
+    await runPasses(m, ['dedup', 'quantize-int8'].map(passByName))
+    const bytes = modelBytes(m)
+    const floatMatricesLeft = m.graph.initializers.filter((v) => v.const!.dtype === DataType.FLOAT && v.const!.dims.length === 2).length
+    figures.torchExport = { bytes: bytes.byteLength, floatMatricesLeft, cosines: hasGolden ? await cosinesToGolden(bytes, dir) : {} }
+  }
+  const unrolled = path.join(dir, 'export-unshared', 'model.onnx')
+  if (fs.existsSync(unrolled)) {
+    const m = readModelFile(unrolled)
+    await runPasses(m, [passByName('dedup')])
+    figures.unrolledExport = { bytesBefore: fs.statSync(unrolled).size, bytesAfter: modelBytes(m).byteLength }
+  }
+  return figures
+}
+
+const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`
+const cos = (c: Record<string, number>) =>
+  Object.entries(c)
+    .map(([k, v]) => `${k} ${v.toFixed(6)}`)
+    .join(', ') || '(no golden)'
+
+export function printCompression(f: CompressionFigures): void {
+  console.log(`\n### Compression on ${path.relative(process.cwd(), f.checkpoint)}\n`)
+  console.log('| pass | median time |')
+  console.log('|---|---|')
+  let total = 0
+  for (const [pass, ms] of Object.entries(f.passMs)) {
+    total += ms
+    console.log(`| ${pass} | ${ms.toFixed(0)} ms |`)
+  }
+  console.log(`| all four | ${total.toFixed(0)} ms (goal ≤ 1000 ms) |`)
+  console.log('\n| precision | size | cosine to transformers |')
+  console.log('|---|---|---|')
+  for (const p of f.precisions) console.log(`| ${p.precision} | ${mb(p.bytes)} | ${cos(p.cosines)} |`)
+  if (f.torchExport) {
+    const t = f.torchExport
+    console.log(`| torch export → dedup,quantize-int8 | ${mb(t.bytes)} (${t.floatMatricesLeft} float matrices left) | ${cos(t.cosines)} |`)
+  }
+  if (f.unrolledExport) console.log(`| unrolled export → dedup | ${mb(f.unrolledExport.bytesBefore)} → ${mb(f.unrolledExport.bytesAfter)} | |`)
+}
