@@ -8,6 +8,8 @@ import type { Tensor } from '../ir/tensor.js'
 import { fail } from '../util/errors.js'
 import { readConfig, type AlbertConfig } from './config.js'
 import { readSafetensors } from './safetensors.js'
+import { readTorchBin } from './torch-bin.js'
+import { findTfCheckpoint, readTfCheckpoint } from './tf-checkpoint.js'
 
 export interface WeightEntry {
   tensor: Tensor
@@ -19,7 +21,7 @@ export interface Checkpoint {
   dir: string
   configFile: string
   config: AlbertConfig
-  format: 'safetensors' | 'safetensors-sharded'
+  format: 'safetensors' | 'safetensors-sharded' | 'pytorch-bin' | 'pytorch-bin-sharded' | 'tf-checkpoint'
   /** Files that hold the weights, in reading order. */
   weightFiles: string[]
   weights: Map<string, WeightEntry>
@@ -28,6 +30,9 @@ export interface Checkpoint {
 /** Weight file layouts albertkit reads, in order of preference. */
 const SAFETENSORS = 'model.safetensors'
 const SAFETENSORS_INDEX = 'model.safetensors.index.json'
+const TORCH_BIN = 'pytorch_model.bin'
+const TORCH_BIN_INDEX = 'pytorch_model.bin.index.json'
+const TF_CONFIG = 'albert_config.json'
 
 /** Open a Hugging Face checkpoint folder (or a file inside one). */
 export function openCheckpoint(where: string): Checkpoint {
@@ -39,6 +44,12 @@ export function openCheckpoint(where: string): Checkpoint {
     fail(where, 'no such file or folder')
   }
   if (stat.isFile()) dir = path.dirname(dir)
+  // An original Google checkpoint: albert_config.json beside model.ckpt-N.index and its data files.
+  const tfConfig = path.join(dir, TF_CONFIG)
+  if (!fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(tfConfig)) {
+    const tf = readTfCheckpoint(dir, tfConfig)
+    return { dir, configFile: tfConfig, config: tf.config, format: 'tf-checkpoint', weightFiles: tf.weightFiles, weights: tf.weights }
+  }
   const configFile = path.join(dir, 'config.json')
   const config = readConfig(configFile)
 
@@ -51,11 +62,25 @@ export function openCheckpoint(where: string): Checkpoint {
     return { dir, configFile, config, format: 'safetensors', weightFiles: [single], weights }
   }
   if (fs.existsSync(index)) return { dir, configFile, config, format: 'safetensors-sharded', ...readShardedSafetensors(index) }
-  fail(dir, `no weights found (looked for ${SAFETENSORS} and ${SAFETENSORS_INDEX})`)
+  const bin = path.join(dir, TORCH_BIN)
+  if (fs.existsSync(bin)) {
+    const weights = new Map<string, WeightEntry>()
+    for (const [name, tensor] of readTorchBin(bin)) weights.set(name, { tensor, file: bin })
+    return { dir, configFile, config, format: 'pytorch-bin', weightFiles: [bin], weights }
+  }
+  const binIndex = path.join(dir, TORCH_BIN_INDEX)
+  if (fs.existsSync(binIndex)) return { dir, configFile, config, format: 'pytorch-bin-sharded', ...readShards(binIndex, readTorchBin) }
+  if (findTfCheckpoint(dir)) fail(dir, `found a TensorFlow checkpoint but no ${TF_CONFIG} (and no config.json)`)
+  fail(dir, `no weights found (looked for ${SAFETENSORS}, ${SAFETENSORS_INDEX}, ${TORCH_BIN}, ${TORCH_BIN_INDEX} and a TensorFlow model.ckpt)`)
 }
 
 /** Sharded safetensors: the index maps each tensor to a shard; every shard is read once. */
 export function readShardedSafetensors(indexFile: string): { weightFiles: string[]; weights: Map<string, WeightEntry> } {
+  return readShards(indexFile, (file) => readSafetensors(file).tensors)
+}
+
+/** A sharded checkpoint: the index maps each tensor to a shard; every shard is read once with `read`. */
+function readShards(indexFile: string, read: (file: string) => Map<string, Tensor>): { weightFiles: string[]; weights: Map<string, WeightEntry> } {
   let json: unknown
   try {
     json = JSON.parse(fs.readFileSync(indexFile, 'utf8'))
@@ -79,13 +104,13 @@ export function readShardedSafetensors(indexFile: string): { weightFiles: string
   for (const [shard, names] of byShard) {
     const file = path.join(dir, shard)
     if (!fs.existsSync(file)) fail(file, `shard listed in ${path.basename(indexFile)} is missing`)
-    const st = readSafetensors(file)
+    const tensors = read(file)
     weightFiles.push(file)
     for (const name of names) {
-      const tensor = st.tensors.get(name)
+      const tensor = tensors.get(name)
       if (!tensor) fail(file, `tensor '${name}' is listed in ${path.basename(indexFile)} but not in this shard`)
     }
-    for (const [name, tensor] of st.tensors) {
+    for (const [name, tensor] of tensors) {
       const prev = weights.get(name)
       if (prev) fail(file, `tensor '${name}' is also in ${path.basename(prev.file)}`)
       if (!names.has(name)) fail(file, `tensor '${name}' is in this shard but ${path.basename(indexFile)} does not list it here`)

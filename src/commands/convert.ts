@@ -4,6 +4,7 @@ import { convert } from '../pipeline/convert.js'
 import { TASKS } from '../builder/albert.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
 import { PRECISIONS, parsePrecisions } from '../recipes/precision.js'
+import { TARGETS, targetPlans } from '../recipes/targets.js'
 import { inputSpecFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
 
 export default class Convert extends AlbertkitCommand {
@@ -21,6 +22,7 @@ export default class Convert extends AlbertkitCommand {
     out: Flags.string({ char: 'o', description: 'output folder', required: true }),
     task: Flags.string({ description: `head to build (default: from config.architectures): ${TASKS.join(', ')}` }),
     force: Flags.boolean({ char: 'f', description: 'replace the output folder if it exists', default: false }),
+    target: Flags.string({ description: `optimize for a deployment target: ${TARGETS.join(', ')} (fixes the models emitted; see the README)` }),
     precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (files model.onnx, model_int8.onnx, model_q4.onnx, model_fp16.onnx)`, default: 'fp32' }),
     verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true }),
     ...verifyFlags,
@@ -36,6 +38,7 @@ export default class Convert extends AlbertkitCommand {
       task: flags.task,
       force: flags.force,
       precisions: parsePrecisions(flags.precision),
+      ...(flags.target ? { plans: targetPlans(flags.target) } : {}),
       ...passOptionsFrom(flags),
       noVerify: !flags.verify,
       inputs: inputSpecFrom(flags),

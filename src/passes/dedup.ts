@@ -11,6 +11,7 @@
 import type { Graph, Model, Node, Value } from '../ir/graph.js'
 import { attrInt, attrInts } from '../ir/graph.js'
 import { byteLengthOf } from '../ir/dtype.js'
+import { evaluateNode } from '../ir/evaluate.js'
 import { equalTensorGroups } from '../report/stats.js'
 import type { Pass, PassResult } from './pass.js'
 import { sweep } from './remove-unused.js'
@@ -40,12 +41,12 @@ export const dedup: Pass = {
   },
 }
 
-/** Constant nodes with a `value` tensor become initializers (so they can be merged too). */
+/** Constant nodes (any of their value forms) become initializers, so they can be merged too. */
 function constantNodesToInitializers(g: Graph): number {
   const outputs = new Set(g.outputs)
   let n = 0
   for (const node of [...g.nodes]) {
-    const t = node.opType === 'Constant' && node.domain === '' ? node.attr('value')?.t : undefined
+    const t = node.opType === 'Constant' && node.domain === '' ? evaluateNode(node)?.[0] : undefined
     const out = node.outputs[0]
     if (!t || !out || outputs.has(out)) continue
     g.removeNode(node)

@@ -40,6 +40,12 @@ const FP16_OPS = new Set([
   'IsInf', 'Dropout', 'Cast', 'CastLike', 'ConstantOfShape',
 ])
 
+/**
+ * Fused com.microsoft ops whose float16 kernels accumulate in float32 (onnxruntime's CUDA kernels;
+ * on the CPU provider onnxruntime runs them through Casts to float32).
+ */
+const FP16_CONTRIB_OPS = new Set(['Attention', 'MultiHeadAttention', 'SkipLayerNormalization', 'FastGelu', 'BiasGelu', 'Gelu', 'QuickGelu'])
+
 /** Ops a mask passes through on its way to the scores: element-wise and data movement. */
 const MASK_OPS = new Set([
   'Add', 'Sub', 'Mul', 'Div', 'Neg', 'Where', 'Min', 'Max', 'Clip', 'Cast', 'Identity', 'Reshape', 'Unsqueeze', 'Squeeze',
@@ -175,6 +181,7 @@ function planNodes(ctx: Context, options: PassOptions): void {
 }
 
 function fp16Capable(n: Node): boolean {
+  if (n.domain === 'com.microsoft') return FP16_CONTRIB_OPS.has(n.opType)
   if (!isStd(n) || !FP16_OPS.has(n.opType)) return false
   if (n.opType === 'Cast') return n.attrInt('to') === DataType.FLOAT
   if (n.opType === 'ConstantOfShape') return (n.attr('value')?.t?.dtype ?? DataType.FLOAT) === DataType.FLOAT

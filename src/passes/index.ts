@@ -6,13 +6,17 @@ import { dedup } from './dedup.js'
 import { factorizationCheck } from './factorization-check.js'
 import { foldConstants } from './fold-constants.js'
 import { fp16 } from './fp16.js'
+import { fuseAttention } from './fuse-attention.js'
+import { fuseGelu } from './fuse-gelu.js'
+import { fuseLayerNorm } from './fuse-layernorm.js'
+import { fixShapes, quantizeQdq, quantizeWeights } from './mobile-stubs.js'
 import { quantizeInt8Pass } from './quantize-int8.js'
 import { quantizeInt4Pass } from './quantize-int4.js'
 import { removeUnused } from './remove-unused.js'
 import { sortAndName } from './sort-and-name.js'
 
 export const PASSES: ReadonlyMap<string, Pass> = new Map(
-  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8Pass, quantizeInt4Pass, fp16, factorizationCheck].map((p) => [p.name, p]),
+  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8Pass, quantizeInt4Pass, fp16, factorizationCheck, fuseAttention, fuseLayerNorm, fuseGelu, fixShapes, quantizeQdq, quantizeWeights].map((p) => [p.name, p]),
 )
 
 export function passByName(name: string): Pass {

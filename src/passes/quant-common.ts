@@ -17,6 +17,7 @@ import { sweep } from './remove-unused.js'
 export type Use =
   | { kind: 'linear'; node: Node; orientation: 'KN' | 'NK'; via?: Node }
   | { kind: 'lookup'; node: Node; op: 'Gather' | 'Slice' }
+  | { kind: 'attention'; node: Node }
 
 export interface WeightPlan {
   weight: Value
@@ -43,6 +44,21 @@ function linearOrientation(node: Node, slot: number): 'KN' | 'NK' | undefined {
   if (c && node.attrFloat('beta', 1) !== 1) return undefined
   if (node.inputs[0]?.const) return undefined
   return node.attrInt('transB', 0) ? 'NK' : 'KN'
+}
+
+/**
+ * A com.microsoft Attention whose packed Q/K/V weight (input 1) QAttention can take: default
+ * scale, no past state, no attention bias.
+ */
+function isQuantizableAttention(node: Node, slot: number): boolean {
+  if (node.opType !== 'Attention' || node.domain !== 'com.microsoft' || slot !== 1) return false
+  if (node.inputs.length > 4 || node.attrInt('unidirectional', 0) !== 0 || node.attrInt('do_rotary', 0) !== 0) return false
+  const heads = node.attrInt('num_heads')
+  const w = node.inputs[1]?.const
+  if (!heads || !w || w.dims.length !== 2 || w.dims[1]! % 3 !== 0) return false
+  const headDim = w.dims[1]! / 3 / heads
+  const scale = node.attrFloat('scale')
+  return scale === undefined || Math.abs(scale - 1 / Math.sqrt(headDim)) <= 1e-6 * scale
 }
 
 function lookupOp(node: Node, slot: number): 'Gather' | 'Slice' | undefined {
@@ -79,6 +95,10 @@ function usesOf(w: Value, opts: PassOptions): Use[] | undefined {
         if (node.outputs[0]!.isGraphOutput || !visit(node.outputs[0]!, node)) return false
         continue
       }
+      if (!via && isQuantizableAttention(node, slot)) {
+        uses.push({ kind: 'attention', node })
+        continue
+      }
       const orientation = linearOrientation(node, slot)
       if (orientation) {
         const flipped = via ? (orientation === 'KN' ? 'NK' : 'KN') : orientation
@@ -110,7 +130,7 @@ export function planWeights(graph: Graph, opts: PassOptions, accept: (uses: Use[
       continue
     }
     const hasLookup = uses.some((u) => u.kind === 'lookup')
-    const orientations = new Set(uses.flatMap((u) => (u.kind === 'linear' ? [u.orientation] : [])))
+    const orientations = new Set(uses.flatMap((u) => (u.kind === 'linear' ? [u.orientation] : u.kind === 'attention' ? ['KN' as const] : [])))
     // Output channels: rows of an NK matrix or of a lookup table, columns of a KN matrix.
     const wantAxis = new Set<0 | 1>([...orientations].map((o) => (o === 'NK' ? 0 : 1)))
     if (hasLookup) wantAxis.add(0)
@@ -305,6 +325,7 @@ export function applyInt8(model: Model, plans: WeightPlan[], contrib: boolean): 
     const [R, C] = plan.weight.const!.dims as [number, number]
     for (const use of plan.uses) {
       if (use.kind === 'lookup') rewriteLookup(graph, use, stored, plan.perTensor)
+      else if (use.kind === 'attention') rewriteAttention(graph, use.node, stored, dql)
       else rewriteLinear(graph, use, stored, use.orientation === 'NK' ? R : C, contrib, dql)
       readers++
     }
@@ -315,6 +336,31 @@ export function applyInt8(model: Model, plans: WeightPlan[], contrib: boolean): 
     sweep(graph)
   }
   return readers
+}
+
+/** The activation quantized once per value (uint8, scale, zero point), shared by its readers. */
+function quantizedActivation(graph: Graph, a: Value, before: Node, dql: Map<Value, Value[]>): [Value, Value, Value] {
+  let q = dql.get(a)
+  if (!q) {
+    const d = graph.addNode('DynamicQuantizeLinear', [a], [`${a.name}_quant`, `${a.name}_scale`, `${a.name}_zero_point`], {
+      name: graph.uniqueNodeName(`${a.name}_DynamicQuantizeLinear`),
+    })
+    graph.moveLastBefore(before)
+    q = d.outputs as Value[]
+    dql.set(a, q)
+  }
+  return q as [Value, Value, Value]
+}
+
+/** Attention with an int8 packed weight: QAttention on the dynamically quantized input. */
+function rewriteAttention(graph: Graph, node: Node, stored: StoredWeight, dql: Map<Value, Value[]>): void {
+  const [aq, aScale, aZero] = quantizedActivation(graph, node.inputs[0]!, node, dql)
+  const inputs = [aq, stored.q, node.inputs[2] ?? null, aScale, stored.floatScale(), node.inputs[3] ?? null, aZero]
+  graph.replaceNode(node, 'QAttention', inputs, {
+    name: graph.uniqueNodeName(node.name.replace(/Attention$/, 'QAttention') || 'QAttention'),
+    domain: 'com.microsoft',
+    attrs: node.attributes.filter((a) => a.name === 'num_heads' || a.name === 'mask_filter_value'),
+  })
 }
 
 function rewriteLinear(graph: Graph, use: Extract<Use, { kind: 'linear' }>, stored: StoredWeight, N: number, contrib: boolean, dql: Map<Value, Value[]>): void {
@@ -345,16 +391,7 @@ function rewriteLinear(graph: Graph, use: Extract<Use, { kind: 'linear' }>, stor
       ? insertBefore(graph, replaced, 'DynamicQuantizeMatMul', inputs, `${name}_quant`, 'com.microsoft')
       : graph.replaceNode(replaced, 'DynamicQuantizeMatMul', inputs, { name: graph.uniqueNodeName(`${name}_quant`), domain: 'com.microsoft' })
   } else {
-    let q = dql.get(a)
-    if (!q) {
-      const d = graph.addNode('DynamicQuantizeLinear', [a], [`${a.name}_quant`, `${a.name}_scale`, `${a.name}_zero_point`], {
-        name: graph.uniqueNodeName(`${a.name}_DynamicQuantizeLinear`),
-      })
-      graph.moveLastBefore(replaced)
-      q = d.outputs as Value[]
-      dql.set(a, q)
-    }
-    const [aq, aScale, aZero] = q as [Value, Value, Value]
+    const [aq, aScale, aZero] = quantizedActivation(graph, a, replaced, dql)
     const mm = insertBefore(graph, replaced, 'MatMulInteger', [aq, b, aZero], `${name}_MatMulInteger`)
     const f = insertBefore(graph, replaced, 'Cast', [mm.outputs[0]!], `${name}_cast`, '', [attrInt('to', DataType.FLOAT)])
     const scale = insertBefore(graph, replaced, 'Mul', [aScale, stored.floatScale()], `${name}_scale`)

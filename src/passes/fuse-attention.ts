@@ -1,0 +1,297 @@
+/**
+ * fuse-attention: the self-attention block — three projections of one input, reshape and
+ * transpose into heads, Q·Kᵀ scaled, plus the additive padding mask, Softmax, ·V, heads merged
+ * back — becomes one com.microsoft Attention node with Q, K and V packed into one [in, 3·out]
+ * weight. ALBERT's layers share that weight: it is packed once and read by every layer call.
+ * The padding mask is given to Attention as the raw int32 mask (0 = padded key), which is what
+ * the additive mask was computed from. Matches albertkit's graphs (Gemm, 2-D hidden state) and
+ * torch exports (MatMul + Add, 3-D). Safe: the op computes the same function; skipped when any
+ * piece of the pattern is missing or read elsewhere.
+ */
+import { DataType } from '../ir/dtype.js'
+import { attrFloat, attrInt, type Graph, type Model, type Node, type Value } from '../ir/graph.js'
+import { Tensor } from '../ir/tensor.js'
+import { inferTypes } from '../ir/infer.js'
+import type { Pass, PassResult } from './pass.js'
+import { sweep } from './remove-unused.js'
+
+export const fuseAttention: Pass = {
+  name: 'fuse-attention',
+  description: 'self-attention blocks → com.microsoft Attention with packed QKV weights',
+  run(model: Model): PassResult {
+    const g = model.graph
+    g.toposort()
+    inferTypes(g)
+    const ctx: Context = { packed: new Map(), masks: new Map(), shapes: new Map() }
+    let fused = 0
+    for (const sm of [...g.nodes]) {
+      if (sm.opType !== 'Softmax' || sm.domain !== '' || !g.nodes.includes(sm)) continue
+      const block = matchBlock(sm)
+      if (block && rewrite(g, block, ctx)) fused++
+    }
+    if (fused) {
+      model.requireOpset('com.microsoft', 1)
+      sweep(g)
+    }
+    return { changed: fused > 0, stats: { blocksFused: fused, packedWeights: ctx.packed.size } }
+  },
+}
+
+/** y = x·B + b, with B stored as W ('KN': B = W; 'NK': B = Wᵀ). */
+export interface Linear {
+  x: Value
+  weight: Value
+  orientation: 'KN' | 'NK'
+  bias: Value | null
+  /** the nodes computing it */
+  nodes: Node[]
+}
+
+/** Recognize a linear layer: Gemm(x, W, b) or MatMul(x, W) with an optional Add of a bias vector. */
+export function linearOf(v: Value | null | undefined): Linear | undefined {
+  const n = v?.producer
+  if (!n || n.domain !== '') return undefined
+  const isMatrix = (w: Value | null | undefined) => !!w?.const && w.const.dims.length === 2 && w.const.dtype === DataType.FLOAT
+  const isVector = (b: Value | null | undefined) => !!b?.const && b.const.dims.length === 1 && b.const.dtype === DataType.FLOAT
+  if (n.opType === 'Gemm') {
+    if (n.attrInt('transA', 0) || n.attrFloat('alpha', 1) !== 1 || (n.inputs[2] && n.attrFloat('beta', 1) !== 1)) return undefined
+    const [x, w, b] = n.inputs
+    if (!x || !isMatrix(w) || (b && !isVector(b))) return undefined
+    return { x, weight: w!, orientation: n.attrInt('transB', 0) ? 'NK' : 'KN', bias: b ?? null, nodes: [n] }
+  }
+  if (n.opType === 'MatMul' && isMatrix(n.inputs[1]) && n.inputs[0]) return { x: n.inputs[0], weight: n.inputs[1]!, orientation: 'KN', bias: null, nodes: [n] }
+  if (n.opType === 'Add') {
+    for (const [a, b] of [[n.inputs[0], n.inputs[1]], [n.inputs[1], n.inputs[0]]] as const) {
+      const mm = a?.producer
+      if (mm?.opType === 'MatMul' && mm.domain === '' && isVector(b) && isMatrix(mm.inputs[1]) && mm.inputs[0] && a!.consumers.length === 1) {
+        return { x: mm.inputs[0], weight: mm.inputs[1]!, orientation: 'KN', bias: b!, nodes: [mm, n] }
+      }
+    }
+  }
+  return undefined
+}
+
+/** Output width of a linear layer. */
+export function outWidth(l: Linear): number {
+  const [r, c] = l.weight.const!.dims as [number, number]
+  return l.orientation === 'NK' ? r : c
+}
+
+interface Block {
+  q: Linear
+  k: Linear
+  v: Linear
+  heads: number
+  headDim: number
+  scale: number
+  mask: Value
+  /** shape [B, S, heads, headDim] of the Q reshape (to recover [B, S]) */
+  headsShape: Value
+  /** the value the merged heads end in */
+  output: Value
+}
+
+const perm = (n: Node | null | undefined, p: number[]) => n?.opType === 'Transpose' && n.domain === '' && (n.attrInts('perm') ?? []).join() === p.join()
+
+/** Through Transpose(0,2,1,3) ← Reshape(lin, shape): the head split of a projection. */
+function headsOf(v: Value | null | undefined, permutation: number[]): { lin: Linear; shape: Value } | undefined {
+  const t = v?.producer
+  if (!perm(t, permutation)) return undefined
+  const r = t!.inputs[0]?.producer
+  if (r?.opType !== 'Reshape' || !r.inputs[0] || !r.inputs[1]) return undefined
+  const lin = linearOf(r.inputs[0])
+  return lin ? { lin, shape: r.inputs[1] } : undefined
+}
+
+/** Q·Kᵀ with its scale: Mul(MatMul, c), Div(MatMul, c) or a bare MatMul. */
+function scoresOf(v: Value): { mm: Node; scale: number } | undefined {
+  const n = v.producer
+  if (!n || n.domain !== '') return undefined
+  if (n.opType === 'MatMul') return { mm: n, scale: 1 }
+  if (n.opType !== 'Mul' && n.opType !== 'Div') return undefined
+  for (const [a, b] of [[n.inputs[0], n.inputs[1]], [n.inputs[1], n.inputs[0]]] as const) {
+    const c = b?.const?.size === 1 ? b.const.toNumbers()[0] : undefined
+    if (c === undefined || a?.producer?.opType !== 'MatMul') continue
+    if (n.opType === 'Div' && a !== n.inputs[0]) continue
+    return { mm: a.producer, scale: n.opType === 'Mul' ? c : 1 / c }
+  }
+  return undefined
+}
+
+/**
+ * The raw 2-D mask a mask bias was computed from: the first integer or boolean [batch, keys]
+ * value on the way back (the Cast input in albertkit's graphs; the flattened mask of multiple
+ * choice), or the graph input itself.
+ */
+function rawMask(v: Value): Value | undefined {
+  const queue: Value[] = [v]
+  const integral = (x: Value) => x.elemType === DataType.INT64 || x.elemType === DataType.INT32 || x.elemType === DataType.BOOL
+  for (let steps = 0; queue.length && steps < 16; steps++) {
+    const x = queue.shift()!
+    if (integral(x) && (x.shape === undefined || x.shape.length === 2)) return x
+    if (x.isGraphInput && !x.const) return x.shape?.length === 2 || x.shape === undefined ? x : undefined
+    const p = x.producer
+    if (!p || !['Unsqueeze', 'Cast', 'Sub', 'Mul', 'Reshape', 'Expand', 'Where', 'Not', 'Equal'].includes(p.opType)) continue
+    for (const i of p.inputs) if (i && !i.const) queue.push(i)
+  }
+  return undefined
+}
+
+/** Trailing constant ints of a shape value (a constant, or a Concat ending in constants). */
+function trailingConstants(shape: Value): number[] {
+  if (shape.const) return shape.const.toNumbers()
+  const p = shape.producer
+  if (p?.opType !== 'Concat') return []
+  const out: number[] = []
+  for (let i = p.inputs.length - 1; i >= 0; i--) {
+    const t = p.inputs[i]?.const
+    if (!t) break
+    out.unshift(...t.toNumbers())
+  }
+  return out
+}
+
+function matchBlock(sm: Node): Block | undefined {
+  const axis = sm.attrInt('axis', -1)
+  if (axis !== -1 && axis !== 3) return undefined
+  const add = sm.inputs[0]?.producer
+  if (add?.opType !== 'Add' || add.domain !== '') return undefined
+  let scores: { mm: Node; scale: number } | undefined
+  let maskBias: Value | undefined
+  for (const [a, b] of [[add.inputs[0], add.inputs[1]], [add.inputs[1], add.inputs[0]]] as const) {
+    const s = a ? scoresOf(a) : undefined
+    if (s && b) {
+      scores = s
+      maskBias = b
+      break
+    }
+  }
+  if (!scores || !maskBias) return undefined
+  const mask = rawMask(maskBias)
+  if (!mask) return undefined
+  const q = headsOf(scores.mm.inputs[0], [0, 2, 1, 3])
+  let k = headsOf(scores.mm.inputs[1], [0, 2, 3, 1])
+  if (!k) {
+    const t = scores.mm.inputs[1]?.producer
+    if (perm(t, [0, 1, 3, 2])) k = headsOf(t!.inputs[0], [0, 2, 1, 3])
+  }
+  const probs = sm.outputs[0]!
+  if (probs.consumers.length !== 1) return undefined
+  const pv = probs.consumers[0]!
+  if (pv.opType !== 'MatMul' || pv.inputs[0] !== probs) return undefined
+  const v = headsOf(pv.inputs[1], [0, 2, 1, 3])
+  if (!q || !k || !v) return undefined
+  if (q.lin.x !== k.lin.x || q.lin.x !== v.lin.x) return undefined
+  const merged = pv.outputs[0]!.consumers
+  if (merged.length !== 1 || !perm(merged[0], [0, 2, 1, 3])) return undefined
+  const reshape = merged[0]!.outputs[0]!.consumers
+  if (reshape.length !== 1 || reshape[0]!.opType !== 'Reshape') return undefined
+  const width = outWidth(q.lin)
+  if (outWidth(k.lin) !== width || outWidth(v.lin) !== width) return undefined
+  const tail = trailingConstants(q.shape)
+  let heads = tail.length >= 2 ? tail[tail.length - 2]! : 0
+  let headDim = tail.length >= 2 ? tail[tail.length - 1]! : 0
+  if (heads <= 0 || headDim <= 0 || heads * headDim !== width) {
+    headDim = headDim > 0 && width % headDim === 0 ? headDim : 0
+    heads = headDim ? width / headDim : 0
+  }
+  if (!heads || !headDim) return undefined
+  return { q: q.lin, k: k.lin, v: v.lin, heads, headDim, scale: scores.scale, mask, headsShape: q.shape, output: reshape[0]!.outputs[0]! }
+}
+
+interface Context {
+  packed: Map<string, { weight: Value; bias: Value }>
+  masks: Map<Value, Value>
+  shapes: Map<Value, Value>
+}
+
+/** [in, out] float32 of a linear layer's weight. */
+function asKN(l: Linear): { data: Float32Array; K: number; N: number } {
+  const t = l.weight.const!
+  const [r, c] = t.dims as [number, number]
+  const src = t.toFloat32()
+  if (l.orientation === 'KN') return { data: src, K: r, N: c }
+  const out = new Float32Array(r * c)
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j]!
+  return { data: out, K: c, N: r }
+}
+
+function pack(g: Graph, b: Block, ctx: Context): { weight: Value; bias: Value } {
+  const key = [b.q.weight, b.k.weight, b.v.weight, b.q.bias, b.k.bias, b.v.bias].map((v) => v?.name ?? '-').join('|')
+  let p = ctx.packed.get(key)
+  if (p) return p
+  const parts = [b.q, b.k, b.v].map(asKN)
+  const K = parts[0]!.K
+  const N = parts[0]!.N
+  const w = new Float32Array(K * 3 * N)
+  for (let r = 0; r < K; r++) parts.forEach((part, i) => w.set(part.data.subarray(r * N, (r + 1) * N), r * 3 * N + i * N))
+  const bias = new Float32Array(3 * N)
+  ;[b.q, b.k, b.v].forEach((l, i) => {
+    if (l.bias) bias.set(l.bias.const!.toFloat32(), i * N)
+  })
+  const base = b.q.weight.name.replace(/query\.weight$/, 'qkv')
+  p = {
+    weight: g.addInitializer(g.uniqueName(`${base === b.q.weight.name ? `${base}.qkv` : base}.weight`), Tensor.fromFloat32([K, 3 * N], w)),
+    bias: g.addInitializer(g.uniqueName(`${base === b.q.weight.name ? `${base}.qkv` : base}.bias`), Tensor.fromFloat32([3 * N], bias)),
+  }
+  ctx.packed.set(key, p)
+  return p
+}
+
+function newNode(g: Graph, before: Node, op: string, inputs: (Value | null)[], name: string, attrs = [] as ReturnType<typeof attrInt>[], domain = ''): Value {
+  const n = g.addNode(op, inputs, [name], { name: g.uniqueNodeName(name), attrs, domain })
+  g.moveLastBefore(before)
+  return n.outputs[0]!
+}
+
+function rewrite(g: Graph, b: Block, ctx: Context): boolean {
+  const first = b.q.nodes[0]!
+  const packed = pack(g, b, ctx)
+  let mask = ctx.masks.get(b.mask)
+  if (!mask) {
+    mask = newNode(g, g.nodes[0]!, 'Cast', [b.mask], `${b.mask.name}_int32`, [attrInt('to', DataType.INT32)])
+    ctx.masks.set(b.mask, mask)
+  }
+  // Attention takes [B, S, hidden]: a 2-D hidden state is viewed as 3-D through the [B, S] of the
+  // head reshape (one shape computation for the whole model, shared by every layer).
+  let input = b.q.x
+  const rank = input.shape?.length ?? (input.producer?.opType === 'Reshape' ? input.producer.inputs[1]?.const?.size : undefined)
+  if (rank !== 3) {
+    let shape3 = ctx.shapes.get(b.headsShape)
+    if (!shape3) {
+      const where = b.headsShape.producer ? nextAfter(g, b.headsShape.producer) : g.nodes[0]!
+      const bs = newNode(g, where, 'Slice', [b.headsShape, constInts(g, [0]), constInts(g, [2])], `${b.headsShape.name}_batch_seq`)
+      shape3 = newNode(g, where, 'Concat', [bs, constInts(g, [b.heads * b.headDim])], `${b.headsShape.name}_hidden`, [attrInt('axis', 0)])
+      ctx.shapes.set(b.headsShape, shape3)
+    }
+    input = newNode(g, first, 'Reshape', [input, shape3], `${first.name || 'attention'}_input_3d`)
+  }
+  const attrs = [attrInt('num_heads', b.heads), attrFloat('scale', b.scale)]
+  const name = first.name ? first.name.replace(/\/[^/]*$/, '') + '/Attention' : 'Attention'
+  let out = newNode(g, first, 'Attention', [input, packed.weight, packed.bias, mask], name, attrs, 'com.microsoft')
+  const outRank = b.output.producer?.inputs[1]?.const?.size
+  if (outRank !== 3) out = newNode(g, first, 'Reshape', [out, constInts(g, [-1, b.heads * b.headDim])], `${name}_2d`)
+  g.replaceAllUses(b.output, out)
+  return true
+}
+
+function nextAfter(g: Graph, n: Node): Node {
+  const i = g.nodes.indexOf(n)
+  return g.nodes[i + 1] ?? n
+}
+
+const intConsts = new WeakMap<Graph, Map<string, Value>>()
+
+/** An int64 vector constant, one per graph and content. */
+export function constInts(g: Graph, values: number[]): Value {
+  let cache = intConsts.get(g)
+  if (!cache) intConsts.set(g, (cache = new Map()))
+  const key = values.join(',')
+  let v = cache.get(key)
+  if (!v || !g.values.has(v.name)) {
+    v = g.addInitializer(g.uniqueName(`const_i64_${values.join('_').replace(/-/g, 'm')}`), Tensor.fromInt64([values.length], values))
+    cache.set(key, v)
+  }
+  return v
+}
+
