@@ -9,6 +9,8 @@ import path from 'node:path'
 import { ROOT, medianRuns } from './measure.js'
 import { ALBERT_BASE, writeSyntheticCheckpoint } from '../test/support/synthetic.js'
 import { compressionFigures, printCompression, type CompressionFigures } from './compression.js'
+import { chainFigures, printChain, type ChainFigures } from './chain.js'
+import { largeFigures, printLarge, type LargeFigures } from './large.js'
 
 const RUNS = 5
 
@@ -56,6 +58,17 @@ async function main(): Promise<void> {
     compression.push(f)
   }
 
+  let chain: ChainFigures | undefined
+  const chainDir = fs.existsSync(path.join(hfinit, 'model.safetensors')) ? hfinit : dir
+  chain = await chainFigures(chainDir, 15)
+  printChain(chain)
+
+  let large: LargeFigures | undefined
+  if (process.argv.includes('--large')) {
+    large = largeFigures()
+    printLarge(large)
+  }
+
   const results = {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version },
@@ -63,6 +76,8 @@ async function main(): Promise<void> {
     runs: RUNS,
     convert: { medianSeconds: convert.seconds, medianPeakMB: convert.peakMB, all: convert.runs, onnxMB },
     compression,
+    chain,
+    large,
   }
   const file = path.join(ROOT, 'bench', 'results.json')
   fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n')

@@ -105,6 +105,8 @@ class WeightSource {
       fail(file, `tensor '${key}' has shape [${tensor.dims.join(', ')}], expected [${shape.join(', ')}]`)
     }
     let t = tensor
+    const bad = firstNonFinite(t)
+    if (bad !== undefined) fail(file, `tensor '${key}' holds a non-finite value (${bad}); the checkpoint is damaged`)
     if (t.dtype !== DataType.FLOAT) {
       if (t.dtype !== DataType.FLOAT16 && t.dtype !== DataType.BFLOAT16 && t.dtype !== DataType.DOUBLE) {
         fail(file, `tensor '${key}' is ${dtypeName(t.dtype)}, expected a floating-point type`)
@@ -116,6 +118,17 @@ class WeightSource {
     this.used.add(key)
     return v
   }
+}
+
+/** The first NaN or ±Infinity in a float tensor, if any. */
+function firstNonFinite(t: Tensor): number | undefined {
+  if (t.dtype !== DataType.FLOAT && t.dtype !== DataType.FLOAT16 && t.dtype !== DataType.BFLOAT16 && t.dtype !== DataType.DOUBLE) return undefined
+  const v = t.toFloat32()
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i]!
+    if (x - x !== 0) return x
+  }
+  return undefined
 }
 
 export interface BuildOptions {

@@ -43,12 +43,19 @@ export function readModelFile(file: string): Model {
     }
     return data.subarray(ref.offset, ref.offset + length)
   }
+  let model: Model
   try {
-    return decodeModel(bytes, { external })
+    model = decodeModel(bytes, { external })
   } catch (e) {
     if (e instanceof DecodeError || e instanceof RangeError) fail(file, e.message)
     throw e
   }
+  try {
+    model.graph.toposort()
+  } catch (e) {
+    fail(file, `not a valid ONNX model: ${describe(e)}`)
+  }
+  return model
 }
 
 /** Encode a model in memory (for running it, or hashing it). */

@@ -148,11 +148,9 @@ export function planWeights(graph: Graph, opts: PassOptions, accept: (uses: Use[
 
 /** Round half to even, as numpy and onnxruntime round. */
 export function roundEven(x: number): number {
-  const f = Math.floor(x)
-  const d = x - f
-  if (d > 0.5) return f + 1
-  if (d < 0.5) return f
-  return f % 2 === 0 ? f : f + 1
+  const r = Math.round(x)
+  // Math.round takes halves up; a tie rounds to the even neighbour instead.
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r
 }
 
 export interface Int8Weight {
@@ -170,11 +168,15 @@ export function quantizeInt8(w: Tensor, channelAxis: 0 | 1, perTensor: boolean, 
   const [R, C] = w.dims as [number, number]
   const src = w.toFloat32()
   const channels = channelAxis === 0 ? R : C
-  const amax = new Float64Array(perTensor ? 1 : channels)
-  for (let r = 0; r < R; r++) {
-    for (let c = 0; c < C; c++) {
-      const a = Math.abs(src[r * C + c]!)
-      const k = perTensor ? 0 : channelAxis === 0 ? r : c
+  // Per-element scale index: 0 (per tensor), the row, or the column.
+  const rowStride = perTensor ? 0 : channelAxis === 0 ? 1 : 0
+  const colStride = perTensor ? 0 : channelAxis === 1 ? 1 : 0
+  const amax = new Float32Array(perTensor ? 1 : channels)
+  for (let r = 0, i = 0; r < R; r++) {
+    const kr = r * rowStride
+    for (let c = 0; c < C; c++, i++) {
+      const a = Math.abs(src[i]!)
+      const k = kr + c * colStride
       if (a > amax[k]!) amax[k] = a
     }
   }
@@ -184,12 +186,12 @@ export function quantizeInt8(w: Tensor, channelAxis: 0 | 1, perTensor: boolean, 
   const halves = halfScales ? float32ToHalfArray(scales) : undefined
   if (halves) halfArrayToFloat32(halves, scales)
   const out = new Int8Array(R * C)
-  for (let r = 0; r < R; r++) {
-    for (let c = 0; c < C; c++) {
-      const s = scales[perTensor ? 0 : channelAxis === 0 ? r : c]!
-      let q = roundEven(src[r * C + c]! / s)
+  for (let r = 0, i = 0; r < R; r++) {
+    const kr = r * rowStride
+    for (let c = 0; c < C; c++, i++) {
+      let q = roundEven(src[i]! / scales[kr + c * colStride]!)
       q = q > 127 ? 127 : q < -127 ? -127 : q
-      out[transposed ? c * R + r : r * C + c] = q
+      out[transposed ? c * R + r : i] = q
     }
   }
   const dims = transposed ? [C, R] : [R, C]

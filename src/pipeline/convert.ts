@@ -15,7 +15,19 @@ import { StagedDir } from '../util/atomic.js'
 import { UserError } from '../util/errors.js'
 import { graphParameterStats, checkpointParameterStats, factorization, type ParameterStats, type Factorization } from '../report/stats.js'
 import { digestCheckpoint, stampProvenance, type SourceDigest } from '../report/provenance.js'
-import { DEFAULT_INPUTS, formatVerdict, randomInputs, referenceOutputs, verifyCandidates, type ArtifactVerdict, type InputSpec, type Thresholds } from '../verify/verify.js'
+import {
+  DEFAULT_INPUTS,
+  formatVerdict,
+  randomInputs,
+  referenceOutputs,
+  verifyCandidates,
+  type ArtifactVerdict,
+  type InputSpec,
+  type OutputMap,
+  type Thresholds,
+} from '../verify/verify.js'
+import type { Tensor } from '../ir/tensor.js'
+import { graphFigures } from '../passes/pass.js'
 import { VERSION } from '../version.js'
 
 /** Files copied from the checkpoint folder next to the ONNX models when they exist. */
@@ -81,11 +93,12 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
 
   const inputSpec = opts.inputs ?? DEFAULT_INPUTS
   const feeds = opts.noVerify ? undefined : randomInputs(ckpt.config, task, inputSpec)
-  const expected = feeds ? await referenceOutputs(modelBytes(reference), feeds) : undefined
 
   const stage = new StagedDir(out)
   try {
     fs.mkdirSync(path.join(stage.path, 'onnx'))
+    const runner = new VerificationRunner(path.join(stage.path, '.verify'), graphFigures(reference).initializerBytes > LARGE_MODEL_BYTES)
+    const expected = feeds ? await runner.reference(reference, feeds) : undefined
     const artifacts: Artifact[] = []
     for (const plan of plans) {
       const variant = cloneModel(reference)
@@ -96,7 +109,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       stampProvenance(variant, provenance)
       let verdict: ArtifactVerdict | undefined
       if (feeds && expected) {
-        ;[verdict] = await verifyCandidates(expected, feeds, [{ path: plan.file, bytes: modelBytes(variant), precision: plan.precision }], opts.thresholds)
+        verdict = await runner.verify(variant, plan, expected, feeds, opts.thresholds)
         stampProvenance(variant, { ...provenance, verdict: verdict! })
         for (const line of formatVerdict(verdict!)) log(line)
       }
@@ -106,6 +119,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       if (verdict) artifact.verdict = verdict
       artifacts.push(artifact)
     }
+    runner.cleanup()
     const copied = copyCheckpointFiles(ckpt, stage.path)
     const c = ckpt.config
     const report: ConvertReport = {
@@ -129,6 +143,54 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   } catch (e) {
     stage.abort()
     throw e
+  }
+}
+
+/** Models with more initializer bytes than this are verified from external-data files, memory-mapped. */
+export const LARGE_MODEL_BYTES = 256e6
+
+/**
+ * Runs the reference and candidates for the parity verdict. Small models go to onnxruntime as
+ * bytes; large ones are written to scratch files with external data, which onnxruntime maps
+ * instead of copying, with pre-packing off, so a model is in memory about once.
+ */
+class VerificationRunner {
+  private count = 0
+  constructor(
+    private readonly scratch: string,
+    private readonly large: boolean,
+  ) {}
+
+  private async withSource<T>(model: Model, use: (source: Uint8Array | string) => Promise<T>): Promise<T> {
+    if (!this.large) return use(modelBytes(model))
+    const dir = path.join(this.scratch, String(this.count++))
+    fs.mkdirSync(dir, { recursive: true })
+    try {
+      const file = path.join(dir, 'model.onnx')
+      writeModelFile(file, model, { externalData: true })
+      return await use(file)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }
+
+  private get session() {
+    return this.large ? { disablePrepacking: true } : {}
+  }
+
+  reference(model: Model, feeds: Map<string, Tensor>): Promise<OutputMap> {
+    return this.withSource(model, (source) => referenceOutputs(source, feeds, this.session))
+  }
+
+  async verify(model: Model, plan: ArtifactPlan, expected: OutputMap, feeds: Map<string, Tensor>, thresholds?: Thresholds): Promise<ArtifactVerdict> {
+    const [verdict] = await this.withSource(model, (source) =>
+      verifyCandidates(expected, feeds, [{ path: plan.file, ...(typeof source === 'string' ? {} : { bytes: source }), precision: plan.precision }], thresholds, this.session, typeof source === 'string' ? source : undefined),
+    )
+    return verdict!
+  }
+
+  cleanup(): void {
+    fs.rmSync(this.scratch, { recursive: true, force: true })
   }
 }
 

@@ -28,6 +28,7 @@ function tempNameFor(target: string): string {
 
 /** Write byte pieces to `file` atomically. */
 export function writePiecesAtomic(file: string, pieces: readonly Uint8Array[]): number {
+  removeStaleTemporaries(file)
   const tmp = tempNameFor(file)
   live.add(tmp)
   installSignalCleanup()
@@ -80,6 +81,36 @@ function dropBytes(chunk: Uint8Array[], n: number): Uint8Array[] {
 }
 
 /**
+ * Remove temporaries a killed run left beside `target` (`.<name>.tmp-<pid>-…` whose process is gone).
+ * SIGKILL cannot be caught, so this is where its leftovers go.
+ */
+export function removeStaleTemporaries(target: string): void {
+  const dir = path.dirname(target)
+  const prefix = `.${path.basename(target)}.tmp-`
+  let names: string[]
+  try {
+    names = fs.readdirSync(dir)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue
+    const pid = Number(name.slice(prefix.length).split('-')[0])
+    if (!Number.isInteger(pid) || pid === process.pid || isRunning(pid)) continue
+    fs.rmSync(path.join(dir, name), { recursive: true, force: true })
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
  * A directory that becomes `target` only when `commit()` is called. Until then it lives under a
  * hidden temporary name beside the target; `abort()` removes it.
  */
@@ -92,6 +123,7 @@ export class StagedDir {
     this.target = path.resolve(target)
     const parent = path.dirname(this.target)
     fs.mkdirSync(parent, { recursive: true })
+    removeStaleTemporaries(this.target)
     this.path = tempNameFor(this.target)
     fs.mkdirSync(this.path)
     live.add(this.path)

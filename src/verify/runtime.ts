@@ -16,6 +16,8 @@ export interface SessionOptions {
   /** 'disabled' runs the graph exactly as written (the reference); 'all' lets onnxruntime fuse. */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all'
   intraOpThreads?: number
+  /** Skip onnxruntime's pre-packed weight copies (large models, where memory matters more than speed). */
+  disablePrepacking?: boolean
 }
 
 export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<InferenceSession> {
@@ -25,6 +27,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     executionProviders: ['cpu'],
   }
   if (opts.intraOpThreads) options.intraOpNumThreads = opts.intraOpThreads
+  if (opts.disablePrepacking) options.extra = { session: { disable_prepacking: '1' } }
   return typeof model === 'string' ? o.InferenceSession.create(model, options) : o.InferenceSession.create(model, options)
 }
 
@@ -41,6 +44,16 @@ export async function toOrtTensor(t: Tensor): Promise<OrtTensor> {
       return new o.Tensor('int32', viewAs(Int32Array, t.data), dims)
     default:
       throw new Error(`inputs of type ${dtypeName(t.dtype)} are not supported`)
+  }
+}
+
+/** Create a session, run it once on `feeds`, release it: float32 outputs by name. */
+export async function runOnce(model: Uint8Array | string, feeds: Map<string, Tensor>, opts: SessionOptions = {}): Promise<Map<string, { data: Float32Array; dims: number[] }>> {
+  const session = await createSession(model, opts)
+  try {
+    return await runSession(session, feeds)
+  } finally {
+    await session.release()
   }
 }
 

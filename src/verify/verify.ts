@@ -10,7 +10,7 @@ import { Tensor, bytesOf } from '../ir/tensor.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
 import type { Task } from '../builder/albert.js'
 import { compareOutputs, type Parity } from './compare.js'
-import { createSession, runSession, type SessionOptions } from './runtime.js'
+import { runOnce, type SessionOptions } from './runtime.js'
 
 export type OutputMap = Map<string, { data: Float32Array; dims: number[] }>
 
@@ -110,8 +110,8 @@ export function randomInputs(config: AlbertConfig, task: Task, spec: InputSpec =
 }
 
 /** Outputs of the reference graph, run exactly as written (onnxruntime optimizations off). */
-export async function referenceOutputs(model: Uint8Array | string, feeds: Map<string, Tensor>): Promise<OutputMap> {
-  return runSession(await createSession(model, { optimization: 'disabled' }), feeds)
+export async function referenceOutputs(model: Uint8Array | string, feeds: Map<string, Tensor>, session: SessionOptions = {}): Promise<OutputMap> {
+  return runOnce(model, feeds, { ...session, optimization: 'disabled' })
 }
 
 /** Goldens from a safetensors file as an output map. */
@@ -168,12 +168,14 @@ export async function verifyCandidates(
   candidates: Candidate[],
   overrides: Thresholds = {},
   session: SessionOptions = {},
+  /** where to load a single candidate from, when not its `path` (a scratch copy) */
+  loadFrom?: string,
 ): Promise<ArtifactVerdict[]> {
   const verdicts: ArtifactVerdict[] = []
   for (const c of candidates) {
     const precision = c.precision ?? precisionOfFile(c.path)
     const thresholds = { ...(DEFAULT_THRESHOLDS[precision] ?? DEFAULT_THRESHOLDS.fp32), ...overrides }
-    const out = await runSession(await createSession(c.bytes ?? c.path, session), feeds)
+    const out = await runOnce(c.bytes ?? loadFrom ?? c.path, feeds, session)
     const outputs = judge(reference, out, thresholds)
     verdicts.push({ path: c.path, precision, pass: outputs.every((o) => o.failures.length === 0), thresholds, outputs })
   }

@@ -1,0 +1,215 @@
+/**
+ * Hostile input: damaged files of every kind albertkit reads, and a bounded fuzz of byte flips and
+ * truncations of valid files. Every case must end in a clean one-line error (UserError or
+ * DecodeError) or a correct result — never an internal error, a hang or a huge allocation.
+ * Outputs appear atomically, also when the process is killed mid-write.
+ */
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { readSafetensors } from '../src/checkpoint/safetensors.js'
+import { parseConfig } from '../src/checkpoint/config.js'
+import { openCheckpoint } from '../src/checkpoint/index.js'
+import { buildAlbert } from '../src/builder/albert.js'
+import { decodeModel, DecodeError } from '../src/onnx/decode.js'
+import { encodeModel } from '../src/onnx/encode.js'
+import { readModelFile } from '../src/onnx/file.js'
+import { ProtoWriter, concatPieces } from '../src/onnx/wire.js'
+import { Tensor } from '../src/ir/tensor.js'
+import { UserError } from '../src/util/errors.js'
+import { encodeSafetensors } from '../src/checkpoint/safetensors.js'
+import { BIN, copyFixture, fixtureDir, tempDir } from './support/helpers.js'
+import { ALBERT_BASE, writeSyntheticCheckpoint } from './support/synthetic.js'
+
+const work = tempDir()
+let n = 0
+const scratch = (ext: string, bytes: Uint8Array) => {
+  const f = path.join(work, `case${n++}${ext}`)
+  fs.writeFileSync(f, bytes)
+  return f
+}
+
+/** The call ends in a result or a clean, one-line, anticipated error. */
+function clean<T>(fn: () => T): { ok: true; value: T } | { ok: false; message: string } {
+  try {
+    return { ok: true, value: fn() }
+  } catch (e) {
+    if (!(e instanceof UserError || e instanceof DecodeError)) throw new Error(`internal error on hostile input: ${(e as Error).stack}`)
+    assert.ok(!e.message.includes('\n'), `one line: ${e.message}`)
+    return { ok: false, message: e.message }
+  }
+}
+
+function rng(seed: number) {
+  let s = seed >>> 0
+  return (n: number) => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s % n
+  }
+}
+
+/** Byte flips, truncations, and 8-byte fields overwritten with absurd sizes. */
+function mutate(base: Uint8Array, next: (n: number) => number): Uint8Array {
+  const b = Uint8Array.from(base)
+  switch (next(4)) {
+    case 0: {
+      for (let k = 1 + next(8); k > 0; k--) b[next(b.length)] = next(256)
+      return b
+    }
+    case 1:
+      return b.subarray(0, next(b.length))
+    case 2: {
+      const at = next(Math.max(1, b.length - 8))
+      new DataView(b.buffer).setBigUint64(at, 0xffffffffffn * BigInt(1 + next(1000)), true)
+      return b
+    }
+    default: {
+      const at = next(b.length)
+      const len = next(64)
+      return Uint8Array.from([...b.subarray(0, at), ...b.subarray(at + len)])
+    }
+  }
+}
+
+describe('hostile corpus', () => {
+  it('ONNX: tensor dims claiming terabytes, a cycle, a dangling edge, garbage', () => {
+    // A TensorProto claiming 2^40 floats with 4 bytes of data, as an initializer of a graph.
+    const t = new ProtoWriter()
+    t.int64(1, 2 ** 40)
+    t.int64(2, 1)
+    t.string(8, 'w')
+    t.bytes(9, Uint8Array.of(0, 0, 0, 0))
+    const g = new ProtoWriter()
+    g.message(5, t)
+    const m = new ProtoWriter()
+    m.int64(1, 8)
+    m.message(7, g)
+    const huge = clean(() => decodeModel(concatPieces(m.finish())))
+    assert.equal(huge.ok, false)
+    assert.match((huge as { message: string }).message, /tensor 'w' .*holds 4 bytes, needs 4398046511104/)
+
+    const model = readModelFile(path.join(fixtureDir('albert-model'), 'export', 'model.onnx'))
+    const [a, b] = [model.graph.nodes[10]!, model.graph.nodes[11]!]
+    a.setInput(0, b.outputs[0]!)
+    b.setInput(0, a.outputs[0]!)
+    const cyclic = scratch('.onnx', concatPieces(encodeModel(model)))
+    const r = clean(() => readModelFile(cyclic))
+    assert.equal(r.ok, false)
+    assert.match((r as { message: string }).message, /cycle/)
+    assert.equal(clean(() => readModelFile(scratch('.onnx', Buffer.from('not a model at all')))).ok, false)
+  })
+
+  it('safetensors: offsets pointing terabytes outside the file, and a 2^63 header length', () => {
+    const header = JSON.stringify({ w: { dtype: 'F32', shape: [2 ** 38], data_offsets: [0, 2 ** 40] } })
+    const len = Buffer.alloc(8)
+    len.writeBigUInt64LE(BigInt(header.length))
+    const far = scratch('.safetensors', Buffer.concat([len, Buffer.from(header), Buffer.alloc(16)]))
+    assert.match((clean(() => readSafetensors(far)) as { message: string }).message, /past the data section/)
+    len.writeBigUInt64LE(2n ** 63n)
+    const big = scratch('.safetensors', Buffer.concat([len, Buffer.from('{}')]))
+    assert.match((clean(() => readSafetensors(big)) as { message: string }).message, /over the 100000000-byte limit/)
+  })
+
+  it('weights holding NaN or Infinity are refused by name', () => {
+    const dir = copyFixture('albert-model')
+    const file = path.join(dir, 'model.safetensors')
+    const st = readSafetensors(file)
+    const tensors = new Map([...st.tensors].map(([k, v]) => [k, new Tensor(v.dtype, v.dims, Uint8Array.from(v.data))]))
+    const w = tensors.get('pooler.weight')!
+    new DataView(w.data.buffer, w.data.byteOffset).setFloat32(8, NaN, true)
+    fs.writeFileSync(file, Buffer.concat(encodeSafetensors(tensors)))
+    const ckpt = openCheckpoint(dir)
+    const r = clean(() => buildAlbert(ckpt.config, ckpt.weights, { task: 'feature-extraction', where: ckpt.dir, configFile: ckpt.configFile }))
+    assert.match((r as { message: string }).message, /tensor 'pooler\.weight' holds a non-finite value \(NaN\)/)
+  })
+
+  it('config.json: absurd sizes are refused or fail against the weights without allocating them', () => {
+    for (const cfg of [{ vocab_size: 1e15 }, { hidden_size: -4 }, { num_attention_heads: 'many' }, { layer_norm_eps: 'x' }, { vocab_size: 2 ** 60 }]) {
+      const config = clean(() => parseConfig({ model_type: 'albert', ...cfg }, 'config.json'))
+      if (!config.ok) continue
+      const ckpt = openCheckpoint(fixtureDir('albert-model'))
+      const r = clean(() => buildAlbert(config.value, ckpt.weights, { task: 'feature-extraction', where: 'model.safetensors', configFile: 'config.json' }))
+      assert.equal(r.ok, false, JSON.stringify(cfg))
+    }
+  })
+})
+
+describe('bounded fuzz', () => {
+  const CASES = 1500
+
+  it(`safetensors: ${CASES} mutations of a valid file`, () => {
+    const base = fs.readFileSync(path.join(fixtureDir('albert-model'), 'model.safetensors'))
+    const next = rng(1)
+    let ok = 0
+    const file = path.join(work, 'fuzz.safetensors')
+    for (let i = 0; i < CASES; i++) {
+      fs.writeFileSync(file, mutate(base, next))
+      if (clean(() => readSafetensors(file)).ok) ok++
+    }
+    assert.ok(ok < CASES, 'most mutations are caught')
+  })
+
+  it(`ONNX: ${CASES} mutations of a torch export`, () => {
+    const base = fs.readFileSync(path.join(fixtureDir('albert-model'), 'export', 'model.onnx'))
+    const next = rng(2)
+    for (let i = 0; i < CASES; i++) {
+      const bytes = mutate(base, next)
+      const r = clean(() => decodeModel(bytes))
+      if (r.ok) {
+        // What decodes must also encode and sort (or report a cycle cleanly).
+        concatPieces(encodeModel(r.value))
+        try {
+          r.value.graph.toposort()
+        } catch (e) {
+          assert.match((e as Error).message, /cycle/)
+        }
+      }
+    }
+  })
+
+  it(`config.json and shard index: ${CASES / 2} mutations each`, () => {
+    const config = fs.readFileSync(path.join(fixtureDir('albert-model'), 'config.json'))
+    const next = rng(3)
+    for (let i = 0; i < CASES / 2; i++) {
+      const text = Buffer.from(mutate(config, next)).toString('utf8')
+      let json: unknown
+      try {
+        json = JSON.parse(text)
+      } catch {
+        continue
+      }
+      clean(() => parseConfig(json, 'config.json'))
+    }
+    const dir = copyFixture('albert-model')
+    const st = readSafetensors(path.join(dir, 'model.safetensors'))
+    fs.renameSync(path.join(dir, 'model.safetensors'), path.join(dir, 'model-00001-of-00001.safetensors'))
+    const index = Buffer.from(JSON.stringify({ weight_map: Object.fromEntries([...st.tensors.keys()].map((k) => [k, 'model-00001-of-00001.safetensors'])) }))
+    const indexFile = path.join(dir, 'model.safetensors.index.json')
+    for (let i = 0; i < CASES / 2; i++) {
+      fs.writeFileSync(indexFile, mutate(index, next))
+      clean(() => openCheckpoint(dir))
+    }
+  })
+})
+
+describe('atomic outputs', () => {
+  it('a convert killed mid-write leaves nothing at the output path, and the next run cleans up', async () => {
+    const ckpt = writeSyntheticCheckpoint(path.join(work, 'base'), ALBERT_BASE)
+    const out = path.join(work, 'killed')
+    const child = spawn(process.execPath, [BIN, 'convert', ckpt, '--out', out, '--precision', 'fp32,int8,fp16', '--no-verify'], { stdio: 'ignore' })
+    const staged = () => fs.readdirSync(work).some((f) => f.startsWith('.killed.tmp-'))
+    for (let i = 0; i < 400 && !staged(); i++) await new Promise((r) => setTimeout(r, 10))
+    assert.ok(staged(), 'the run started writing')
+    await new Promise((r) => setTimeout(r, 150))
+    child.kill('SIGKILL')
+    await new Promise((r) => child.on('exit', r))
+    assert.ok(!fs.existsSync(out), 'no partial output at the target')
+    const again = spawn(process.execPath, [BIN, 'convert', ckpt, '--out', out, '--no-verify'], { stdio: 'ignore' })
+    const code = await new Promise((r) => again.on('exit', r))
+    assert.equal(code, 0)
+    assert.ok(fs.existsSync(path.join(out, 'onnx', 'model.onnx')))
+    assert.ok(!staged(), 'the killed run’s temporaries were removed')
+  })
+})
