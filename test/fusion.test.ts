@@ -119,10 +119,18 @@ describe('target recipes', () => {
     for (const [k, v] of await parityWithGolden(m, 'albert-seqcls')) assert.ok(v.cosine > 0.9999, `${k}: ${v.cosine}`)
   })
 
-  it('runs the cpu recipe on a torch export without breaking it', async () => {
+  it('fuses a torch export too: scaled Q and K, the boolean mask, the NaN guard after Softmax', async () => {
     const m = readModelFile(path.join(fixtureDir('albert-model'), 'export', 'model.onnx'))
     await apply(m, targetPlans('cpu')[0]!.passes)
+    assert.equal(count(m, 'Attention'), 3)
     assert.equal(count(m, 'FastGelu'), 3)
+    assert.equal(count(m, 'Softmax'), 0)
+    const mask = m.graph.nodes.find((n) => n.opType === 'Attention')!.inputs[3]!
+    assert.equal(mask.producer!.inputs[0]!.name, 'attention_mask', 'the raw mask input')
     await assertParity(m, 'albert-model', 1e-5)
+    const q = readModelFile(path.join(fixtureDir('albert-model'), 'export', 'model.onnx'))
+    await apply(q, targetPlans('cpu')[1]!.passes)
+    assert.equal(count(q, 'QAttention'), 3)
+    for (const [k, v] of await parityWithGolden(q, 'albert-model')) assert.ok(v.cosine > 0.998, `${k}: ${v.cosine}`)
   })
 })

@@ -103,38 +103,76 @@ function headsOf(v: Value | null | undefined, permutation: number[]): { lin: Lin
   return lin ? { lin, shape: r.inputs[1] } : undefined
 }
 
-/** Q·Kᵀ with its scale: Mul(MatMul, c), Div(MatMul, c) or a bare MatMul. */
-function scoresOf(v: Value): { mm: Node; scale: number } | undefined {
-  const n = v.producer
-  if (!n || n.domain !== '') return undefined
-  if (n.opType === 'MatMul') return { mm: n, scale: 1 }
-  if (n.opType !== 'Mul' && n.opType !== 'Div') return undefined
-  for (const [a, b] of [[n.inputs[0], n.inputs[1]], [n.inputs[1], n.inputs[0]]] as const) {
-    const c = b?.const?.size === 1 ? b.const.toNumbers()[0] : undefined
-    if (c === undefined || a?.producer?.opType !== 'MatMul') continue
-    if (n.opType === 'Div' && a !== n.inputs[0]) continue
-    return { mm: a.producer, scale: n.opType === 'Mul' ? c : 1 / c }
+/** A value times a scalar constant (either order), or the value itself with scale 1. */
+function scaled(v: Value | null | undefined): { x: Value; scale: number } | undefined {
+  const n = v?.producer
+  if (n && n.domain === '' && (n.opType === 'Mul' || n.opType === 'Div')) {
+    for (const [a, b] of [[n.inputs[0], n.inputs[1]], [n.inputs[1], n.inputs[0]]] as const) {
+      const c = b?.const?.size === 1 ? b.const.toNumbers()[0] : undefined
+      if (c === undefined || !a || a.const) continue
+      if (n.opType === 'Div' && a !== n.inputs[0]) continue
+      return { x: a, scale: n.opType === 'Mul' ? c : 1 / c }
+    }
   }
-  return undefined
+  return v ? { x: v, scale: 1 } : undefined
 }
 
 /**
- * The raw 2-D mask a mask bias was computed from: the first integer or boolean [batch, keys]
- * value on the way back (the Cast input in albertkit's graphs; the flattened mask of multiple
- * choice), or the graph input itself.
+ * Q·Kᵀ with its scale: Mul(MatMul, c), Div(MatMul, c), a bare MatMul, or — as torch exports
+ * scaled_dot_product_attention — MatMul(Mul(Q, √c), Mul(Kᵀ, √c)).
+ */
+function scoresOf(v: Value): { mm: Node; scale: number; q: Value; k: Value } | undefined {
+  const outer = scaled(v)
+  const mm = outer?.x.producer
+  if (!outer || mm?.opType !== 'MatMul' || mm.domain !== '') return undefined
+  const q = scaled(mm.inputs[0])
+  const k = scaled(mm.inputs[1])
+  if (!q || !k) return undefined
+  return { mm, scale: outer.scale * q.scale * k.scale, q: q.x, k: k.x }
+}
+
+/**
+ * The raw 2-D mask a mask bias was computed from. When the bias depends (other than through
+ * shapes) on one graph input only, a [batch, keys] one, that input is the mask (torch exports
+ * build a boolean mask from it in many steps). Otherwise the first integer or boolean value on
+ * the way back: the Cast input in albertkit's graphs, the flattened mask of multiple choice.
  */
 function rawMask(v: Value): Value | undefined {
-  const queue: Value[] = [v]
   const integral = (x: Value) => x.elemType === DataType.INT64 || x.elemType === DataType.INT32 || x.elemType === DataType.BOOL
-  for (let steps = 0; queue.length && steps < 16; steps++) {
+  const leaves = new Set<Value>()
+  let firstIntegral: Value | undefined
+  const seen = new Set<Value>()
+  const queue: Value[] = [v]
+  while (queue.length && seen.size < 256) {
     const x = queue.shift()!
-    if (integral(x) && (x.shape === undefined || x.shape.length === 2)) return x
-    if (x.isGraphInput && !x.const) return x.shape?.length === 2 || x.shape === undefined ? x : undefined
+    if (seen.has(x) || x.const) continue
+    seen.add(x)
+    if (!firstIntegral && integral(x) && (x.shape === undefined || x.shape.length === 2)) firstIntegral = x
     const p = x.producer
-    if (!p || !['Unsqueeze', 'Cast', 'Sub', 'Mul', 'Reshape', 'Expand', 'Where', 'Not', 'Equal'].includes(p.opType)) continue
-    for (const i of p.inputs) if (i && !i.const) queue.push(i)
+    if (!p) {
+      if (x.isGraphInput) leaves.add(x)
+      continue
+    }
+    if (p.opType === 'Shape' || p.opType === 'Size') continue
+    for (const i of p.inputs) if (i) queue.push(i)
   }
-  return undefined
+  const [only] = leaves
+  if (leaves.size === 1 && only!.shape?.length === 2 && integral(only!)) return only
+  return firstIntegral
+}
+
+/**
+ * Softmax output, or Where(IsNaN(p), 0, p) after it (torch's guard for fully masked rows, which
+ * Attention handles itself): the value the ·V product reads.
+ */
+function zeroedNaN(p: Value): Value {
+  if (p.consumers.length !== 2) return p
+  const isnan = p.consumers.find((n) => n.opType === 'IsNaN')
+  const where = p.consumers.find((n) => n.opType === 'Where')
+  if (!isnan || !where || where.inputs[0] !== isnan.outputs[0] || where.inputs[2] !== p) return p
+  const zero = where.inputs[1]?.const
+  if (!zero || zero.size !== 1 || zero.toNumbers()[0] !== 0) return p
+  return where.outputs[0]!
 }
 
 /** Trailing constant ints of a shape value (a constant, or a Concat ending in constants). */
@@ -156,7 +194,7 @@ function matchBlock(sm: Node): Block | undefined {
   if (axis !== -1 && axis !== 3) return undefined
   const add = sm.inputs[0]?.producer
   if (add?.opType !== 'Add' || add.domain !== '') return undefined
-  let scores: { mm: Node; scale: number } | undefined
+  let scores: ReturnType<typeof scoresOf>
   let maskBias: Value | undefined
   for (const [a, b] of [[add.inputs[0], add.inputs[1]], [add.inputs[1], add.inputs[0]]] as const) {
     const s = a ? scoresOf(a) : undefined
@@ -169,13 +207,13 @@ function matchBlock(sm: Node): Block | undefined {
   if (!scores || !maskBias) return undefined
   const mask = rawMask(maskBias)
   if (!mask) return undefined
-  const q = headsOf(scores.mm.inputs[0], [0, 2, 1, 3])
-  let k = headsOf(scores.mm.inputs[1], [0, 2, 3, 1])
+  const q = headsOf(scores.q, [0, 2, 1, 3])
+  let k = headsOf(scores.k, [0, 2, 3, 1])
   if (!k) {
-    const t = scores.mm.inputs[1]?.producer
+    const t = scores.k.producer
     if (perm(t, [0, 1, 3, 2])) k = headsOf(t!.inputs[0], [0, 2, 1, 3])
   }
-  const probs = sm.outputs[0]!
+  const probs = zeroedNaN(sm.outputs[0]!)
   if (probs.consumers.length !== 1) return undefined
   const pv = probs.consumers[0]!
   if (pv.opType !== 'MatMul' || pv.inputs[0] !== probs) return undefined
@@ -255,7 +293,7 @@ function rewrite(g: Graph, b: Block, ctx: Context): boolean {
   // Attention takes [B, S, hidden]: a 2-D hidden state is viewed as 3-D through the [B, S] of the
   // head reshape (one shape computation for the whole model, shared by every layer).
   let input = b.q.x
-  const rank = input.shape?.length ?? (input.producer?.opType === 'Reshape' ? input.producer.inputs[1]?.const?.size : undefined)
+  const rank = input.shape?.length ?? shapeRank(b.output.producer?.inputs[1])
   if (rank !== 3) {
     let shape3 = ctx.shapes.get(b.headsShape)
     if (!shape3) {
@@ -269,10 +307,25 @@ function rewrite(g: Graph, b: Block, ctx: Context): boolean {
   const attrs = [attrInt('num_heads', b.heads), attrFloat('scale', b.scale)]
   const name = first.name ? first.name.replace(/\/[^/]*$/, '') + '/Attention' : 'Attention'
   let out = newNode(g, first, 'Attention', [input, packed.weight, packed.bias, mask], name, attrs, 'com.microsoft')
-  const outRank = b.output.producer?.inputs[1]?.const?.size
+  const outRank = shapeRank(b.output.producer?.inputs[1])
   if (outRank !== 3) out = newNode(g, first, 'Reshape', [out, constInts(g, [-1, b.heads * b.headDim])], `${name}_2d`)
   g.replaceAllUses(b.output, out)
   return true
+}
+
+/** The number of dimensions a Reshape target describes: a constant's length or a Concat of scalars. */
+function shapeRank(shape: Value | null | undefined): number | undefined {
+  if (!shape) return undefined
+  if (shape.const) return shape.const.size
+  const p = shape.producer
+  if (p?.opType !== 'Concat') return undefined
+  let n = 0
+  for (const i of p.inputs) {
+    const size = i?.const?.size ?? (i?.producer?.opType === 'Unsqueeze' ? 1 : undefined)
+    if (size === undefined) return undefined
+    n += size
+  }
+  return n
 }
 
 function nextAfter(g: Graph, n: Node): Node {
