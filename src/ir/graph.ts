@@ -358,9 +358,11 @@ export class Graph {
     for (const o of node.outputs) if (o && o.producer === node) o.producer = null
   }
 
-  /** Remove a value with no producer, no consumers and no role as a graph input or output. */
+  /** Remove a value nothing reads or produces and that is no graph input or output. */
   deleteValue(v: Value): void {
-    if (v.consumers.length > 0) throw new Error(`value '${v.name}' still has consumers`)
+    if (v.consumers.length > 0 || v.producer || this.inputs.includes(v) || this.outputs.includes(v)) {
+      throw new Error(`value '${v.name}' is still in use`)
+    }
     this.values.delete(v.name)
   }
 

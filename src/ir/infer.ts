@@ -22,8 +22,13 @@ const TYPE_ONLY_INPUT0 = new Set([
 ])
 const INT64_OUT = new Set(['Shape', 'Size', 'NonZero', 'ArgMax', 'ArgMin'])
 
-/** Element types and shapes for every value where they follow from the inputs. */
+/**
+ * Element types and shapes for every value where they follow from the inputs. Types inferred by an
+ * earlier call are dropped first (a pass may have changed what they were derived from); declared
+ * types are kept.
+ */
 export function inferTypes(graph: Graph): void {
+  for (const v of graph.values.values()) if (v.type?.inferred) v.type = undefined
   for (const node of graph.nodes) {
     try {
       inferNode(node)
