@@ -51,6 +51,7 @@ export function openCheckpoint(where: string): Checkpoint {
     return { dir, configFile: tfConfig, config: tf.config, format: 'tf-checkpoint', weightFiles: tf.weightFiles, weights: tf.weights }
   }
   const configFile = path.join(dir, 'config.json')
+  if (!fs.existsSync(configFile) && findTfCheckpoint(dir)) fail(dir, `found a TensorFlow checkpoint but no ${TF_CONFIG} (and no config.json)`)
   const config = readConfig(configFile)
 
   const single = path.join(dir, SAFETENSORS)

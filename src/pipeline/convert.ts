@@ -208,6 +208,17 @@ function artifactOf(plan: ArtifactPlan, bytes: number, model: Model): Omit<Artif
 
 function copyCheckpointFiles(ckpt: Checkpoint, dest: string): string[] {
   const copied: string[] = []
+  if (ckpt.format === 'tf-checkpoint') {
+    // An original Google checkpoint has albert_config.json: write the Hugging Face config it maps to,
+    // and Google's SentencePiece model under the name transformers loads.
+    fs.writeFileSync(path.join(dest, 'config.json'), JSON.stringify(ckpt.config.raw, null, 2) + '\n')
+    copied.push('config.json')
+    const spm = fs.readdirSync(ckpt.dir).find((f) => f.endsWith('.model'))
+    if (spm && !fs.existsSync(path.join(ckpt.dir, 'spiece.model'))) {
+      fs.copyFileSync(path.join(ckpt.dir, spm), path.join(dest, 'spiece.model'))
+      copied.push('spiece.model')
+    }
+  }
   for (const name of COPIED_FILES) {
     const src = path.join(ckpt.dir, name)
     if (!fs.existsSync(src)) continue
