@@ -12,6 +12,7 @@ import path from 'node:path'
 import { readSafetensors } from '../src/checkpoint/safetensors.js'
 import { parseConfig } from '../src/checkpoint/config.js'
 import { openCheckpoint } from '../src/checkpoint/index.js'
+import { readTorchBin } from '../src/checkpoint/torch-bin.js'
 import { buildAlbert } from '../src/builder/albert.js'
 import { decodeModel, DecodeError } from '../src/onnx/decode.js'
 import { encodeModel } from '../src/onnx/encode.js'
@@ -166,6 +167,29 @@ describe('bounded fuzz', () => {
           assert.match((e as Error).message, /cycle/)
         }
       }
+    }
+  })
+
+  it(`pytorch_model.bin (zip and legacy): ${CASES} mutations`, () => {
+    const bases = [path.join(fixtureDir('albert-mlm-bin'), 'pytorch_model.bin'), path.join(fixtureDir('torch-bin'), 'legacy-mlm.bin')].map((f) => fs.readFileSync(f))
+    const next = rng(4)
+    const file = path.join(work, 'fuzz.bin')
+    for (let i = 0; i < CASES; i++) {
+      fs.writeFileSync(file, mutate(bases[i % 2]!, next))
+      clean(() => readTorchBin(file))
+    }
+  })
+
+  it(`TF checkpoint index and data: ${CASES / 2} mutations`, () => {
+    const dir = copyFixture('albert-pretraining-tf')
+    const files = fs.readdirSync(dir).filter((f) => f.startsWith('model.ckpt-'))
+    const originals = new Map(files.map((f) => [f, fs.readFileSync(path.join(dir, f))]))
+    const next = rng(5)
+    for (let i = 0; i < CASES / 2; i++) {
+      const f = files[i % files.length]!
+      fs.writeFileSync(path.join(dir, f), mutate(originals.get(f)!, next))
+      clean(() => openCheckpoint(dir))
+      fs.writeFileSync(path.join(dir, f), originals.get(f)!)
     }
   })
 
