@@ -6,6 +6,9 @@ import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
 import { PRECISIONS, parsePrecisions } from '../recipes/precision.js'
 import { TARGETS, targetPlans } from '../recipes/targets.js'
 import { inputSpecFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
+import { parseFixedShape } from '../passes/fix-shapes.js'
+import { readCalibration } from '../passes/calibrate.js'
+import { UserError } from '../util/errors.js'
 
 export default class Convert extends AlbertkitCommand {
   static override summary = 'Build ONNX models from an ALBERT checkpoint.'
@@ -24,6 +27,8 @@ export default class Convert extends AlbertkitCommand {
     force: Flags.boolean({ char: 'f', description: 'replace the output folder if it exists', default: false }),
     target: Flags.string({ description: `optimize for a deployment target: ${TARGETS.join(', ')} (fixes the models emitted; see the README)` }),
     precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (files model.onnx, model_int8.onnx, model_q4.onnx, model_fp16.onnx)`, default: 'fp32' }),
+    'fixed-shape': Flags.string({ description: 'pin batch and sequence sizes to B,S (e.g. 1,128): shape arithmetic folded, attention as 2-D MatMuls at batch 1; models then take exactly [B, S]' }),
+    calibration: Flags.string({ description: 'static int8 (--target mobile): safetensors file of sample inputs (input_ids, attention_mask, token_type_ids) to calibrate activation scales on (default: seeded random inputs)' }),
     verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true }),
     ...verifyFlags,
     ...passFlags,
@@ -32,6 +37,7 @@ export default class Convert extends AlbertkitCommand {
 
   async run(): Promise<unknown> {
     const { args, flags } = await this.parse(Convert)
+    if (flags['fixed-shape'] && flags.target !== 'mobile') throw new UserError('--fixed-shape needs --target mobile')
     const report = await convert({
       checkpoint: args.checkpoint,
       out: flags.out,
@@ -40,6 +46,8 @@ export default class Convert extends AlbertkitCommand {
       precisions: parsePrecisions(flags.precision),
       ...(flags.target ? { plans: targetPlans(flags.target) } : {}),
       ...passOptionsFrom(flags),
+      ...(flags['fixed-shape'] ? { fixedShape: parseFixedShape(flags['fixed-shape']) } : {}),
+      ...(flags.calibration ? { calibration: readCalibration(flags.calibration) } : {}),
       noVerify: !flags.verify,
       inputs: inputSpecFrom(flags),
       thresholds: thresholdsFrom(flags),

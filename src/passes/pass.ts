@@ -4,6 +4,7 @@
  * manager measures every pass (time, nodes, initializers, initializer bytes before and after).
  */
 import type { Model } from '../ir/graph.js'
+import type { Tensor } from '../ir/tensor.js'
 
 /** Options every pass may read; each pass documents the ones it uses. */
 export interface PassOptions {
@@ -23,6 +24,10 @@ export interface PassOptions {
   keepIoTypes?: boolean
   /** factorization-check: restore a folded embedding factorization. */
   refactor?: boolean
+  /** fix-shapes: pin batch and sequence to [B, S] (multiple choice keeps num_choices as given). */
+  fixedShape?: [number, number]
+  /** quantize-qdq: sample input feeds to calibrate activation scales on (default: seeded random inputs). */
+  calibration?: Map<string, Tensor>[]
   /** Warnings go here as well as into the pass result. */
   warn?: (message: string) => void
 }

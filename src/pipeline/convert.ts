@@ -29,6 +29,8 @@ import {
 import type { Tensor } from '../ir/tensor.js'
 import { graphFigures } from '../passes/pass.js'
 import { VERSION } from '../version.js'
+import { pinnedInputSpec } from '../passes/fix-shapes.js'
+import { RequiredOperators } from '../report/required-ops.js'
 
 /** Files copied from the checkpoint folder next to the ONNX models when they exist. */
 export const COPIED_FILES = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
@@ -91,7 +93,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   const digest = digestCheckpoint(ckpt.dir, [ckpt.configFile, ...ckpt.weightFiles])
   const plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
 
-  const inputSpec = opts.inputs ?? DEFAULT_INPUTS
+  const inputSpec = pinnedInputSpec(opts.inputs ?? DEFAULT_INPUTS, opts.fixedShape)
   const feeds = opts.noVerify ? undefined : randomInputs(ckpt.config, task, inputSpec)
 
   const stage = new StagedDir(out)
@@ -100,6 +102,8 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
     const runner = new VerificationRunner(path.join(stage.path, '.verify'), graphFigures(reference).initializerBytes > LARGE_MODEL_BYTES)
     const expected = feeds ? await runner.reference(reference, feeds) : undefined
     const artifacts: Artifact[] = []
+    // mobile: the operators every emitted model needs, for onnxruntime's reduced builds
+    const requiredOps = plans.some((p) => p.target === 'mobile') ? new RequiredOperators() : undefined
     for (const plan of plans) {
       const variant = cloneModel(reference)
       const passes = await runPasses(variant, passesOf(plan), opts)
@@ -115,11 +119,16 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       }
       const written = writeModelFile(path.join(stage.path, plan.file), variant)
       log(`wrote ${plan.file} (${written.bytes} bytes)`)
+      requiredOps?.add(plan.file, variant)
       const artifact: Artifact = { ...artifactOf(plan, written.bytes + (written.externalBytes ?? 0), variant), passes }
       if (verdict) artifact.verdict = verdict
       artifacts.push(artifact)
     }
     runner.cleanup()
+    if (requiredOps) {
+      requiredOps.write(path.join(stage.path, 'onnx', 'required_operators.config'))
+      log('wrote onnx/required_operators.config')
+    }
     const copied = copyCheckpointFiles(ckpt, stage.path)
     const c = ckpt.config
     const report: ConvertReport = {
@@ -135,7 +144,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       },
       factorization: factorization(c.vocabSize, c.embeddingSize, c.hiddenSize),
       unusedTensors: built.unused,
-      verification: feeds ? { inputs: opts.inputs ?? DEFAULT_INPUTS, pass: artifacts.every((a) => a.verdict?.pass) } : null,
+      verification: feeds ? { inputs: inputSpec, pass: artifacts.every((a) => a.verdict?.pass) } : null,
     }
     fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
     stage.commit(opts.force ?? false)

@@ -1,0 +1,187 @@
+/**
+ * Calibration for static quantization (not a pass): run the float model with onnxruntime-node on
+ * sample inputs, with the activations to quantize exposed as extra graph outputs of a copy, and
+ * record each one's range. Sample inputs are the caller's (cut to the model's pinned batch size)
+ * or seeded random token batches shaped like the model's inputs (verify.ts `randomInputs`, with a
+ * seed of its own so calibration and verification never see the same batch).
+ */
+import { DataType } from '../ir/dtype.js'
+import { cloneModel, type Graph, type Model, type Value } from '../ir/graph.js'
+import { inferTypes } from '../ir/infer.js'
+import { Tensor } from '../ir/tensor.js'
+import type { AlbertConfig } from '../checkpoint/config.js'
+import { readSafetensors } from '../checkpoint/safetensors.js'
+import { modelBytes } from '../onnx/file.js'
+import { UserError } from '../util/errors.js'
+import { createSession, runSession } from '../verify/runtime.js'
+import { DEFAULT_INPUTS, randomInputs, type OutputMap } from '../verify/verify.js'
+
+export interface Range {
+  min: number
+  max: number
+}
+
+export type Feed = Map<string, Tensor>
+
+/** Rows of calibration data made when the caller gives none, and their seed. */
+export const CALIBRATION_ROWS = 8
+export const CALIBRATION_SEED = 20_240
+
+/** What a calibration run saw: each named value's range, and the model's own outputs (all feeds, rows concatenated). */
+export interface Calibration {
+  ranges: Map<string, Range>
+  reference: OutputMap
+}
+
+/** Run the float model on every feed, recording the range of each named float value. */
+export async function calibrate(model: Model, names: string[], feeds: Feed[]): Promise<Calibration> {
+  const probe = cloneModel(model)
+  const outputs = probe.graph.outputs.map((v) => v.name)
+  exposeValues(probe.graph, names)
+  const ranges = new Map<string, Range>(names.map((n) => [n, { min: Infinity, max: -Infinity }]))
+  const reference = await runFeeds(probe, feeds, 'disabled', (out) => {
+    for (const name of names) widen(ranges.get(name)!, out.get(name)!.data)
+  }, outputs)
+  return { ranges, reference }
+}
+
+function widen(r: Range, data: Float32Array): void {
+  for (let i = 0; i < data.length; i++) {
+    const x = data[i]!
+    if (x < r.min) r.min = x
+    if (x > r.max) r.max = x
+  }
+}
+
+/**
+ * Run a model on every feed; the outputs named in `keep` (default: all) with the rows of all
+ * feeds concatenated. `each` sees every feed's outputs before they are dropped.
+ */
+export async function runFeeds(
+  model: Model,
+  feeds: Feed[],
+  optimization: 'disabled' | 'all' = 'all',
+  each?: (out: OutputMap) => void,
+  keep = model.graph.outputs.map((v) => v.name),
+): Promise<OutputMap> {
+  // One thread: the same sums in the same order on any machine, so the same scales and choices.
+  const session = await createSession(modelBytes(model), { optimization, intraOpThreads: 1 })
+  const parts = new Map<string, { data: Float32Array; dims: number[] }[]>()
+  try {
+    for (const feed of feeds) {
+      const out = await runSession(session, feed)
+      each?.(out)
+      for (const name of keep) parts.set(name, [...(parts.get(name) ?? []), out.get(name)!])
+    }
+  } finally {
+    await session.release()
+  }
+  return new Map([...parts].map(([name, list]) => [name, concatRows(list)]))
+}
+
+function concatRows(list: { data: Float32Array; dims: number[] }[]): { data: Float32Array; dims: number[] } {
+  if (list.length === 1) return list[0]!
+  const data = new Float32Array(list.reduce((n, p) => n + p.data.length, 0))
+  let at = 0
+  for (const p of list) {
+    data.set(p.data, at)
+    at += p.data.length
+  }
+  const rows = list.reduce((n, p) => n + (p.dims[0] ?? 1), 0)
+  return { data, dims: [rows, ...list[0]!.dims.slice(1)] }
+}
+
+/** Make the named values graph outputs, typed by element only (shapes inferred earlier may be stale). */
+function exposeValues(g: Graph, names: string[]): void {
+  inferTypes(g)
+  for (const name of names) {
+    const v = g.values.get(name)
+    if (!v) throw new Error(`calibration: no value '${name}'`)
+    if (v.isGraphOutput) continue
+    if (!v.type?.tensor || v.type.inferred) v.setTensorType(v.elemType ?? DataType.FLOAT)
+    g.outputs.push(v)
+  }
+}
+
+/** The caller's feeds fitted to the model's pinned input sizes, or default random feeds. */
+export function calibrationFeeds(g: Graph, given: Feed[] | undefined): Feed[] {
+  return given?.length ? given.flatMap((f) => fitFeed(g, f)) : randomFeeds(g)
+}
+
+const modelInputs = (g: Graph): Value[] => g.inputs.filter((v) => !v.const)
+
+/** One feed cut into feeds of the pinned batch size; its other sizes must match the pinned ones. */
+function fitFeed(g: Graph, feed: Feed): Feed[] {
+  const inputs = modelInputs(g)
+  const tensors = inputs.map((v) => feed.get(v.name) ?? noInput(v.name, feed))
+  const rows = tensors[0]?.dims[0] ?? 0
+  const pinned = inputs[0]?.shape?.[0]
+  const batch = typeof pinned === 'number' ? pinned : rows
+  inputs.forEach((v, k) => {
+    const t = tensors[k]!
+    const shape = v.shape ?? []
+    const fits = t.dims.length === shape.length && t.dims[0] === rows && shape.every((d, i) => i === 0 || typeof d !== 'number' || d === t.dims[i])
+    if (!fits) throw new UserError(`calibration input '${v.name}' is [${t.dims}], the model is pinned to [${shape}] (and every input needs ${rows} rows)`)
+  })
+  if (batch < 1 || rows % batch !== 0) throw new UserError(`calibration inputs have ${rows} rows, not a multiple of the pinned batch ${batch}`)
+  return Array.from({ length: rows / batch }, (_, p) => new Map(inputs.map((v, k) => [v.name, rowsOf(tensors[k]!, p * batch, batch)])))
+}
+
+function noInput(name: string, feed: Feed): never {
+  throw new UserError(`calibration inputs have no '${name}' (they have ${[...feed.keys()].join(', ')})`)
+}
+
+/** Rows [start, start + count) of a tensor along axis 0 (a view). */
+function rowsOf(t: Tensor, start: number, count: number): Tensor {
+  if (start === 0 && count === t.dims[0]) return t
+  const row = t.byteLength / t.dims[0]!
+  return new Tensor(t.dtype, [count, ...t.dims.slice(1)], t.data.subarray(start * row, (start + count) * row))
+}
+
+/** Seeded random token batches shaped like the model's inputs, CALIBRATION_ROWS rows in all. */
+function randomFeeds(g: Graph): Feed[] {
+  const inputs = modelInputs(g)
+  const shape = inputs[0]?.shape ?? []
+  const fixed = (i: number) => (typeof shape[i] === 'number' ? (shape[i] as number) : undefined)
+  const rank = shape.length
+  const batch = fixed(0) ?? CALIBRATION_ROWS
+  const positions = positionRows(g)
+  const sequence = fixed(rank - 1) ?? Math.min(DEFAULT_INPUTS.sequence, positions ?? Infinity)
+  const config = { vocabSize: tableRows(g, 'input_ids') ?? 2, typeVocabSize: tableRows(g, 'token_type_ids') ?? 1, maxPositionEmbeddings: sequence } as AlbertConfig
+  const task = rank === 3 ? 'multiple-choice' : 'feature-extraction'
+  const feeds: Feed[] = []
+  for (let k = 0; k * batch < CALIBRATION_ROWS; k++) {
+    const all = randomInputs(config, task, { batch, sequence, seed: CALIBRATION_SEED + k, choices: fixed(1) ?? DEFAULT_INPUTS.choices ?? 2 })
+    feeds.push(new Map(inputs.map((v) => [v.name, all.get(v.name) ?? missing(v.name)])))
+  }
+  return feeds
+}
+
+function missing(name: string): never {
+  throw new UserError(`no calibration data for model input '${name}': pass calibration inputs`)
+}
+
+/** Rows of the constant table a model input indexes (through reshapes of the ids). */
+function tableRows(g: Graph, input: string): number | undefined {
+  const queue = [g.values.get(input)].filter((v): v is Value => !!v)
+  for (let steps = 0; queue.length && steps < 8; steps++) {
+    for (const n of queue.shift()!.consumers) {
+      if (n.opType === 'Gather' && n.inputs[0]?.const && n.inputs[1] !== n.inputs[0]) return n.inputs[0].const.dims[0]
+      if (['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity'].includes(n.opType)) queue.push(n.outputs[0]!)
+    }
+  }
+  return undefined
+}
+
+/** Rows of the position table (a float table sliced along axis 0), when the model has one. */
+function positionRows(g: Graph): number | undefined {
+  const n = g.nodes.find((x) => x.opType === 'Slice' && x.inputs[0]?.const?.dims.length === 2 && !x.inputs[2]?.const)
+  return n?.inputs[0]?.const?.dims[0]
+}
+
+/** Calibration inputs from a safetensors file of model inputs (as `--calibration` gives them). */
+export function readCalibration(file: string): Feed[] {
+  const { tensors } = readSafetensors(file)
+  if (tensors.size === 0) throw new UserError(`${file}: no tensors`)
+  return [new Map(tensors)]
+}

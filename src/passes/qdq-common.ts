@@ -1,0 +1,100 @@
+/**
+ * What quantize-qdq and quantize-weights share (not a pass): every quantizable weight becomes
+ * int8 with symmetric per-channel scales, stored once however many layer calls read it, in its
+ * own layout (no transposed copy). Linear readers (MatMul, Gemm) read it through a standard
+ * DequantizeLinear (axis = the output-channel axis); lookups (the embedding Gathers and the
+ * position Slice) gather int8 rows and dequantize them with Cast and Mul (quant-common's
+ * rewriteLookup). Standard ONNX ops only, opset 13 or later (per-axis DequantizeLinear).
+ */
+import { DataType } from '../ir/dtype.js'
+import { attrInt, type Graph, type Model, type Node, type Value } from '../ir/graph.js'
+import { Tensor } from '../ir/tensor.js'
+import { UserError } from '../util/errors.js'
+import type { PassOptions } from './pass.js'
+import { planWeights, quantizeInt8, rewriteLookup, storeInt8, type Int8Weight, type Use, type WeightPlan } from './quant-common.js'
+import { sweep } from './remove-unused.js'
+
+export interface DequantizedWeights {
+  /** MatMul/Gemm nodes now reading an int8 weight through DequantizeLinear */
+  readers: Node[]
+  weights: number
+  lookups: number
+  /** weights some reader could not take quantized: left float */
+  leftFloat: number
+  int8Bytes: number
+}
+
+/** Plans for every weight whose readers are all plain linear layers or lookups. */
+export function planQdqWeights(model: Model, opts: PassOptions): { plans: WeightPlan[]; skipped: number } {
+  const opset = model.opsetVersion('') ?? 0
+  if (opset < 13) throw new UserError(`per-channel DequantizeLinear needs opset 13 or later; the model imports opset ${opset}`)
+  return planWeights(model.graph, opts, (uses) => uses.every((u) => u.kind !== 'attention'))
+}
+
+/** The activation input of each linear use, keyed by value (one entry per value, with its readers). */
+export function linearInputs(plans: WeightPlan[]): Map<Value, Node[]> {
+  const out = new Map<Value, Node[]>()
+  for (const p of plans) {
+    for (const u of p.uses) {
+      if (u.kind !== 'linear') continue
+      const a = u.node.inputs[0]!
+      const list = out.get(a) ?? []
+      if (!list.includes(u.node)) list.push(u.node)
+      out.set(a, list)
+    }
+  }
+  return out
+}
+
+/**
+ * Quantize the planned weights and rewrite their readers. `dqPerReader`: one DequantizeLinear per
+ * reading node (a QDQ node unit each, as onnxruntime's QDQ fusions want), else one per weight.
+ */
+export function applyQdqWeights(model: Model, plans: WeightPlan[], dqPerReader: boolean, skipped = 0, cache = new Map<string, Int8Weight>()): DequantizedWeights {
+  const g = model.graph
+  const result: DequantizedWeights = { readers: [], weights: plans.length, lookups: 0, leftFloat: skipped, int8Bytes: 0 }
+  for (const plan of plans) {
+    const qw = cached(cache, plan)
+    const stored = storeInt8(g, { ...plan, storeTransposed: false }, qw)
+    const zero = g.addInitializer(g.uniqueName(`${plan.weight.name}.zero_point`), new Tensor(DataType.INT8, [...qw.scale.dims], new Uint8Array(qw.scale.size)))
+    result.int8Bytes += qw.q.byteLength
+    let shared: Value | undefined
+    const dequantized = () => dequantize(g, [stored.q, stored.scale, zero], plan)
+    for (const use of plan.uses) {
+      if (use.kind === 'lookup') {
+        rewriteLookup(g, use, stored, plan.perTensor)
+        result.lookups++
+      } else if (use.kind === 'linear') {
+        readLinear(use, dqPerReader ? dequantized() : (shared ??= dequantized()))
+        result.readers.push(use.node)
+      }
+    }
+  }
+  if (plans.length) {
+    g.toposort()
+    sweep(g)
+  }
+  return result
+}
+
+/** The int8 form of a planned weight, computed once per weight name (the guard rewrites many copies). */
+function cached(cache: Map<string, Int8Weight>, plan: WeightPlan): Int8Weight {
+  let qw = cache.get(plan.weight.name)
+  if (!qw) {
+    qw = quantizeInt8(plan.weight.const!, plan.channelAxis, plan.perTensor, false)
+    cache.set(plan.weight.name, qw)
+  }
+  return qw
+}
+
+function dequantize(g: Graph, inputs: Value[], plan: WeightPlan): Value {
+  const name = `${plan.weight.name}.dequantized`
+  const attrs = plan.perTensor ? [] : [attrInt('axis', plan.channelAxis)]
+  return g.addNode('DequantizeLinear', inputs, [name], { name: g.uniqueNodeName(name), attrs }).outputs[0]!
+}
+
+/** Point the reader (or the Transpose it reads the weight through) at the dequantized weight. */
+function readLinear(use: Extract<Use, { kind: 'linear' }>, w: Value): void {
+  if (use.via) use.via.setInput(0, w)
+  else use.node.setInput(1, w)
+}
