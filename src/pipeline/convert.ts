@@ -10,11 +10,12 @@ import { buildAlbert, resolveTask, type Task } from '../builder/albert.js'
 import { cloneModel, type Model } from '../ir/graph.js'
 import { runPasses, formatPassReport, type PassOptions, type PassReport } from '../passes/pass.js'
 import { passesOf, precisionPlans, type ArtifactPlan, type Precision } from '../recipes/precision.js'
-import { modelBytes, writeModelFile } from '../onnx/file.js'
+import { modelBytes, readModelFile, writeModelFile } from '../onnx/file.js'
+import { releaseMemory } from '../util/memory.js'
 import { StagedDir } from '../util/atomic.js'
 import { UserError } from '../util/errors.js'
 import { graphParameterStats, checkpointParameterStats, factorization, type ParameterStats, type Factorization } from '../report/stats.js'
-import { digestCheckpoint, stampProvenance, type SourceDigest } from '../report/provenance.js'
+import { digestCheckpoint, stampProvenance, type Provenance, type SourceDigest } from '../report/provenance.js'
 import {
   DEFAULT_INPUTS,
   formatVerdict,
@@ -27,7 +28,6 @@ import {
   type Thresholds,
 } from '../verify/verify.js'
 import type { Tensor } from '../ir/tensor.js'
-import { graphFigures } from '../passes/pass.js'
 import { VERSION } from '../version.js'
 import { pinnedInputSpec } from '../passes/fix-shapes.js'
 import { RequiredOperators } from '../report/required-ops.js'
@@ -87,46 +87,49 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   }
   const ckpt = openCheckpoint(opts.checkpoint)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
-  const built = buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.weightFiles[0] ?? ckpt.dir, configFile: ckpt.configFile })
-  const reference = built.model
-  log(`built ${task} graph: ${reference.graph.nodes.length} nodes, ${reference.graph.initializers.length} initializers`)
   const digest = digestCheckpoint(ckpt.dir, [ckpt.configFile, ...ckpt.weightFiles])
   const plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
-
   const inputSpec = pinnedInputSpec(opts.inputs ?? DEFAULT_INPUTS, opts.fixedShape)
   const feeds = opts.noVerify ? undefined : randomInputs(ckpt.config, task, inputSpec)
+  const weightBytes = [...ckpt.weights.values()].reduce((n, e) => n + e.tensor.byteLength, 0)
 
   const stage = new StagedDir(out)
   try {
     fs.mkdirSync(path.join(stage.path, 'onnx'))
-    const runner = new VerificationRunner(path.join(stage.path, '.verify'), graphFigures(reference).initializerBytes > LARGE_MODEL_BYTES)
-    const expected = feeds ? await runner.reference(reference, feeds) : undefined
-    const artifacts: Artifact[] = []
-    // mobile: the operators every emitted model needs, for onnxruntime's reduced builds
-    const requiredOps = plans.some((p) => p.target === 'mobile') ? new RequiredOperators() : undefined
-    for (const plan of plans) {
-      const variant = cloneModel(reference)
-      const passes = await runPasses(variant, passesOf(plan), opts)
-      for (const r of passes) if (r.changed) log(`  ${plan.file}: ${formatPassReport(r)}`)
-      variant.graph.toposort()
-      const provenance = { sourceSha256: digest.sha256, task, target: plan.target, precision: plan.precision, passes: plan.passes }
-      stampProvenance(variant, provenance)
-      let verdict: ArtifactVerdict | undefined
-      if (feeds && expected) {
-        verdict = await runner.verify(variant, plan, expected, feeds, opts.thresholds)
-        stampProvenance(variant, { ...provenance, verdict: verdict! })
-        for (const line of formatVerdict(verdict!)) log(line)
+    const holder = new ModelHolder(path.join(stage.path, '.verify'), weightBytes > LARGE_MODEL_BYTES)
+    const made = await makeModels(ckpt, task, plans, holder, digest.sha256, !!feeds, opts, log)
+    if (holder.large) {
+      // The checkpoint's buffers go before onnxruntime maps the models: about one copy at a time.
+      ckpt.weights.clear()
+      releaseMemory()
+    }
+
+    // The parity verdict of each model against the plain fp32 graph.
+    const verdicts = new Map<ArtifactPlan, ArtifactVerdict>()
+    if (feeds && made.reference) {
+      const expected = await holder.reference(made.reference, feeds)
+      for (const m of made.models) {
+        const verdict = await holder.verify(m.held, m.plan, expected, feeds, opts.thresholds)
+        verdicts.set(m.plan, verdict)
+        for (const line of formatVerdict(verdict)) log(line)
       }
-      const written = writeModelFile(path.join(stage.path, plan.file), variant)
-      log(`wrote ${plan.file} (${written.bytes} bytes)`)
-      requiredOps?.add(plan.file, variant)
-      const artifact: Artifact = { ...artifactOf(plan, written.bytes + (written.externalBytes ?? 0), variant), passes }
+    }
+
+    // The files, with the verdict in their provenance.
+    const artifacts: Artifact[] = []
+    for (const m of made.models) {
+      const model = holder.release(m.held)
+      const verdict = verdicts.get(m.plan)
+      if (verdict) stampProvenance(model, { ...provenanceOf(m.plan, digest.sha256, task), verdict })
+      const written = writeModelFile(path.join(stage.path, m.plan.file), model)
+      log(`wrote ${m.plan.file} (${written.bytes} bytes)`)
+      const artifact: Artifact = { ...m.artifact, bytes: written.bytes + (written.externalBytes ?? 0) }
       if (verdict) artifact.verdict = verdict
       artifacts.push(artifact)
     }
-    runner.cleanup()
-    if (requiredOps) {
-      requiredOps.write(path.join(stage.path, 'onnx', 'required_operators.config'))
+    holder.cleanup()
+    if (made.requiredOps) {
+      made.requiredOps.write(path.join(stage.path, 'onnx', 'required_operators.config'))
       log('wrote onnx/required_operators.config')
     }
     const copied = copyCheckpointFiles(ckpt, stage.path)
@@ -135,15 +138,12 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       albertkit: VERSION,
       source: { path: ckpt.dir, format: ckpt.format, sha256: digest.sha256, files: digest.files },
       task,
-      outputs: reference.graph.outputs.map((v) => v.name),
+      outputs: made.outputs,
       artifacts,
       copied,
-      parameters: {
-        checkpoint: checkpointParameterStats(c, new Map([...ckpt.weights].map(([k, e]) => [k, e.tensor]))),
-        model: graphParameterStats(reference.graph),
-      },
+      parameters: made.parameters,
       factorization: factorization(c.vocabSize, c.embeddingSize, c.hiddenSize),
-      unusedTensors: built.unused,
+      unusedTensors: made.unused,
       verification: feeds ? { inputs: inputSpec, pass: artifacts.every((a) => a.verdict?.pass) } : null,
     }
     fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
@@ -155,46 +155,113 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   }
 }
 
-/** Models with more initializer bytes than this are verified from external-data files, memory-mapped. */
-export const LARGE_MODEL_BYTES = 256e6
+function provenanceOf(plan: ArtifactPlan, sourceSha256: string, task: Task): Provenance {
+  return { sourceSha256, task, target: plan.target, precision: plan.precision, passes: plan.passes }
+}
+
+interface Made {
+  models: { plan: ArtifactPlan; held: Held; artifact: Omit<Artifact, 'bytes'> }[]
+  /** the plain fp32 graph, kept for the verdict */
+  reference: Held | undefined
+  outputs: string[]
+  unused: string[]
+  parameters: ConvertReport['parameters']
+  requiredOps: RequiredOperators | undefined
+}
 
 /**
- * Runs the reference and candidates for the parity verdict. Small models go to onnxruntime as
- * bytes; large ones are written to scratch files with external data, which onnxruntime maps
- * instead of copying, with pre-packing off, so a model is in memory about once.
+ * Build the fp32 graph and every planned model from it, each stamped with its provenance and
+ * handed to the holder. Nothing here outlives the call but what `Made` names, so a large
+ * checkpoint's weights can be freed once it returns.
  */
-class VerificationRunner {
+async function makeModels(
+  ckpt: Checkpoint,
+  task: Task,
+  plans: ArtifactPlan[],
+  holder: ModelHolder,
+  sourceSha256: string,
+  keepReference: boolean,
+  opts: ConvertOptions,
+  log: (line: string) => void,
+): Promise<Made> {
+  const built = buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.weightFiles[0] ?? ckpt.dir, configFile: ckpt.configFile })
+  const reference = built.model
+  log(`built ${task} graph: ${reference.graph.nodes.length} nodes, ${reference.graph.initializers.length} initializers`)
+  const parameters = {
+    checkpoint: checkpointParameterStats(ckpt.config, new Map([...ckpt.weights].map(([k, e]) => [k, e.tensor]))),
+    model: graphParameterStats(reference.graph),
+  }
+  // mobile: the operators every emitted model needs, for onnxruntime's reduced builds
+  const requiredOps = plans.some((p) => p.target === 'mobile') ? new RequiredOperators() : undefined
+  const models: Made['models'] = []
+  for (const plan of plans) {
+    const variant = cloneModel(reference)
+    const passes = await runPasses(variant, passesOf(plan), opts)
+    for (const r of passes) if (r.changed) log(`  ${plan.file}: ${formatPassReport(r)}`)
+    variant.graph.toposort()
+    stampProvenance(variant, provenanceOf(plan, sourceSha256, task))
+    requiredOps?.add(plan.file, variant)
+    models.push({ plan, held: holder.hold(variant), artifact: { ...artifactOf(plan, variant), passes } })
+  }
+  return {
+    models,
+    reference: keepReference ? holder.hold(reference) : undefined,
+    outputs: reference.graph.outputs.map((v) => v.name),
+    unused: built.unused,
+    parameters,
+    requiredOps,
+  }
+}
+
+/** Checkpoints with more weight bytes than this are held and verified through external-data scratch files. */
+export const LARGE_MODEL_BYTES = 256e6
+
+/** A model kept for the verdict: in memory, or (large) in a scratch file with external data. */
+type Held = { model: Model } | { file: string }
+
+/**
+ * Keeps the models between making and writing them, and runs them for the parity verdict. Small
+ * models stay in memory and go to onnxruntime as bytes. Large ones are written to scratch files
+ * with external data as soon as they are made, so the checkpoint's buffers can go before
+ * onnxruntime maps the files (pre-packing off) and each model is read back only to be written:
+ * memory holds about one copy at a time.
+ */
+class ModelHolder {
   private count = 0
   constructor(
     private readonly scratch: string,
-    private readonly large: boolean,
+    readonly large: boolean,
   ) {}
 
-  private async withSource<T>(model: Model, use: (source: Uint8Array | string) => Promise<T>): Promise<T> {
-    if (!this.large) return use(modelBytes(model))
-    const dir = path.join(this.scratch, String(this.count++))
-    fs.mkdirSync(dir, { recursive: true })
-    try {
-      const file = path.join(dir, 'model.onnx')
-      writeModelFile(file, model, { externalData: true })
-      return await use(file)
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+  hold(model: Model): Held {
+    if (!this.large) return { model }
+    const file = path.join(this.scratch, String(this.count++), 'model.onnx')
+    fs.mkdirSync(path.dirname(file), { recursive: true })
+    writeModelFile(file, model, { externalData: true })
+    return { file }
+  }
+
+  /** The model back, to be written (large: read from its scratch file). */
+  release(held: Held): Model {
+    return 'model' in held ? held.model : readModelFile(held.file)
+  }
+
+  private source(held: Held): Uint8Array | string {
+    return 'model' in held ? modelBytes(held.model) : held.file
   }
 
   private get session() {
     return this.large ? { disablePrepacking: true } : {}
   }
 
-  reference(model: Model, feeds: Map<string, Tensor>): Promise<OutputMap> {
-    return this.withSource(model, (source) => referenceOutputs(source, feeds, this.session))
+  reference(held: Held, feeds: Map<string, Tensor>): Promise<OutputMap> {
+    return referenceOutputs(this.source(held), feeds, this.session)
   }
 
-  async verify(model: Model, plan: ArtifactPlan, expected: OutputMap, feeds: Map<string, Tensor>, thresholds?: Thresholds): Promise<ArtifactVerdict> {
-    const [verdict] = await this.withSource(model, (source) =>
-      verifyCandidates(expected, feeds, [{ path: plan.file, ...(typeof source === 'string' ? {} : { bytes: source }), precision: plan.precision }], thresholds, this.session, typeof source === 'string' ? source : undefined),
-    )
+  async verify(held: Held, plan: ArtifactPlan, expected: OutputMap, feeds: Map<string, Tensor>, thresholds?: Thresholds): Promise<ArtifactVerdict> {
+    const source = this.source(held)
+    const candidate = typeof source === 'string' ? { path: plan.file, precision: plan.precision } : { path: plan.file, bytes: source, precision: plan.precision }
+    const [verdict] = await verifyCandidates(expected, feeds, [candidate], thresholds, this.session, typeof source === 'string' ? source : undefined)
     return verdict!
   }
 
@@ -203,10 +270,9 @@ class VerificationRunner {
   }
 }
 
-function artifactOf(plan: ArtifactPlan, bytes: number, model: Model): Omit<Artifact, 'passes'> {
+function artifactOf(plan: ArtifactPlan, model: Model): Omit<Artifact, 'passes' | 'bytes'> {
   return {
     path: plan.file,
-    bytes,
     precision: plan.precision,
     target: plan.target,
     nodes: model.graph.nodes.length,
