@@ -9,7 +9,14 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { openCheckpoint, type Checkpoint } from '../src/checkpoint/index.js'
-import { findTfCheckpoint, hfNameOf, readTfCheckpoint, tfConfig, transpose2d } from '../src/checkpoint/tf-checkpoint.js'
+import { findTfCheckpoint, hfNameOf, readTfCheckpoint, tfConfig } from '../src/checkpoint/tf-checkpoint.js'
+import { transpose2d as transposeInto } from '../src/ir/evaluate.js'
+
+const transpose2d = (data: Uint8Array, rows: number, cols: number, width: number) => {
+  const out = new Uint8Array(data.byteLength)
+  transposeInto(data, out, rows, cols, width)
+  return out
+}
 import { FOOTER_BYTES, parseBlock, readFooter } from '../src/checkpoint/tf-table.js'
 import { buildAlbert, resolveTask } from '../src/builder/albert.js'
 import { modelBytes } from '../src/onnx/file.js'

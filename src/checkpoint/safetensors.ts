@@ -4,10 +4,10 @@
  * section. Every size a file states is checked against the file before anything is allocated,
  * tensors must tile the data section exactly, and every error names the file and the tensor.
  */
-import fs from 'node:fs'
 import { DataType, byteLengthOf } from '../ir/dtype.js'
 import { Tensor, elementCount } from '../ir/tensor.js'
 import { fail } from '../util/errors.js'
+import { readExactly, withFile } from './read.js'
 
 /** Largest header accepted, as the reference implementation does. */
 export const MAX_HEADER_BYTES = 100_000_000
@@ -46,14 +46,7 @@ interface Entry {
 
 /** Read and validate a whole .safetensors file. The data section is read once; tensors are views of it. */
 export function readSafetensors(file: string): SafetensorsFile {
-  let fd: number
-  try {
-    fd = fs.openSync(file, 'r')
-  } catch (e) {
-    fail(file, `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
-  }
-  try {
-    const size = fs.fstatSync(fd).size
+  return withFile(file, (fd, size) => {
     if (size < 8) fail(file, `truncated: ${size} bytes, too short for a safetensors header`)
     const lenBuf = Buffer.alloc(8)
     readExactly(fd, lenBuf, 0, file)
@@ -72,18 +65,7 @@ export function readSafetensors(file: string): SafetensorsFile {
     const tensors = new Map<string, Tensor>()
     for (const e of entries) tensors.set(e.name, new Tensor(e.dtype, e.shape, data.subarray(e.begin, e.end)))
     return { file, tensors, metadata }
-  } finally {
-    fs.closeSync(fd)
-  }
-}
-
-function readExactly(fd: number, buf: Buffer, position: number, file: string): void {
-  let off = 0
-  while (off < buf.byteLength) {
-    const got = fs.readSync(fd, buf, off, buf.byteLength - off, position + off)
-    if (got === 0) fail(file, `truncated: ended after ${position + off} bytes`)
-    off += got
-  }
+  })
 }
 
 /** Validate the JSON header against the data section's length; entries come back sorted by offset. */

@@ -16,11 +16,13 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { DataType, byteLengthOf, dtypeName } from '../ir/dtype.js'
-import { Tensor, elementCount, viewAs } from '../ir/tensor.js'
+import { transposeTensor } from '../ir/evaluate.js'
+import { Tensor, elementCount } from '../ir/tensor.js'
 import { ProtoReader, WIRE_I32, WIRE_LEN, WIRE_VARINT, WireError } from '../onnx/wire.js'
 import { crc32c, unmaskCrc } from '../util/crc32c.js'
 import { fail } from '../util/errors.js'
 import { parseConfig, type AlbertConfig } from './config.js'
+import { readExactly } from './read.js'
 import type { WeightEntry } from './index.js'
 import { readTable, showKey } from './tf-table.js'
 
@@ -496,30 +498,11 @@ function readTensor(m: MappedVariable, shards: Shard[]): Tensor {
   const want = byteLengthOf(dtype, count)
   if (e.size !== want) fail(shard.file, `${where}: ${dtypeName(dtype)}[${e.shape.join(', ')}] needs ${want} bytes but the index says ${e.size}`)
   const data = new Uint8Array(e.size)
-  let got = 0
-  while (got < e.size) {
-    const n = fs.readSync(shard.fd, data, got, e.size - got, e.offset + got)
-    if (n === 0) fail(shard.file, `${where}: truncated at byte ${e.offset + got}`)
-    got += n
-  }
+  readExactly(shard.fd, data, e.offset, shard.file, where)
   if (crc32c(data) !== unmaskCrc(e.crc32c)) fail(shard.file, `${where}: checksum mismatch; the shard is corrupt`)
   if (!m.transpose) return new Tensor(dtype, e.shape, data)
   if (e.shape.length !== 2) fail(shard.file, `${where}: a dense kernel should be 2-D (in, out), got shape [${e.shape.join(', ')}]`)
   const [rows, cols] = e.shape as [number, number]
-  return new Tensor(dtype, [cols, rows], transpose2d(data, rows, cols, byteLengthOf(dtype, 1)))
+  return transposeTensor(new Tensor(dtype, [rows, cols], data), [1, 0])
 }
 
-/** A row-major (rows, cols) matrix of `width`-byte elements, transposed to (cols, rows). Bits are copied as integers. */
-export function transpose2d(data: Uint8Array, rows: number, cols: number, width: number): Uint8Array {
-  const out = new Uint8Array(data.byteLength)
-  const move = <T extends { [i: number]: number | bigint }>(src: T, dst: T) => {
-    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) dst[j * rows + i] = src[i * cols + j]!
-  }
-  const n = rows * cols
-  if (width === 1) move(data, out)
-  else if (width === 2) move(viewAs(Uint16Array, data), new Uint16Array(out.buffer, 0, n))
-  else if (width === 4) move(viewAs(Uint32Array, data), new Uint32Array(out.buffer, 0, n))
-  else if (width === 8) move(viewAs(BigUint64Array, data), new BigUint64Array(out.buffer, 0, n))
-  else throw new Error(`cannot transpose ${width}-byte elements`)
-  return out
-}

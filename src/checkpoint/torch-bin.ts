@@ -27,11 +27,10 @@
  * numel × element size against its bytes, a tensor's offset, sizes and strides against its
  * storage. Errors are one line naming the file, and the tensor or storage where there is one.
  */
-import fs from 'node:fs'
-import { constants as bufferConstants } from 'node:buffer'
 import { DataType, byteLengthOf, dtypeName } from '../ir/dtype.js'
 import { Tensor } from '../ir/tensor.js'
 import { fail } from '../util/errors.js'
+import { readWholeFile } from './read.js'
 import { printable } from '../util/printable.js'
 import { PyCallable, PyDict, PyList, PyObject, PyTuple, aType, typeName, unpickle, type PyValue, type UnpickleHooks } from './pickle.js'
 import { looksLikeZip, readZip, type ZipArchive } from './zip.js'
@@ -514,26 +513,3 @@ export function gather(src: Uint8Array, es: number, start: number, size: readonl
 
 // --- the file ------------------------------------------------------------------------------------
 
-/** The whole file in one buffer (sizes checked before allocating). */
-function readWholeFile(file: string): Buffer {
-  let fd: number
-  try {
-    fd = fs.openSync(file, 'r')
-  } catch (e) {
-    fail(file, `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
-  }
-  try {
-    const size = fs.fstatSync(fd).size
-    if (size === 0) fail(file, 'empty file')
-    if (size > bufferConstants.MAX_LENGTH) fail(file, `${size} bytes is more than one buffer can hold (${bufferConstants.MAX_LENGTH}); shard the checkpoint`)
-    const buf = Buffer.allocUnsafe(size)
-    for (let off = 0; off < size; ) {
-      const got = fs.readSync(fd, buf, off, Math.min(size - off, 1 << 30), off)
-      if (got === 0) fail(file, `truncated while reading: ended after ${off} bytes`)
-      off += got
-    }
-    return buf
-  } finally {
-    fs.closeSync(fd)
-  }
-}

@@ -115,24 +115,23 @@ export function transposeTensor(t: Tensor, perm: number[]): Tensor {
   return new Tensor(t.dtype, outDims, out)
 }
 
-/** Blocked 2-D transpose of R×C elements of `size` bytes. */
+/** Blocked 2-D transpose of R×C elements of `size` bytes (bits moved as integers). */
 export function transpose2d(src: Uint8Array, dst: Uint8Array, R: number, C: number, size: number): void {
-  const B = 64
-  if (size === 4 && src.byteOffset % 4 === 0 && dst.byteOffset % 4 === 0) {
-    const s = new Uint32Array(src.buffer, src.byteOffset, R * C)
-    const d = new Uint32Array(dst.buffer, dst.byteOffset, R * C)
-    for (let r0 = 0; r0 < R; r0 += B)
-      for (let c0 = 0; c0 < C; c0 += B)
-        for (let r = r0; r < Math.min(R, r0 + B); r++) for (let c = c0; c < Math.min(C, c0 + B); c++) d[c * R + r] = s[r * C + c]!
-    return
-  }
-  if (size === 1) {
-    for (let r0 = 0; r0 < R; r0 += B)
-      for (let c0 = 0; c0 < C; c0 += B)
-        for (let r = r0; r < Math.min(R, r0 + B); r++) for (let c = c0; c < Math.min(C, c0 + B); c++) dst[c * R + r] = src[r * C + c]!
-    return
-  }
+  const n = R * C
+  const as = <T>(ctor: new (b: ArrayBufferLike, o: number, l: number) => T, a: Uint8Array) => new ctor(a.buffer, a.byteOffset, n)
+  if (size === 1) return blocked(src, dst, R, C)
+  const aligned = src.byteOffset % size === 0 && dst.byteOffset % size === 0
+  if (aligned && size === 2) return blocked(as(Uint16Array, src), as(Uint16Array, dst), R, C)
+  if (aligned && size === 4) return blocked(as(Uint32Array, src), as(Uint32Array, dst), R, C)
+  if (aligned && size === 8) return blocked(as(BigUint64Array, src), as(BigUint64Array, dst), R, C)
   for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) dst.set(src.subarray((r * C + c) * size, (r * C + c + 1) * size), (c * R + r) * size)
+}
+
+function blocked<T extends { [i: number]: number | bigint }>(s: T, d: T, R: number, C: number): void {
+  const B = 64
+  for (let r0 = 0; r0 < R; r0 += B)
+    for (let c0 = 0; c0 < C; c0 += B)
+      for (let r = r0; r < Math.min(R, r0 + B); r++) for (let c = c0; c < Math.min(C, c0 + B); c++) d[c * R + r] = s[r * C + c]!
 }
 
 /**

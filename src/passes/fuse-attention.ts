@@ -14,6 +14,7 @@ import { Tensor } from '../ir/tensor.js'
 import { inferTypes } from '../ir/infer.js'
 import type { Pass, PassResult } from './pass.js'
 import { sweep } from './remove-unused.js'
+import { linearOf, outWidth, weightAs, type Linear } from './linear.js'
 
 export const fuseAttention: Pass = {
   name: 'fuse-attention',
@@ -35,46 +36,6 @@ export const fuseAttention: Pass = {
     }
     return { changed: fused > 0, stats: { blocksFused: fused, packedWeights: ctx.packed.size } }
   },
-}
-
-/** y = x·B + b, with B stored as W ('KN': B = W; 'NK': B = Wᵀ). */
-export interface Linear {
-  x: Value
-  weight: Value
-  orientation: 'KN' | 'NK'
-  bias: Value | null
-  /** the nodes computing it */
-  nodes: Node[]
-}
-
-/** Recognize a linear layer: Gemm(x, W, b) or MatMul(x, W) with an optional Add of a bias vector. */
-export function linearOf(v: Value | null | undefined): Linear | undefined {
-  const n = v?.producer
-  if (!n || n.domain !== '') return undefined
-  const isMatrix = (w: Value | null | undefined) => !!w?.const && w.const.dims.length === 2 && w.const.dtype === DataType.FLOAT
-  const isVector = (b: Value | null | undefined) => !!b?.const && b.const.dims.length === 1 && b.const.dtype === DataType.FLOAT
-  if (n.opType === 'Gemm') {
-    if (n.attrInt('transA', 0) || n.attrFloat('alpha', 1) !== 1 || (n.inputs[2] && n.attrFloat('beta', 1) !== 1)) return undefined
-    const [x, w, b] = n.inputs
-    if (!x || !isMatrix(w) || (b && !isVector(b))) return undefined
-    return { x, weight: w!, orientation: n.attrInt('transB', 0) ? 'NK' : 'KN', bias: b ?? null, nodes: [n] }
-  }
-  if (n.opType === 'MatMul' && isMatrix(n.inputs[1]) && n.inputs[0]) return { x: n.inputs[0], weight: n.inputs[1]!, orientation: 'KN', bias: null, nodes: [n] }
-  if (n.opType === 'Add') {
-    for (const [a, b] of [[n.inputs[0], n.inputs[1]], [n.inputs[1], n.inputs[0]]] as const) {
-      const mm = a?.producer
-      if (mm?.opType === 'MatMul' && mm.domain === '' && isVector(b) && isMatrix(mm.inputs[1]) && mm.inputs[0] && a!.consumers.length === 1) {
-        return { x: mm.inputs[0], weight: mm.inputs[1]!, orientation: 'KN', bias: b!, nodes: [mm, n] }
-      }
-    }
-  }
-  return undefined
-}
-
-/** Output width of a linear layer. */
-export function outWidth(l: Linear): number {
-  const [r, c] = l.weight.const!.dims as [number, number]
-  return l.orientation === 'NK' ? r : c
 }
 
 interface Block {
@@ -243,24 +204,13 @@ interface Context {
   shapes: Map<Value, Value>
 }
 
-/** [in, out] float32 of a linear layer's weight. */
-function asKN(l: Linear): { data: Float32Array; K: number; N: number } {
-  const t = l.weight.const!
-  const [r, c] = t.dims as [number, number]
-  const src = t.toFloat32()
-  if (l.orientation === 'KN') return { data: src, K: r, N: c }
-  const out = new Float32Array(r * c)
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j]!
-  return { data: out, K: c, N: r }
-}
-
 function pack(g: Graph, b: Block, ctx: Context): { weight: Value; bias: Value } {
   const key = [b.q.weight, b.k.weight, b.v.weight, b.q.bias, b.k.bias, b.v.bias].map((v) => v?.name ?? '-').join('|')
   let p = ctx.packed.get(key)
   if (p) return p
-  const parts = [b.q, b.k, b.v].map(asKN)
-  const K = parts[0]!.K
-  const N = parts[0]!.N
+  const parts = [b.q, b.k, b.v].map((l) => weightAs(l.weight, l.orientation, 'KN'))
+  const K = parts[0]!.rows
+  const N = parts[0]!.cols
   const w = new Float32Array(K * 3 * N)
   for (let r = 0; r < K; r++) parts.forEach((part, i) => w.set(part.data.subarray(r * N, (r + 1) * N), r * 3 * N + i * N))
   const bias = new Float32Array(3 * N)

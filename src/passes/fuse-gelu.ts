@@ -9,6 +9,7 @@ import type { Graph, Model, Value } from '../ir/graph.js'
 import { isSelfContained, match, num, op, val, type Pattern } from '../ir/match.js'
 import type { Pass, PassResult } from './pass.js'
 import { sweep } from './remove-unused.js'
+import { takeBias } from './linear.js'
 
 const x = val('x')
 const half = (inner: Pattern) => op('Mul', [op('Mul', [num(0.5), x]), inner])
@@ -68,32 +69,11 @@ function tryFuse(g: Graph, root: Value, patterns: Pattern[], opType: 'FastGelu' 
     const node = m.covered[m.covered.length - 1]!
     const name = g.uniqueNodeName(node.name ? node.name.replace(/\/[^/]*$/, `/${opType}`) : opType)
     if (opType === 'FastGelu') {
-      g.replaceNode(node, 'FastGelu', bias ? [bias.x, bias.b] : [input], { name, domain: 'com.microsoft' })
+      g.replaceNode(node, 'FastGelu', bias ? [bias.x, bias.bias] : [input], { name, domain: 'com.microsoft' })
     } else {
-      g.replaceNode(node, bias ? 'BiasGelu' : 'Gelu', bias ? [bias.x, bias.b] : [input], { name, domain: 'com.microsoft' })
+      g.replaceNode(node, bias ? 'BiasGelu' : 'Gelu', bias ? [bias.x, bias.bias] : [input], { name, domain: 'com.microsoft' })
     }
     return { op: opType, bias: !!bias }
-  }
-  return undefined
-}
-
-/** x = Gemm(a, W, b) or MatMul(a, W) + b: drop the bias from that layer and return (its output, b). */
-function takeBias(g: Graph, v: Value): { x: Value; b: Value } | undefined {
-  const n = v.producer
-  if (!n || n.domain !== '' || v.isGraphOutput) return undefined
-  if (n.opType === 'Gemm' && n.inputs[2]?.const?.dims.length === 1 && n.attrFloat('beta', 1) === 1) {
-    const b = n.inputs[2]
-    n.setInput(2, null)
-    n.inputs.length = 2
-    return { x: v, b }
-  }
-  if (n.opType === 'Add') {
-    for (const [a, b] of [[n.inputs[0], n.inputs[1]], [n.inputs[1], n.inputs[0]]] as const) {
-      if (a?.producer?.opType === 'MatMul' && b?.const?.dims.length === 1 && a.consumers.length === 1) {
-        void g
-        return { x: a, b }
-      }
-    }
   }
   return undefined
 }

@@ -10,6 +10,7 @@ import { attrFloat } from '../ir/graph.js'
 import { inferTypes } from '../ir/infer.js'
 import type { Pass, PassResult } from './pass.js'
 import { sweep } from './remove-unused.js'
+import { takeBias } from './linear.js'
 
 export const fuseLayerNorm: Pass = {
   name: 'fuse-layernorm',
@@ -46,27 +47,6 @@ const sameShape = (a: Value, b: Value) => {
   return sa.every((d, i) => d === sb[i]) && typeof sa[sa.length - 1] === 'number'
 }
 
-/** Take the bias off the Gemm / MatMul+Add producing `v` if only the sum reads it; returns the bias. */
-function detachBias(g: Graph, v: Value): { bias: Value } | undefined {
-  const n = v.producer
-  if (!n || n.domain !== '' || v.consumers.length !== 1 || v.isGraphOutput) return undefined
-  if (n.opType === 'Gemm' && n.inputs[2]?.const?.dims.length === 1 && n.attrFloat('beta', 1) === 1) {
-    const bias = n.inputs[2]
-    n.setInput(2, null)
-    n.inputs.length = 2
-    return { bias }
-  }
-  if (n.opType === 'Add') {
-    for (const [a, b] of [[n.inputs[0], n.inputs[1]], [n.inputs[1], n.inputs[0]]] as const) {
-      if (a?.producer?.opType === 'MatMul' && b?.const?.dims.length === 1 && a.consumers.length === 1) {
-        g.replaceAllUses(v, a)
-        return { bias: b }
-      }
-    }
-  }
-  return undefined
-}
-
 function fuse(g: Graph, ln: Node): { bias: boolean } | undefined {
   if (ln.opType !== 'LayerNormalization' || ln.domain !== '' || !g.nodes.includes(ln)) return undefined
   const x = ln.inputs[0]
@@ -78,7 +58,8 @@ function fuse(g: Graph, ln: Node): { bias: boolean } | undefined {
   if (!add || add.opType !== 'Add' || add.domain !== '' || x.consumers.length !== 1 || x.isGraphOutput) return undefined
   const [a0, b0] = add.inputs
   if (!a0 || !b0 || !sameShape(a0, b0)) return undefined
-  const bias = (detachBias(g, a0) ?? detachBias(g, b0))?.bias ?? null
+  const one = (v: Value) => (v.consumers.length === 1 ? takeBias(g, v) : undefined)
+  const bias = (one(a0) ?? one(b0))?.bias ?? null
   const [a, b] = add.inputs as [Value, Value]
   const inputs = [a, b, ln.inputs[1]!, ln.inputs[2] ?? null, bias]
   while (inputs[inputs.length - 1] === null) inputs.pop()

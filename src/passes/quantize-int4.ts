@@ -14,6 +14,7 @@ import { UserError } from '../util/errors.js'
 import type { Pass, PassOptions, PassResult } from './pass.js'
 import { applyInt8, fusableBias, insertBefore, planWeights, roundEven, type Use, type WeightPlan } from './quant-common.js'
 import { sweep } from './remove-unused.js'
+import { weightAs } from './linear.js'
 
 export const quantizeInt4Pass: Pass = {
   name: 'quantize-int4',
@@ -102,17 +103,6 @@ function symmetricScale(w: Float32Array, start: number, end: number): number {
   return Math.fround(m !== 0 ? m / -8 : 1)
 }
 
-/** W in [N, K] layout as float32 (rows = output channels), transposing a [K, N] weight once. */
-function asNK(plan: WeightPlan, orientation: 'KN' | 'NK'): { data: Float32Array; N: number; K: number } {
-  const t = plan.weight.const!
-  const [R, C] = t.dims as [number, number]
-  const src = t.toFloat32()
-  if (orientation === 'NK') return { data: src, N: R, K: C }
-  const out = new Float32Array(R * C)
-  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[c * R + r] = src[r * C + c]!
-  return { data: out, N: C, K: R }
-}
-
 function applyInt4(graph: Graph, plan: WeightPlan, blockSize: number, asymmetric: boolean): number {
   const linear = plan.uses as Extract<Use, { kind: 'linear' }>[]
   const orientations = new Set(linear.map((u) => u.orientation))
@@ -120,7 +110,7 @@ function applyInt4(graph: Graph, plan: WeightPlan, blockSize: number, asymmetric
   const store = (o: 'KN' | 'NK') => {
     let s = stored.get(o)
     if (!s) {
-      const { data, N, K } = asNK(plan, o)
+      const { data, rows: N, cols: K } = weightAs(plan.weight, o, 'NK')
       const p = pack4(data, N, K, blockSize, asymmetric)
       const base = orientations.size > 1 ? `${plan.weight.name}.${o}` : plan.weight.name
       s = {
