@@ -73,7 +73,7 @@ export interface InputSpec {
   choices?: number
 }
 
-export const DEFAULT_INPUTS: InputSpec = { batch: 4, sequence: 64, seed: 1234, choices: 2 }
+export const DEFAULT_INPUTS: InputSpec = { batch: 3, sequence: 64, seed: 1234, choices: 2 }
 
 /**
  * Seeded token ids shaped like real batches: [CLS] text [SEP] text [SEP], lengths from a quarter of
