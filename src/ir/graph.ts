@@ -334,6 +334,24 @@ export class Graph {
     return node
   }
 
+  /** A new node with one fresh output named from `name`, placed just before `before`. */
+  addNodeBefore(before: Node, opType: string, inputs: (Value | null)[], name: string, spec: Omit<NodeSpec, 'name'> = {}): Node {
+    const node = this.addNode(opType, inputs, [name], { ...spec, name: this.uniqueNodeName(name) })
+    this.moveLastBefore(before)
+    return node
+  }
+
+  /** Detach `node` and let its outputs hold `tensors` as constants (readers unchanged). */
+  replaceByConstants(node: Node, tensors: Tensor[]): void {
+    this.removeNode(node)
+    node.outputs.forEach((o, i) => {
+      if (!o) return
+      o.const = tensors[i]
+      o.producer = null
+      o.type = undefined
+    })
+  }
+
   /** Move the last node added to just before `before` (keeps nodes in topological order). */
   moveLastBefore(before: Node): void {
     const node = this.nodes.pop()!

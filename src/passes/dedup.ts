@@ -49,10 +49,7 @@ function constantNodesToInitializers(g: Graph): number {
     const t = node.opType === 'Constant' && node.domain === '' ? evaluateNode(node)?.[0] : undefined
     const out = node.outputs[0]
     if (!t || !out || outputs.has(out)) continue
-    g.removeNode(node)
-    out.const = t
-    out.producer = null
-    out.type = undefined
+    g.replaceByConstants(node, [t])
     n++
   }
   return n

@@ -36,20 +36,15 @@ export function foldGraph(graph: Graph): number {
       result = undefined
     }
     if (!result || result.length !== node.outputs.length) continue
-    const inputs = [...node.inputs]
-    graph.removeNode(node)
+    // An output that is an input's own tensor (Identity) aliases that input: no second copy.
+    const aliases = node.outputs.map((_, i) => node.inputs.find((v) => v?.const === result[i]))
+    graph.replaceByConstants(node, result)
     node.outputs.forEach((o, i) => {
-      if (!o) return
-      const t = result[i]!
-      // An output that is an input's own tensor (Identity) aliases that input: no second copy.
-      const same = inputs.find((v) => v?.const === t)
-      if (same) {
+      const same = aliases[i]
+      if (o && same) {
         graph.replaceAllUses(o, same)
-        return
+        o.const = undefined
       }
-      o.const = t
-      o.producer = null
-      o.type = undefined
     })
     folded++
   }

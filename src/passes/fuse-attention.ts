@@ -11,6 +11,7 @@
 import { DataType } from '../ir/dtype.js'
 import { attrFloat, attrInt, type Graph, type Model, type Node, type Value } from '../ir/graph.js'
 import { Tensor } from '../ir/tensor.js'
+import { GraphBuilder } from '../ir/builder.js'
 import { inferTypes } from '../ir/infer.js'
 import type { Pass, PassResult } from './pass.js'
 import { sweep } from './remove-unused.js'
@@ -23,7 +24,7 @@ export const fuseAttention: Pass = {
     const g = model.graph
     g.toposort()
     inferTypes(g)
-    const ctx: Context = { packed: new Map(), masks: new Map(), shapes: new Map() }
+    const ctx: Context = { consts: new GraphBuilder(g), packed: new Map(), masks: new Map(), shapes: new Map() }
     let fused = 0
     for (const sm of [...g.nodes]) {
       if (sm.opType !== 'Softmax' || sm.domain !== '' || !g.nodes.includes(sm)) continue
@@ -199,6 +200,8 @@ function matchBlock(sm: Node): Block | undefined {
 }
 
 interface Context {
+  /** int64 constants, one per content */
+  consts: GraphBuilder
   packed: Map<string, { weight: Value; bias: Value }>
   masks: Map<Value, Value>
   shapes: Map<Value, Value>
@@ -226,18 +229,13 @@ function pack(g: Graph, b: Block, ctx: Context): { weight: Value; bias: Value } 
   return p
 }
 
-function newNode(g: Graph, before: Node, op: string, inputs: (Value | null)[], name: string, attrs = [] as ReturnType<typeof attrInt>[], domain = ''): Value {
-  const n = g.addNode(op, inputs, [name], { name: g.uniqueNodeName(name), attrs, domain })
-  g.moveLastBefore(before)
-  return n.outputs[0]!
-}
 
 function rewrite(g: Graph, b: Block, ctx: Context): boolean {
   const first = b.q.nodes[0]!
   const packed = pack(g, b, ctx)
   let mask = ctx.masks.get(b.mask)
   if (!mask) {
-    mask = newNode(g, g.nodes[0]!, 'Cast', [b.mask], `${b.mask.name}_int32`, [attrInt('to', DataType.INT32)])
+    mask = g.addNodeBefore(g.nodes[0]!, 'Cast', [b.mask], `${b.mask.name}_int32`, { attrs: [attrInt('to', DataType.INT32)] }).outputs[0]!
     ctx.masks.set(b.mask, mask)
   }
   // Attention takes [B, S, hidden]: a 2-D hidden state is viewed as 3-D through the [B, S] of the
@@ -248,17 +246,17 @@ function rewrite(g: Graph, b: Block, ctx: Context): boolean {
     let shape3 = ctx.shapes.get(b.headsShape)
     if (!shape3) {
       const where = b.headsShape.producer ? nextAfter(g, b.headsShape.producer) : g.nodes[0]!
-      const bs = newNode(g, where, 'Slice', [b.headsShape, constInts(g, [0]), constInts(g, [2])], `${b.headsShape.name}_batch_seq`)
-      shape3 = newNode(g, where, 'Concat', [bs, constInts(g, [b.heads * b.headDim])], `${b.headsShape.name}_hidden`, [attrInt('axis', 0)])
+      const bs = g.addNodeBefore(where, 'Slice', [b.headsShape, ctx.consts.ints([0]), ctx.consts.ints([2])], `${b.headsShape.name}_batch_seq`).outputs[0]!
+      shape3 = g.addNodeBefore(where, 'Concat', [bs, ctx.consts.ints([b.heads * b.headDim])], `${b.headsShape.name}_hidden`, { attrs: [attrInt('axis', 0)] }).outputs[0]!
       ctx.shapes.set(b.headsShape, shape3)
     }
-    input = newNode(g, first, 'Reshape', [input, shape3], `${first.name || 'attention'}_input_3d`)
+    input = g.addNodeBefore(first, 'Reshape', [input, shape3], `${first.name || 'attention'}_input_3d`).outputs[0]!
   }
   const attrs = [attrInt('num_heads', b.heads), attrFloat('scale', b.scale)]
   const name = first.name ? first.name.replace(/\/[^/]*$/, '') + '/Attention' : 'Attention'
-  let out = newNode(g, first, 'Attention', [input, packed.weight, packed.bias, mask], name, attrs, 'com.microsoft')
+  let out = g.addNodeBefore(first, 'Attention', [input, packed.weight, packed.bias, mask], name, { attrs, domain: 'com.microsoft' }).outputs[0]!
   const outRank = shapeRank(b.output.producer?.inputs[1])
-  if (outRank !== 3) out = newNode(g, first, 'Reshape', [out, constInts(g, [-1, b.heads * b.headDim])], `${name}_2d`)
+  if (outRank !== 3) out = g.addNodeBefore(first, 'Reshape', [out, ctx.consts.ints([-1, b.heads * b.headDim])], `${name}_2d`).outputs[0]!
   g.replaceAllUses(b.output, out)
   return true
 }
@@ -281,20 +279,5 @@ function shapeRank(shape: Value | null | undefined): number | undefined {
 function nextAfter(g: Graph, n: Node): Node {
   const i = g.nodes.indexOf(n)
   return g.nodes[i + 1] ?? n
-}
-
-const intConsts = new WeakMap<Graph, Map<string, Value>>()
-
-/** An int64 vector constant, one per graph and content. */
-export function constInts(g: Graph, values: number[]): Value {
-  let cache = intConsts.get(g)
-  if (!cache) intConsts.set(g, (cache = new Map()))
-  const key = values.join(',')
-  let v = cache.get(key)
-  if (!v || !g.values.has(v.name)) {
-    v = g.addInitializer(g.uniqueName(`const_i64_${values.join('_').replace(/-/g, 'm')}`), Tensor.fromInt64([values.length], values))
-    cache.set(key, v)
-  }
-  return v
 }
 

@@ -390,15 +390,15 @@ function rewriteLinear(graph: Graph, use: Extract<Use, { kind: 'linear' }>, stor
   if (contrib) {
     const inputs = bias ? [a, b, stored.floatScale(), null, bias] : [a, b, stored.floatScale()]
     result = extraAdd
-      ? insertBefore(graph, replaced, 'DynamicQuantizeMatMul', inputs, `${name}_quant`, 'com.microsoft')
+      ? graph.addNodeBefore(replaced, 'DynamicQuantizeMatMul', inputs, `${name}_quant`, { domain: 'com.microsoft' })
       : graph.replaceNode(replaced, 'DynamicQuantizeMatMul', inputs, { name: graph.uniqueNodeName(`${name}_quant`), domain: 'com.microsoft' })
   } else {
     const [aq, aScale, aZero] = quantizedActivation(graph, a, replaced, dql)
-    const mm = insertBefore(graph, replaced, 'MatMulInteger', [aq, b, aZero], `${name}_MatMulInteger`)
-    const f = insertBefore(graph, replaced, 'Cast', [mm.outputs[0]!], `${name}_cast`, '', [attrInt('to', DataType.FLOAT)])
-    const scale = insertBefore(graph, replaced, 'Mul', [aScale, stored.floatScale()], `${name}_scale`)
+    const mm = graph.addNodeBefore(replaced, 'MatMulInteger', [aq, b, aZero], `${name}_MatMulInteger`)
+    const f = graph.addNodeBefore(replaced, 'Cast', [mm.outputs[0]!], `${name}_cast`, { attrs: [attrInt('to', DataType.FLOAT)] })
+    const scale = graph.addNodeBefore(replaced, 'Mul', [aScale, stored.floatScale()], `${name}_scale`)
     if (bias || extraAdd) {
-      const y = insertBefore(graph, replaced, 'Mul', [f.outputs[0]!, scale.outputs[0]!], `${name}_rescale`)
+      const y = graph.addNodeBefore(replaced, 'Mul', [f.outputs[0]!, scale.outputs[0]!], `${name}_rescale`)
       result = y
     } else {
       result = graph.replaceNode(replaced, 'Mul', [f.outputs[0]!, scale.outputs[0]!], { name: graph.uniqueNodeName(`${name}_rescale`) })
@@ -409,11 +409,4 @@ function rewriteLinear(graph: Graph, use: Extract<Use, { kind: 'linear' }>, stor
     }
   }
   if (extraAdd) graph.replaceNode(replaced, 'Add', [result.outputs[0]!, extraAdd], { name: graph.uniqueNodeName(`${name}_bias`) })
-}
-
-/** A new node with fresh outputs, placed before `before`. */
-export function insertBefore(graph: Graph, before: Node, opType: string, inputs: (Value | null)[], name: string, domain = '', attrs: ReturnType<typeof attrInt>[] = []): Node {
-  const n = graph.addNode(opType, inputs, [name], { name: graph.uniqueNodeName(name), domain, attrs })
-  graph.moveLastBefore(before)
-  return n
 }

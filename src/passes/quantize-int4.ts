@@ -12,7 +12,7 @@ import { attrInt, type Graph, type Model, type Value } from '../ir/graph.js'
 import { Tensor } from '../ir/tensor.js'
 import { UserError } from '../util/errors.js'
 import type { Pass, PassOptions, PassResult } from './pass.js'
-import { applyInt8, fusableBias, insertBefore, planWeights, roundEven, type Use, type WeightPlan } from './quant-common.js'
+import { applyInt8, fusableBias, planWeights, roundEven, type Use, type WeightPlan } from './quant-common.js'
 import { sweep } from './remove-unused.js'
 import { weightAs } from './linear.js'
 
@@ -147,7 +147,7 @@ function applyInt4(graph: Graph, plan: WeightPlan, blockSize: number, asymmetric
     while (inputs.length && inputs[inputs.length - 1] === null) inputs.pop()
     const name = graph.uniqueNodeName(`${node.name || plan.weight.name}_q4`)
     if (extraAdd) {
-      const mm = insertBefore(graph, target, 'MatMulNBits', inputs, name, 'com.microsoft', attrs)
+      const mm = graph.addNodeBefore(target, 'MatMulNBits', inputs, name, { domain: 'com.microsoft', attrs })
       graph.replaceNode(target, 'Add', [mm.outputs[0]!, extraAdd], { name: graph.uniqueNodeName(`${name}_bias`) })
     } else {
       graph.replaceNode(target, 'MatMulNBits', inputs, { name, domain: 'com.microsoft', attrs })
