@@ -31,6 +31,7 @@ import type { Tensor } from '../ir/tensor.js'
 import { VERSION } from '../version.js'
 import { pinnedInputSpec } from '../passes/fix-shapes.js'
 import { RequiredOperators } from '../report/required-ops.js'
+import { configForFolder, writeQ8Alias, type Alias } from './layout.js'
 
 /** Files copied from the checkpoint folder next to the ONNX models when they exist. */
 export const COPIED_FILES = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
@@ -72,6 +73,8 @@ export interface ConvertReport {
   task: Task
   outputs: string[]
   artifacts: Artifact[]
+  /** Second names of emitted files (transformers.js's q8 name for the int8 model). */
+  aliases: Alias[]
   copied: string[]
   parameters: { checkpoint: ParameterStats; model: ParameterStats }
   factorization: Factorization
@@ -117,12 +120,14 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
 
     // The files, with the verdict in their provenance.
     const artifacts: Artifact[] = []
+    const externalFiles: string[] = []
     for (const m of made.models) {
       const model = holder.release(m.held)
       const verdict = verdicts.get(m.plan)
       if (verdict) stampProvenance(model, { ...provenanceOf(m.plan, digest.sha256, task), verdict })
       const written = writeModelFile(path.join(stage.path, m.plan.file), model)
       log(`wrote ${m.plan.file} (${written.bytes} bytes)`)
+      if (written.externalFile) externalFiles.push(m.plan.file)
       const artifact: Artifact = { ...m.artifact, bytes: written.bytes + (written.externalBytes ?? 0) }
       if (verdict) artifact.verdict = verdict
       artifacts.push(artifact)
@@ -133,6 +138,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       log('wrote onnx/required_operators.config')
     }
     const copied = copyCheckpointFiles(ckpt, stage.path)
+    const aliases = layoutForTransformersJs(ckpt, task, stage.path, artifacts, externalFiles, copied)
     const c = ckpt.config
     const report: ConvertReport = {
       albertkit: VERSION,
@@ -140,6 +146,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       task,
       outputs: made.outputs,
       artifacts,
+      aliases,
       copied,
       parameters: made.parameters,
       factorization: factorization(c.vocabSize, c.embeddingSize, c.hiddenSize),
@@ -279,6 +286,19 @@ function artifactOf(plan: ArtifactPlan, model: Model): Omit<Artifact, 'passes' |
     initializers: model.graph.initializers.length,
     opCounts: Object.fromEntries([...model.graph.opCounts()].sort(([a], [b]) => a.localeCompare(b))),
   }
+}
+
+/** The folder as transformers.js loads it (see layout.ts): the q8 alias and, where needed, config.json. */
+function layoutForTransformersJs(ckpt: Checkpoint, task: Task, dir: string, artifacts: Artifact[], externalFiles: string[], copied: string[]): Alias[] {
+  const aliases: Alias[] = []
+  const q8 = writeQ8Alias(dir, artifacts.map((a) => a.path))
+  if (q8) aliases.push(q8)
+  const config = configForFolder(ckpt.config.raw, task, externalFiles)
+  if (config) {
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n')
+    if (!copied.includes('config.json')) copied.push('config.json')
+  }
+  return aliases
 }
 
 function copyCheckpointFiles(ckpt: Checkpoint, dest: string): string[] {
