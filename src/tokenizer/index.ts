@@ -1,0 +1,263 @@
+/**
+ * Real text as model inputs: open a checkpoint's tokenizer (tokenizer.json through
+ * @huggingface/tokenizers, or its SentencePiece model converted on the fly), and encode texts or
+ * text pairs into the int64 input_ids / attention_mask / token_type_ids batch the verifier runs.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { Tokenizer } from '@huggingface/tokenizers'
+import { DataType } from '../ir/dtype.js'
+import { Tensor, bytesOf } from '../ir/tensor.js'
+import type { AlbertConfig } from '../checkpoint/config.js'
+import type { Task } from '../builder/albert.js'
+import { UserError, describe, fail } from '../util/errors.js'
+import { printable } from '../util/printable.js'
+import { tokenizerFilesFromSentencepiece } from './sentencepiece.js'
+
+export { tokenizerFilesFromSentencepiece, albertTokenizerFiles, parseSentencepiece, readSentencepiece, PieceType } from './sentencepiece.js'
+export type { AlbertTokenizerOptions, TokenizerFiles, SentencePieceModel, Piece } from './sentencepiece.js'
+
+/** Files that hold a tokenizer, in order of preference. */
+export const TOKENIZER_FILES = ['tokenizer.json', 'spiece.model', '30k-clean.model'] as const
+
+export interface TextTokenizer {
+  /** the file it came from (tokenizer.json, or the SentencePiece model it was converted from) */
+  file: string
+  /** 'tokenizer.json' or 'sentencepiece' (converted by albertkit) */
+  kind: 'tokenizer.json' | 'sentencepiece'
+  tokenizer: Tokenizer
+  /** id written at padded positions */
+  padId: number
+}
+
+export interface TextInput {
+  text: string
+  /** second segment (a question's context, a sentence pair's second sentence) */
+  pair?: string
+}
+
+export interface EncodedRow extends TextInput {
+  ids: number[]
+  /** token strings of `ids` (the vocabulary's, so unknown text shows as the unk token) */
+  tokens: string[]
+  /** tokens dropped to fit maxLength (0 when none) */
+  truncated: number
+}
+
+export interface EncodedTexts {
+  /** int64 [rows, longest]: input_ids, attention_mask, token_type_ids */
+  feeds: Map<string, Tensor>
+  rows: EncodedRow[]
+  /** length of the longest row, which every row is padded to */
+  longest: number
+  warnings: string[]
+}
+
+function readJson(file: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (e) {
+    fail(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? describe(e)}`)
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (e) {
+    fail(file, `not valid JSON (${describe(e)})`)
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail(file, 'expected a JSON object')
+  return json as Record<string, unknown>
+}
+
+/** A special-token entry of tokenizer_config.json: a string or an AddedToken-like object. */
+function tokenContent(v: unknown): string | undefined {
+  if (typeof v === 'string') return v
+  if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content
+  return undefined
+}
+
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile()
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The tokenizer of a checkpoint folder: tokenizer.json (with tokenizer_config.json beside it when
+ * there is one), else spiece.model or 30k-clean.model converted the way transformers converts
+ * ALBERT's. A folder with none of them is a UserError that names the files looked for.
+ */
+export function openTokenizer(dir: string): TextTokenizer {
+  let stat: fs.Stats
+  try {
+    stat = fs.statSync(dir)
+  } catch {
+    fail(dir, 'no such folder')
+  }
+  if (stat.isFile()) dir = path.dirname(dir)
+  const configFile = path.join(dir, 'tokenizer_config.json')
+  const config = isFile(configFile) ? readJson(configFile) : {}
+  const found = TOKENIZER_FILES.map((f) => path.join(dir, f)).find(isFile)
+  if (!found) fail(dir, `has no tokenizer (looked for ${TOKENIZER_FILES.join(', ')})`)
+
+  let json: Record<string, unknown>
+  let kind: TextTokenizer['kind']
+  if (path.basename(found) === 'tokenizer.json') {
+    json = readJson(found)
+    kind = 'tokenizer.json'
+  } else {
+    const bool = (key: string, fallback: boolean) => {
+      const v = config[key]
+      if (v === undefined) return fallback
+      if (typeof v !== 'boolean') fail(configFile, `${key} must be true or false, got ${printable(JSON.stringify(v))}`)
+      return v
+    }
+    const files = tokenizerFilesFromSentencepiece(found, { doLowerCase: bool('do_lower_case', true), keepAccents: bool('keep_accents', false) })
+    json = files['tokenizer.json']
+    for (const [k, v] of Object.entries(files['tokenizer_config.json'])) if (!(k in config)) config[k] = v
+    kind = 'sentencepiece'
+  }
+  let tokenizer: Tokenizer
+  try {
+    tokenizer = new Tokenizer(json, config)
+  } catch (e) {
+    fail(found, `cannot load this tokenizer: ${describe(e)}`)
+  }
+  return { file: found, kind, tokenizer, padId: padIdOf(tokenizer, json, config) }
+}
+
+function padIdOf(tokenizer: Tokenizer, json: Record<string, unknown>, config: Record<string, unknown>): number {
+  const named = tokenContent(config.pad_token)
+  const byName = named !== undefined ? idOfToken(tokenizer, named) : undefined
+  if (byName !== undefined) return byName
+  const padding = json.padding as { pad_id?: unknown } | null | undefined
+  if (padding && typeof padding.pad_id === 'number') return padding.pad_id
+  return idOfToken(tokenizer, '<pad>') ?? 0
+}
+
+function addedTokenIds(tokenizer: Tokenizer): Map<string, number> {
+  const ids = new Map<string, number>()
+  for (const [id, t] of tokenizer.get_added_tokens_decoder()) ids.set(t.content, id)
+  return ids
+}
+
+function idOfToken(tokenizer: Tokenizer, token: string): number | undefined {
+  return addedTokenIds(tokenizer).get(token) ?? tokenizer.token_to_id(token)
+}
+
+/**
+ * Drop tokens from the end of the longer segment, one at a time, until `a` and `b` together have
+ * `budget` tokens (Hugging Face's "longest_first"). Returns how many were dropped.
+ */
+function truncateLongestFirst(a: string[], b: string[] | null, budget: number): number {
+  let dropped = 0
+  while (a.length + (b?.length ?? 0) > budget) {
+    if (b && b.length > a.length) b.pop()
+    else a.pop()
+    dropped++
+  }
+  return dropped
+}
+
+/**
+ * Encode texts (and pairs) as the model's input batch: the tokenizer's special tokens and token
+ * types, each row cut to `maxLength` tokens where it is longer (longest segment first, special
+ * tokens kept; a warning says so), then padded with the pad id to the longest row.
+ */
+export function encodeTexts(tok: TextTokenizer, texts: readonly TextInput[], opts: { maxLength: number }): EncodedTexts {
+  if (texts.length === 0) throw new UserError('no texts to encode')
+  const { tokenizer } = tok
+  const added = addedTokenIds(tokenizer)
+  const unk = tokenizer.model?.unk_token_id
+  const warnings: string[] = []
+  const typeRows: (number[] | undefined)[] = []
+  const rows: EncodedRow[] = texts.map((input, r) => {
+    const a = tokenizer.tokenize(input.text)
+    const b = input.pair !== undefined && input.pair !== '' ? tokenizer.tokenize(input.pair) : null
+    const frame = (x: string[], y: string[] | null): { tokens: string[]; types: number[] | undefined } => {
+      if (!tokenizer.post_processor) return { tokens: [...x, ...(y ?? [])], types: undefined }
+      const out: { tokens: string[]; token_type_ids?: number[] } = tokenizer.post_processor(x, y, true)
+      return { tokens: out.tokens, types: out.token_type_ids }
+    }
+    let framed = frame(a, b)
+    let truncated = 0
+    if (framed.tokens.length > opts.maxLength) {
+      const specials = framed.tokens.length - a.length - (b?.length ?? 0)
+      if (specials >= opts.maxLength) throw new UserError(`text ${r + 1}: ${specials} special tokens leave no room within ${opts.maxLength} positions`)
+      const before = framed.tokens.length
+      truncated = truncateLongestFirst(a, b, opts.maxLength - specials)
+      framed = frame(a, b)
+      warnings.push(`text ${r + 1} has ${before} tokens; cut to ${framed.tokens.length} (max_position_embeddings ${opts.maxLength})`)
+    }
+    const ids = framed.tokens.map((t) => {
+      const id = added.get(t) ?? tokenizer.token_to_id(t) ?? unk
+      if (id === undefined) fail(tok.file, `token '${printable(t)}' of text ${r + 1} has no id and the tokenizer has no unknown token`)
+      return id
+    })
+    const row: EncodedRow = { text: input.text, ids, tokens: ids.map((id, i) => tokenizer.id_to_token(id) ?? framed.tokens[i]!), truncated }
+    if (b !== null) row.pair = input.pair
+    typeRows.push(framed.types?.length === ids.length ? framed.types : undefined)
+    return row
+  })
+  const longest = Math.max(...rows.map((r) => r.ids.length))
+  const n = rows.length * longest
+  const ids = new BigInt64Array(n).fill(BigInt(tok.padId))
+  const mask = new BigInt64Array(n)
+  const types = new BigInt64Array(n)
+  rows.forEach((row, r) => {
+    const rowTypes = typeRows[r]
+    row.ids.forEach((id, i) => {
+      ids[r * longest + i] = BigInt(id)
+      mask[r * longest + i] = 1n
+      types[r * longest + i] = BigInt(rowTypes?.[i] ?? 0)
+    })
+  })
+  const dims = [rows.length, longest]
+  const feeds = new Map([
+    ['input_ids', new Tensor(DataType.INT64, dims, bytesOf(ids))],
+    ['attention_mask', new Tensor(DataType.INT64, dims, bytesOf(mask))],
+    ['token_type_ids', new Tensor(DataType.INT64, dims, bytesOf(types))],
+  ])
+  return { feeds, rows, longest, warnings }
+}
+
+export interface TextFeeds extends EncodedTexts {
+  /** where the texts came from ('--text', a file) */
+  source: string
+  /** the tokenizer file used */
+  tokenizerFile: string
+}
+
+/**
+ * Verification inputs from texts through a checkpoint's own tokenizer, checked against the model:
+ * every id within vocab_size, rows no longer than max_position_embeddings, token types only where
+ * the model has them. The multiple-choice head is refused (it takes [batch, choices, sequence]).
+ */
+export function textFeeds(dir: string, texts: readonly TextInput[], config: AlbertConfig, task: Task, source: string): TextFeeds {
+  if (task === 'multiple-choice') {
+    throw new UserError(`${source}: text inputs cannot drive the multiple-choice head (it takes [batch, choices, sequence] inputs); verify it on random inputs or --inputs`)
+  }
+  const tok = openTokenizer(dir)
+  const encoded = encodeTexts(tok, texts, { maxLength: config.maxPositionEmbeddings })
+  for (const [r, row] of encoded.rows.entries()) {
+    const bad = row.ids.find((id) => id < 0 || id >= config.vocabSize)
+    if (bad !== undefined) fail(tok.file, `gives id ${bad} for text ${r + 1}, outside the model's vocab_size ${config.vocabSize} (tokenizer and checkpoint do not match)`)
+  }
+  if (tok.padId < 0 || tok.padId >= config.vocabSize) fail(tok.file, `pad id ${tok.padId} is outside the model's vocab_size ${config.vocabSize}`)
+  const types = encoded.feeds.get('token_type_ids')!.toBigInt64()
+  if (types.some((t) => t >= BigInt(config.typeVocabSize))) {
+    if (config.typeVocabSize > 1) fail(tok.file, `gives token types beyond the model's type_vocab_size ${config.typeVocabSize}`)
+    types.fill(0n)
+    encoded.warnings.push(`the model has one token type (type_vocab_size 1): the second segment of each pair runs with token type 0`)
+  }
+  return { ...encoded, source, tokenizerFile: tok.file }
+}
+
+/** `[CLS] ▁the ▁qui c k ▁b … (25 tokens)`: the first `max` tokens of a row. */
+export function tokenPreview(tokens: readonly string[], max = 6): string {
+  const shown = tokens.slice(0, max).map((t) => printable(t, 40)).join(' ')
+  return tokens.length > max ? `${shown} … (${tokens.length} tokens)` : `${shown} (${tokens.length} tokens)`
+}
