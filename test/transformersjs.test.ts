@@ -184,6 +184,35 @@ describe('transformers.js loads the output folder (local files only)', () => {
   })
 })
 
+describe('a checkpoint with only spiece.model', () => {
+  it('gets tokenizer.json and friends that transformers.js tokenizes exactly as transformers', async () => {
+    const src = path.join(tempDir(), 'spm-only')
+    fs.cpSync(fixtureDir('albert-mlm'), src, { recursive: true })
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) fs.rmSync(path.join(src, f))
+    const report = await convert({ checkpoint: src, out: path.join(ROOT, 'spm-only'), precisions: ['fp32'], noVerify: true })
+    assert.deepEqual(report.generated.sort(), ['special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'])
+    const tokenizer = await AutoTokenizer.from_pretrained('spm-only', LOCAL)
+    const samples = JSON.parse(fs.readFileSync(path.join(fixtureDir('albert-mlm'), 'meta.json'), 'utf8')).tokenizer.samples as {
+      text: string
+      pair: string | null
+      input_ids: number[]
+      token_type_ids: number[]
+    }[]
+    assert.equal(samples.length, 3)
+    for (const s of samples) {
+      const enc = tokenizer(s.text, { ...(s.pair ? { text_pair: s.pair } : {}), return_token_type_ids: true })
+      assert.deepEqual([...(enc.input_ids.data as BigInt64Array)].map(Number), s.input_ids, s.text)
+      assert.deepEqual([...(enc.token_type_ids!.data as BigInt64Array)].map(Number), s.token_type_ids, s.text)
+    }
+  })
+
+  it('a checkpoint that has tokenizer.json keeps its own files byte for byte', () => {
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'spiece.model']) {
+      assert.ok(fs.readFileSync(path.join(ROOT, 'albert-mlm', f)).equals(fs.readFileSync(path.join(fixtureDir('albert-mlm'), f))), f)
+    }
+  })
+})
+
 describe('transformers.js pipelines on the output folders', () => {
   it('tokenizer: the folder\'s tokenizer gives transformers\' ids for the fixture texts', async () => {
     const tokenizer = await AutoTokenizer.from_pretrained('albert-qa-text', LOCAL)

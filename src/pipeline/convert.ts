@@ -31,7 +31,7 @@ import type { Tensor } from '../ir/tensor.js'
 import { VERSION } from '../version.js'
 import { pinnedInputSpec } from '../passes/fix-shapes.js'
 import { RequiredOperators } from '../report/required-ops.js'
-import { configForFolder, writeQ8Alias, type Alias } from './layout.js'
+import { configForFolder, writeQ8Alias, writeTokenizerFiles, type Alias } from './layout.js'
 
 /** Files copied from the checkpoint folder next to the ONNX models when they exist. */
 export const COPIED_FILES = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
@@ -76,6 +76,8 @@ export interface ConvertReport {
   /** Second names of emitted files (transformers.js's q8 name for the int8 model). */
   aliases: Alias[]
   copied: string[]
+  /** Files albertkit wrote for the folder (tokenizer files made from spiece.model). */
+  generated: string[]
   parameters: { checkpoint: ParameterStats; model: ParameterStats }
   factorization: Factorization
   unusedTensors: string[]
@@ -139,6 +141,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
     }
     const copied = copyCheckpointFiles(ckpt, stage.path)
     const aliases = layoutForTransformersJs(ckpt, task, stage.path, artifacts, externalFiles, copied)
+    const generated = writeTokenizerFiles(stage.path, ckpt.config.maxPositionEmbeddings)
     const c = ckpt.config
     const report: ConvertReport = {
       albertkit: VERSION,
@@ -148,6 +151,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       artifacts,
       aliases,
       copied,
+      generated,
       parameters: made.parameters,
       factorization: factorization(c.vocabSize, c.embeddingSize, c.hiddenSize),
       unusedTensors: made.unused,

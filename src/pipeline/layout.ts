@@ -3,7 +3,8 @@
  *
  *   config.json                  the checkpoint's config; rewritten only where transformers.js needs
  *                                something else (the head actually built, external-data files)
- *   tokenizer.json, …            the checkpoint's tokenizer files
+ *   tokenizer.json, …            the checkpoint's tokenizer files; made from spiece.model when the
+ *                                checkpoint has no tokenizer.json
  *   onnx/model.onnx              fp32 (transformers.js dtype "fp32")
  *   onnx/model_int8.onnx         int8 (dtype "int8")
  *   onnx/model_quantized.onnx    dtype "q8", transformers.js's default in the browser (wasm): the int8
@@ -16,6 +17,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { TASK_OF_ARCHITECTURE, type Task } from '../builder/albert.js'
+import { tokenizerFilesFromSentencepiece, type AlbertTokenizerOptions } from '../tokenizer/index.js'
 
 /** transformers.js's file name for dtype "q8". */
 export const Q8_FILE = 'onnx/model_quantized.onnx'
@@ -69,4 +71,29 @@ export function configForFolder(raw: Record<string, unknown>, task: Task, extern
     out['transformers.js_config'] = { ...previous, use_external_data_format: formats }
   }
   return out
+}
+
+/**
+ * A checkpoint with only a SentencePiece model (Google's original ALBERT ships `30k-clean.model`,
+ * copied here as spiece.model) gets the tokenizer files transformers would write for it, so that
+ * transformers.js and `verify --text` can tokenize. The casing options come from the checkpoint's
+ * tokenizer_config.json when it has one. Returns the files written.
+ */
+export function writeTokenizerFiles(dir: string, maxPositions: number): string[] {
+  const spm = path.join(dir, 'spiece.model')
+  if (!fs.existsSync(spm) || fs.existsSync(path.join(dir, 'tokenizer.json'))) return []
+  const configFile = path.join(dir, 'tokenizer_config.json')
+  const config = fs.existsSync(configFile) ? (JSON.parse(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>) : {}
+  const opts: AlbertTokenizerOptions = { modelMaxLength: maxPositions }
+  if (typeof config.do_lower_case === 'boolean') opts.doLowerCase = config.do_lower_case
+  if (typeof config.keep_accents === 'boolean') opts.keepAccents = config.keep_accents
+  const files = tokenizerFilesFromSentencepiece(spm, opts)
+  const written: string[] = []
+  for (const [name, content] of Object.entries(files)) {
+    const file = path.join(dir, name)
+    if (fs.existsSync(file)) continue
+    fs.writeFileSync(file, JSON.stringify(content, null, 2) + '\n')
+    written.push(name)
+  }
+  return written
 }
