@@ -5,6 +5,7 @@ import { readSafetensors } from '../checkpoint/safetensors.js'
 import { buildAlbert, resolveTask } from '../builder/albert.js'
 import { modelBytes, readModelFile } from '../onnx/file.js'
 import { fail } from '../util/errors.js'
+import { textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import {
   DEFAULT_INPUTS,
   goldenOutputs,
@@ -26,21 +27,53 @@ export interface VerifyOptions {
   /** safetensors of model inputs instead of seeded random ones */
   inputs?: string
   spec?: InputSpec
+  /** texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs; `source` names where they came from */
+  text?: { texts: TextInput[]; source: string }
   thresholds?: Thresholds
+}
+
+/** The texts verification ran on, as the tokenizer encoded them. */
+export interface TextReport {
+  source: string
+  /** the tokenizer file used (tokenizer.json, or the SentencePiece model albertkit converted) */
+  tokenizer: string
+  /** tokens in the longest row; shorter rows are padded to it */
+  longest: number
+  rows: { text: string; pair?: string; length: number; ids: number[]; tokens: string[]; truncated: number }[]
+  warnings: string[]
 }
 
 export interface VerifyReport {
   reference: string
   inputs: string
+  /** present when the inputs came from text */
+  text?: TextReport
   pass: boolean
   artifacts: ArtifactVerdict[]
+}
+
+function textReport(t: TextFeeds): TextReport {
+  return {
+    source: t.source,
+    tokenizer: t.tokenizerFile,
+    longest: t.longest,
+    rows: t.rows.map((r) => ({ text: r.text, ...(r.pair !== undefined ? { pair: r.pair } : {}), length: r.ids.length, ids: r.ids, tokens: r.tokens, truncated: r.truncated })),
+    warnings: t.warnings,
+  }
+}
+
+/** `2 texts from --text, 14 tokens (longest)` */
+function describeTextInputs(t: TextFeeds): string {
+  return `${t.rows.length} text${t.rows.length === 1 ? '' : 's'} from ${t.source}, ${t.longest} tokens (longest)`
 }
 
 export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   const ckpt = openCheckpoint(opts.checkpoint)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
   if (opts.golden && !opts.inputs) fail(opts.golden, 'goldens need the inputs they were computed on (--inputs)')
-  const feeds = opts.inputs ? readSafetensors(opts.inputs).tensors : randomInputs(ckpt.config, task, opts.spec ?? DEFAULT_INPUTS)
+  if (opts.text && opts.inputs) fail(opts.inputs, 'give either --inputs or texts, not both')
+  const text = opts.text ? textFeeds(ckpt.dir, opts.text.texts, ckpt.config, task, opts.text.source) : undefined
+  const feeds = text ? text.feeds : opts.inputs ? readSafetensors(opts.inputs).tensors : randomInputs(ckpt.config, task, opts.spec ?? DEFAULT_INPUTS)
   const reference = opts.golden
     ? goldenOutputs(readSafetensors(opts.golden).tensors)
     : await referenceOutputs(modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model), feeds)
@@ -54,7 +87,8 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   const spec = opts.spec ?? DEFAULT_INPUTS
   return {
     reference: opts.golden ?? `albertkit fp32 graph of ${ckpt.dir} (onnxruntime optimizations off)`,
-    inputs: opts.inputs ?? `random, seed ${spec.seed}, batch ${spec.batch}, sequence ${spec.sequence}`,
+    inputs: text ? describeTextInputs(text) : opts.inputs ?? `random, seed ${spec.seed}, batch ${spec.batch}, sequence ${spec.sequence}`,
+    ...(text ? { text: textReport(text) } : {}),
     pass: artifacts.every((a) => a.pass),
     artifacts,
   }
