@@ -32,6 +32,7 @@ import { VERSION } from '../version.js'
 import { pinnedInputSpec } from '../passes/fix-shapes.js'
 import { RequiredOperators } from '../report/required-ops.js'
 import { configForFolder, writeQ8Alias, writeTokenizerFiles, type Alias } from './layout.js'
+import { lineProgress, type Progress } from '../cli/progress.js'
 
 /** Files copied from the checkpoint folder next to the ONNX models when they exist. */
 export const COPIED_FILES = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
@@ -53,6 +54,8 @@ export interface ConvertOptions extends PassOptions {
   thresholds?: Thresholds
   /** Progress lines (what each step did). */
   log?: (line: string) => void
+  /** Long steps as they run, and what each did (takes the place of `log`). */
+  progress?: Progress
 }
 
 export interface Artifact {
@@ -85,14 +88,17 @@ export interface ConvertReport {
 }
 
 export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
-  const log = opts.log ?? (() => {})
+  const progress = opts.progress ?? lineProgress(opts.log)
+  const log = (line: string) => progress.info(line)
   const out = path.resolve(opts.out)
   if (fs.existsSync(out) && !opts.force) {
     throw new UserError(`${opts.out}: already exists (pass --force to replace it)`)
   }
+  const reading = progress.start('reading checkpoint')
   const ckpt = openCheckpoint(opts.checkpoint)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
   const digest = digestCheckpoint(ckpt.dir, [ckpt.configFile, ...ckpt.weightFiles])
+  reading.done(`${ckpt.format}, ${ckpt.weights.size} tensors`)
   const plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
   const inputSpec = pinnedInputSpec(opts.inputs ?? DEFAULT_INPUTS, opts.fixedShape)
   const feeds = opts.noVerify ? undefined : randomInputs(ckpt.config, task, inputSpec)
@@ -102,7 +108,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   try {
     fs.mkdirSync(path.join(stage.path, 'onnx'))
     const holder = new ModelHolder(path.join(stage.path, '.verify'), weightBytes > LARGE_MODEL_BYTES)
-    const made = await makeModels(ckpt, task, plans, holder, digest.sha256, !!feeds, opts, log)
+    const made = await makeModels(ckpt, task, plans, holder, digest.sha256, !!feeds, opts, progress)
     if (holder.large) {
       // The checkpoint's buffers go before onnxruntime maps the models: about one copy at a time.
       ckpt.weights.clear()
@@ -112,18 +118,26 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
     // The parity verdict of each model against the plain fp32 graph.
     const verdicts = new Map<ArtifactPlan, ArtifactVerdict>()
     if (feeds && made.reference) {
+      const checking = progress.start('verifying', made.models.length + 1)
+      checking.running('fp32 reference')
       const expected = await holder.reference(made.reference, feeds)
+      checking.tick()
       for (const m of made.models) {
+        checking.running(m.plan.file)
         const verdict = await holder.verify(m.held, m.plan, expected, feeds, opts.thresholds)
+        checking.tick()
         verdicts.set(m.plan, verdict)
         for (const line of formatVerdict(verdict)) log(line)
       }
+      checking.done(`${[...verdicts.values()].filter((v) => v.pass).length} of ${verdicts.size} within tolerance`)
     }
 
     // The files, with the verdict in their provenance.
     const artifacts: Artifact[] = []
     const externalFiles: string[] = []
+    const writing = progress.start('writing', made.models.length)
     for (const m of made.models) {
+      writing.running(m.plan.file)
       const model = holder.release(m.held)
       const verdict = verdicts.get(m.plan)
       if (verdict) stampProvenance(model, { ...provenanceOf(m.plan, digest.sha256, task), verdict })
@@ -133,7 +147,9 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       const artifact: Artifact = { ...m.artifact, bytes: written.bytes + (written.externalBytes ?? 0) }
       if (verdict) artifact.verdict = verdict
       artifacts.push(artifact)
+      writing.tick()
     }
+    writing.done(`${artifacts.length} model${artifacts.length === 1 ? '' : 's'}`)
     holder.cleanup()
     if (made.requiredOps) {
       made.requiredOps.write(path.join(stage.path, 'onnx', 'required_operators.config'))
@@ -193,11 +209,13 @@ async function makeModels(
   sourceSha256: string,
   keepReference: boolean,
   opts: ConvertOptions,
-  log: (line: string) => void,
+  progress: Progress,
 ): Promise<Made> {
+  const log = (line: string) => progress.info(line)
+  const building = progress.start(`building ${task} graph`)
   const built = buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.weightFiles[0] ?? ckpt.dir, configFile: ckpt.configFile })
   const reference = built.model
-  log(`built ${task} graph: ${reference.graph.nodes.length} nodes, ${reference.graph.initializers.length} initializers`)
+  building.done(`${reference.graph.nodes.length} nodes, ${reference.graph.initializers.length} initializers`)
   const parameters = {
     checkpoint: checkpointParameterStats(ckpt.config, new Map([...ckpt.weights].map(([k, e]) => [k, e.tensor]))),
     model: graphParameterStats(reference.graph),
@@ -207,8 +225,16 @@ async function makeModels(
   const models: Made['models'] = []
   for (const plan of plans) {
     const variant = cloneModel(reference)
-    const passes = await runPasses(variant, passesOf(plan), opts)
-    for (const r of passes) if (r.changed) log(`  ${plan.file}: ${formatPassReport(r)}`)
+    const making = progress.start(`making ${plan.file}`, plan.passes.length)
+    const passes: PassReport[] = []
+    for (const pass of passesOf(plan)) {
+      making.running(pass.name)
+      const [r] = await runPasses(variant, [pass], opts)
+      passes.push(r!)
+      if (r!.changed) log(`  ${plan.file}: ${formatPassReport(r!)}`)
+      making.tick()
+    }
+    making.done(`${variant.graph.nodes.length} nodes`)
     variant.graph.toposort()
     stampProvenance(variant, provenanceOf(plan, sourceSha256, task))
     requiredOps?.add(plan.file, variant)
