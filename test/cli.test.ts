@@ -1,6 +1,6 @@
 /**
- * The command line end to end: a good conversion, and malformed input giving one line on stderr,
- * exit code 1, no stack trace and nothing at the output path.
+ * The command line end to end: a good conversion, and malformed input giving one error line on
+ * stderr, exit code 3 (2 for a bad flag value), no stack trace and nothing at the output path.
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
@@ -30,9 +30,10 @@ function editWeights(dir: string, edit: (m: Map<string, Tensor>) => void): void 
 
 function expectCleanFailure(args: string[], out: string, ...fragments: string[]): void {
   const r = albertkit(...args)
-  assert.equal(r.code, 1, `exit code (stderr: ${r.stderr})`)
+  assert.equal(r.code, 3, `exit code (stderr: ${r.stderr})`)
   const lines = r.stderr.trim().split('\n')
-  assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`)
+  assert.equal(lines.filter((l) => l.startsWith('Error')).length, 1, `one error line on stderr, got:\n${r.stderr}`)
+  assert.match(lines.at(-1)!, /^Error: /, 'the error is the last line (progress lines may come before it)')
   assert.doesNotMatch(r.stderr, /\bat .*\(.*:\d+:\d+\)/, 'no stack trace')
   for (const f of fragments) assert.ok(r.stderr.includes(f), `stderr mentions "${f}": ${r.stderr}`)
   assert.ok(!fs.existsSync(out), 'nothing left at the output path')
@@ -64,7 +65,7 @@ describe('albertkit convert', () => {
     fs.mkdirSync(out)
     fs.writeFileSync(path.join(out, 'keep.txt'), 'x')
     const r = albertkit('convert', fixtureDir('albert-model'), '--out', out)
-    assert.equal(r.code, 1)
+    assert.equal(r.code, 3)
     assert.match(r.stderr, /already exists/)
     assert.ok(fs.existsSync(path.join(out, 'keep.txt')))
     const forced = albertkit('convert', fixtureDir('albert-model'), '--out', out, '--force')
@@ -102,11 +103,11 @@ describe('albertkit convert --precision and optimize', () => {
 
   it('rejects an unknown precision and an unknown pass in one line', () => {
     const bad = albertkit('convert', fixtureDir('albert-model'), '--out', path.join(work, 'x1'), '--precision', 'int3')
-    assert.equal(bad.code, 1)
+    assert.equal(bad.code, 2)
     assert.match(bad.stderr, /unknown precision 'int3'/)
     const model = path.join(fixtureDir('albert-model'), 'export', 'model.onnx')
     const badPass = albertkit('optimize', model, '--out', path.join(work, 'x.onnx'), '--passes', 'dedup,shrink')
-    assert.equal(badPass.code, 1)
+    assert.equal(badPass.code, 2)
     assert.match(badPass.stderr, /unknown pass 'shrink'/)
     assert.ok(!fs.existsSync(path.join(work, 'x.onnx')))
   })
@@ -120,14 +121,14 @@ describe('albertkit convert --precision and optimize', () => {
     assert.match(r.stdout, /^quantize-int8 +changed;.*weightsQuantized 11/m)
     assert.ok(fs.statSync(out).size < fs.statSync(model).size)
     const again = albertkit('optimize', model, '--out', out, '--passes', 'dedup')
-    assert.equal(again.code, 1, 'does not overwrite without --force')
+    assert.equal(again.code, 3, 'does not overwrite without --force')
   })
 
   it('optimize reports a damaged ONNX file in one line', () => {
     const file = path.join(work, 'broken.onnx')
     fs.writeFileSync(file, Buffer.from([0x0a, 0xff, 0xff, 0x01, 0x02]))
     const r = albertkit('optimize', file, '--out', path.join(work, 'y.onnx'))
-    assert.equal(r.code, 1)
+    assert.equal(r.code, 3)
     assert.equal(r.stderr.trim().split('\n').length, 1)
     assert.match(r.stderr, /broken.onnx: not a valid ONNX model/)
   })

@@ -343,14 +343,15 @@ describe('albertkit convert --target mobile', () => {
   })
 
   it('refuses a bad --fixed-shape with one line and nothing written', () => {
-    for (const [args, fragment] of [
-      [['--target', 'mobile', '--fixed-shape', '0,16'], '--fixed-shape must be B,S'],
-      [['--fixed-shape', '1,16'], '--fixed-shape needs --target mobile'],
-      [['--target', 'mobile', '--fixed-shape', '1,99'], "99 is longer than the model's 32 positions"],
+    // A malformed value is a usage error (2); one that only the model rules out is found reading it (3).
+    for (const [args, fragment, code] of [
+      [['--target', 'mobile', '--fixed-shape', '0,16'], '--fixed-shape must be B,S', 2],
+      [['--fixed-shape', '1,16'], '--fixed-shape needs --target mobile', 2],
+      [['--target', 'mobile', '--fixed-shape', '1,99'], "99 is longer than the model's 32 positions", 3],
     ] as const) {
       const out = path.join(work, 'bad')
       const r = albertkit('convert', fixtureDir('albert-model'), '--out', out, ...args)
-      assert.equal(r.status, 1, r.stderr)
+      assert.equal(r.status, code, r.stderr)
       assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('Error')).length, 1, r.stderr)
       assert.ok(r.stderr.includes(fragment), r.stderr)
       assert.ok(!fs.existsSync(out))

@@ -112,7 +112,7 @@ describe('verify --text', () => {
     assert.equal(report.pass, true)
     const plain = albertkit('verify', MLM, MODEL, '--text', long)
     assert.equal(plain.status, 0, plain.stdout + plain.stderr)
-    assert.ok(plain.stderr.includes(`Warning: ${warning}`), plain.stderr)
+    assert.ok(plain.stderr.includes(`warning: ${warning}`), plain.stderr)
     assert.match(plain.stdout, /inputs: 1 text from --text, 40 tokens \(longest\)/)
   })
 

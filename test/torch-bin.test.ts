@@ -279,13 +279,13 @@ describe('pytorch_model.bin: pickles that would run code are refused', () => {
     })
   }
 
-  it('the CLI refuses posix-system.bin with exit code 1, and the command did not run', () => {
+  it('the CLI refuses posix-system.bin with exit code 3, and the command did not run', () => {
     const dir = folderWith(path.join(HOSTILE, 'posix-system.bin'))
     const sandbox = path.join(work, 'cli-sandbox')
     fs.mkdirSync(sandbox)
     const out = path.join(sandbox, 'out')
     const r = spawnSync(process.execPath, [BIN, 'convert', dir, '--out', out], { encoding: 'utf8', cwd: sandbox })
-    assert.equal(r.status, 1, r.stderr)
+    assert.equal(r.status, 3, r.stderr)
     assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`)
     assert.match(r.stderr, /pytorch_model\.bin: pickle refers to 'posix\.system', which a state dict does not need \(refusing to load\)/)
     assert.ok(!fs.existsSync(path.join(sandbox, MARKER)), 'the marker file does not exist')

@@ -53,7 +53,7 @@ describe('verify', () => {
     assert.equal(r.status, 0, r.stdout + r.stderr)
     assert.match(r.stdout, /^reference: .*golden\.safetensors/m)
     const noInputs = albertkit('verify', dir, path.join(out, 'onnx/model.onnx'), '--golden', path.join(dir, 'golden.safetensors'))
-    assert.equal(noInputs.status, 1)
+    assert.equal(noInputs.status, 2, 'a usage error')
     assert.match(noInputs.stderr, /goldens need the inputs/)
   })
 

@@ -1,6 +1,7 @@
 /** Flags that set pass options, shared by `convert` and `optimize`. */
 import { Flags } from '@oclif/core'
 import type { PassOptions } from '../passes/pass.js'
+import { UsageError } from '../util/errors.js'
 
 const list = (s: string | undefined) => (s ? s.split(',').map((x) => x.trim()).filter(Boolean) : undefined)
 
@@ -23,6 +24,8 @@ export function passOptionsFrom(flags: {
   asymmetric: boolean
   refactor: boolean
 }): PassOptions {
+  const b = flags['block-size']
+  if (!Number.isInteger(b) || b < 16 || (b & (b - 1)) !== 0) throw new UsageError(`--block-size must be a power of two, 16 or more (got ${b})`)
   const o: PassOptions = {
     perTensor: flags['per-tensor'],
     contribOps: !flags['standard-ops'],

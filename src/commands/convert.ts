@@ -9,14 +9,26 @@ import { inputSpecFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.
 import { parseFixedShape } from '../passes/fix-shapes.js'
 import { readCalibration } from '../passes/calibrate.js'
 import { UserError } from '../util/errors.js'
+import { readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
+import { EXIT_CODES_HELP } from '../cli/help.js'
 
 export default class Convert extends AlbertkitCommand {
   static override summary = 'Build ONNX models from an ALBERT checkpoint.'
   static override description =
-    'Reads a Hugging Face ALBERT checkpoint (config.json with model.safetensors or sharded safetensors) and writes <out>/onnx/model.onnx, built straight from the weights (opset 17, standard ops, each shared ALBERT tensor stored once), the config and tokenizer files, and <out>/report.json. The head comes from config.architectures unless --task names one. Nothing is left at <out> when anything fails.'
+    'Reads a Hugging Face ALBERT checkpoint (config.json with model.safetensors or sharded safetensors) and writes <out>/onnx/model.onnx, built straight from the weights (opset 17, standard ops, each shared ALBERT tensor stored once), the config and tokenizer files, and <out>/report.json. The head comes from config.architectures unless --task names one. Every model is checked against the fp32 graph unless --no-verify. Nothing is left at <out> when anything fails.\n\n' +
+    'Progress goes to stderr (one redrawn line on a terminal, plain lines in CI and pipes); the list of files, or with --json the report, goes to stdout.\n\n' +
+    EXIT_CODES_HELP
   static override examples = [
     '<%= config.bin %> convert fixtures/albert-mlm --out build/albert-mlm',
     '<%= config.bin %> convert ./my-albert --out ./onnx-albert --task text-classification',
+    {
+      description: 'Emit fp32 and int8 with int8 held to a tighter cosine, and keep the report for CI:',
+      command: '<%= config.bin %> convert ./my-albert --out build/albert --precision fp32,int8 --cosine 0.9995 --json > report.json',
+    },
+    {
+      description: 'Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the recipe:',
+      command: '<%= config.bin %> convert ./my-albert --out build/albert --recipe albertkit.json --quiet',
+    },
   ]
   static override args = {
     checkpoint: Args.string({ description: 'checkpoint folder (or a file inside it)', required: true }),
@@ -32,34 +44,46 @@ export default class Convert extends AlbertkitCommand {
     verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true }),
     ...verifyFlags,
     ...passFlags,
+    ...recipeFlag,
   }
   static override enableJsonFlag = true
 
   async run(): Promise<unknown> {
-    const { args, flags } = await this.parse(Convert)
-    if (flags['fixed-shape'] && flags.target !== 'mobile') throw new UserError('--fixed-shape needs --target mobile')
+    const parsed = await this.parse(Convert)
+    const { args } = parsed
+    const recipe = parsed.flags.recipe ? readRecipe(parsed.flags.recipe) : undefined
+    const flags = withRecipe(parsed, recipe, Convert.flags)
+    // Every flag value is checked before any file is read: a bad one is a usage error (exit code 2).
+    const settings = this.usage(() => {
+      if (flags['fixed-shape'] && flags.target !== 'mobile') throw new UserError('--fixed-shape needs --target mobile')
+      if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
+      return {
+        precisions: parsePrecisions(flags.precision),
+        ...(flags.target ? { plans: targetPlans(flags.target) } : {}),
+        ...passOptionsFrom(flags),
+        ...(flags['fixed-shape'] ? { fixedShape: parseFixedShape(flags['fixed-shape']) } : {}),
+        inputs: inputSpecFrom(flags),
+        thresholds: thresholdsWith(recipe, thresholdsFrom(flags)),
+      }
+    })
+    const progress = this.progress(flags)
     const report = await convert({
       checkpoint: args.checkpoint,
       out: flags.out,
       task: flags.task,
       force: flags.force,
-      precisions: parsePrecisions(flags.precision),
-      ...(flags.target ? { plans: targetPlans(flags.target) } : {}),
-      ...passOptionsFrom(flags),
-      ...(flags['fixed-shape'] ? { fixedShape: parseFixedShape(flags['fixed-shape']) } : {}),
+      ...settings,
       ...(flags.calibration ? { calibration: readCalibration(flags.calibration) } : {}),
       noVerify: !flags.verify,
-      inputs: inputSpecFrom(flags),
-      thresholds: thresholdsFrom(flags),
-      log: (line) => process.stderr.write(`${line}\n`),
-      warn: (m) => process.stderr.write(`warning: ${m}\n`),
+      progress,
+      warn: (m) => progress.warn(m),
     })
     for (const a of report.artifacts) {
       const verdict = a.verdict ? (a.verdict.pass ? ', parity PASS' : ', parity FAIL') : ''
       this.log(`${flags.out}/${a.path}: ${a.precision}, ${formatBytes(a.bytes)}, ${a.nodes} nodes${verdict}`)
     }
     if (report.verification && !report.verification.pass) {
-      process.exitCode = 1
+      this.parityFailed()
       process.stderr.write('Error: parity check failed for at least one model (see above and report.json)\n')
     }
     return report

@@ -2,20 +2,31 @@ import { Args } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { inspect, type InspectReport } from '../report/inspect.js'
 import { formatBytes } from './convert.js'
+import { EXIT_CODES_HELP_NO_PARITY } from '../cli/help.js'
 
 export default class Inspect extends AlbertkitCommand {
   static override summary = 'Show what an ALBERT checkpoint or ONNX file holds.'
   static override description =
-    'Prints the config summary, parameters stored, unique (equal tensors counted once) and as-if-unshared (one copy per layer call), bytes per dtype, and the embedding factorization: V, E, H, V·E + E·H parameters against V·H unfactorized.'
-  static override examples = ['<%= config.bin %> inspect fixtures/albert-mlm', '<%= config.bin %> inspect build/albert-mlm/onnx/model.onnx --json']
+    'Prints the config summary, parameters stored, unique (equal tensors counted once) and as-if-unshared (one copy per layer call), bytes per dtype, and the embedding factorization: V, E, H, V·E + E·H parameters against V·H unfactorized.\n\n' +
+    EXIT_CODES_HELP_NO_PARITY
+  static override examples = [
+    '<%= config.bin %> inspect fixtures/albert-mlm',
+    '<%= config.bin %> inspect build/albert-mlm/onnx/model.onnx --json',
+    {
+      description: 'The embedding size of a checkpoint, for a script:',
+      command: "<%= config.bin %> inspect ./my-albert --json | jq .factorization.E",
+    },
+  ]
   static override args = {
     target: Args.string({ description: 'checkpoint folder or .onnx file', required: true }),
   }
   static override enableJsonFlag = true
 
   async run(): Promise<InspectReport> {
-    const { args } = await this.parse(Inspect)
+    const { args, flags } = await this.parse(Inspect)
+    const reading = this.progress(flags).start(`reading ${args.target}`)
     const report = inspect(args.target)
+    reading.done(`${report.kind}, ${report.format}`)
     if (!this.jsonEnabled()) this.log(formatInspect(report))
     return report
   }

@@ -2,16 +2,27 @@ import { Args, Flags } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { optimize } from '../pipeline/optimize.js'
 import { PASSES } from '../passes/index.js'
+import { UserError } from '../util/errors.js'
 import { formatPassReport } from '../passes/pass.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
 import { formatBytes } from './convert.js'
+import { passByName } from '../passes/index.js'
+import { readRecipe, recipeFlag, withRecipe } from '../cli/recipe.js'
+import { EXIT_CODES_HELP_NO_PARITY } from '../cli/help.js'
 
 export default class Optimize extends AlbertkitCommand {
   static override summary = 'Run graph passes on any ONNX file.'
-  static override description = `Loads an ONNX model (albertkit's or another exporter's, external data included), runs the passes named by --passes in order, and writes the result. Passes: ${[...PASSES.values()].map((p) => `${p.name} (${p.description})`).join('; ')}.`
+  static override description =
+    `Loads an ONNX model (albertkit's or another exporter's, external data included), runs the passes named by --passes in order, and writes the result. Passes: ${[...PASSES.values()].map((p) => `${p.name} (${p.description})`).join('; ')}.\n\n` +
+    'What each pass did goes to stdout (with --json, the report); progress goes to stderr. A recipe file can pin the passes ("passes") and their options ("options").\n\n' +
+    EXIT_CODES_HELP_NO_PARITY
   static override examples = [
     '<%= config.bin %> optimize exported/model.onnx --out exported/model_int8.onnx --passes dedup,quantize-int8',
     '<%= config.bin %> optimize model.onnx --out model_q4.onnx --passes dedup,quantize-int4 --block-size 64',
+    {
+      description: 'Passes and options from the repository\'s recipe, the report as JSON, no progress:',
+      command: '<%= config.bin %> optimize model.onnx --out model_int8.onnx --recipe albertkit.json --json --quiet',
+    },
   ]
   static override args = {
     input: Args.string({ description: 'ONNX file to read', required: true }),
@@ -21,18 +32,30 @@ export default class Optimize extends AlbertkitCommand {
     passes: Flags.string({ char: 'p', description: 'comma-separated passes, run in order', default: 'dedup,fold-constants,remove-unused,sort-and-name' }),
     force: Flags.boolean({ char: 'f', description: 'replace the output file if it exists', default: false }),
     ...passFlags,
+    ...recipeFlag,
   }
   static override enableJsonFlag = true
 
   async run(): Promise<unknown> {
-    const { args, flags } = await this.parse(Optimize)
+    const parsed = await this.parse(Optimize)
+    const { args } = parsed
+    const recipe = parsed.flags.recipe ? readRecipe(parsed.flags.recipe) : undefined
+    const flags = withRecipe(parsed, recipe, Optimize.flags)
+    const passes = flags.passes.split(',').map((s) => s.trim()).filter(Boolean)
+    const options = this.usage(() => {
+      if (passes.length === 0) throw new UserError('--passes names no pass')
+      passes.forEach(passByName)
+      return passOptionsFrom(flags)
+    })
+    const progress = this.progress(flags)
     const report = await optimize({
       input: args.input,
       output: flags.out,
-      passes: flags.passes.split(',').map((s) => s.trim()).filter(Boolean),
+      passes,
       force: flags.force,
-      ...passOptionsFrom(flags),
-      warn: (m) => process.stderr.write(`warning: ${m}\n`),
+      ...options,
+      progress,
+      warn: (m) => progress.warn(m),
     })
     if (!this.jsonEnabled()) {
       for (const r of report.passes) this.log(formatPassReport(r))

@@ -23,6 +23,11 @@ export interface Thresholds {
   top1?: number
 }
 
+/** Thresholds over the precision defaults: for every model, and for models of one precision (which win). */
+export interface ThresholdOverrides extends Thresholds {
+  byPrecision?: Partial<Record<string, Thresholds>>
+}
+
 export const DEFAULT_THRESHOLDS: Record<string, Thresholds> = {
   fp32: { maxAbs: 1e-4 },
   fp16: { cosine: 0.9999 },
@@ -166,15 +171,16 @@ export async function verifyCandidates(
   reference: OutputMap,
   feeds: Map<string, Tensor>,
   candidates: Candidate[],
-  overrides: Thresholds = {},
+  overrides: ThresholdOverrides = {},
   session: SessionOptions = {},
   /** where to load a single candidate from, when not its `path` (a scratch copy) */
   loadFrom?: string,
 ): Promise<ArtifactVerdict[]> {
   const verdicts: ArtifactVerdict[] = []
+  const { byPrecision, ...common } = overrides
   for (const c of candidates) {
     const precision = c.precision ?? precisionOfFile(c.path)
-    const thresholds = { ...(DEFAULT_THRESHOLDS[precision] ?? DEFAULT_THRESHOLDS.fp32), ...overrides }
+    const thresholds = { ...(DEFAULT_THRESHOLDS[precision] ?? DEFAULT_THRESHOLDS.fp32), ...common, ...byPrecision?.[precision] }
     const out = await runOnce(c.bytes ?? loadFrom ?? c.path, feeds, session)
     const outputs = judge(reference, out, thresholds)
     verdicts.push({ path: c.path, precision, pass: outputs.every((o) => o.failures.length === 0), thresholds, outputs })

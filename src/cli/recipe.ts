@@ -1,0 +1,289 @@
+/**
+ * Recipe files (`--recipe albertkit.json`): the settings a repository pins so CI converts and
+ * verifies the same way every time. Keys are named as the command-line flags; a flag given on the
+ * command line wins over the recipe. Validation is strict: an unknown key, a wrong type or an
+ * unknown name is one line naming the file and the key (exit code 2). docs/recipe.md has the schema.
+ */
+import fs from 'node:fs'
+import { Flags } from '@oclif/core'
+import { TASKS } from '../builder/albert.js'
+import { PASSES } from '../passes/index.js'
+import { PRECISIONS, type Precision } from '../recipes/precision.js'
+import { TARGETS, type Target } from '../recipes/targets.js'
+import { UsageError, describe } from '../util/errors.js'
+import type { ThresholdOverrides, Thresholds } from '../verify/verify.js'
+
+export const recipeFlag = {
+  recipe: Flags.string({
+    description: 'JSON file pinning task, target, precisions, pass options, verification inputs and thresholds (docs/recipe.md); flags given here win over it',
+  }),
+}
+
+/** Pass options, named as their flags. */
+export interface RecipeOptions {
+  'per-tensor'?: boolean
+  'keep-nodes'?: string[]
+  'keep-ops'?: string[]
+  'standard-ops'?: boolean
+  'block-size'?: number
+  asymmetric?: boolean
+  refactor?: boolean
+  'fixed-shape'?: [number, number]
+}
+
+/** The seeded random verification inputs. */
+export interface RecipeInputs {
+  seed?: number
+  batch?: number
+  sequence?: number
+}
+
+export interface Recipe {
+  /** the file it came from, for messages */
+  file: string
+  task?: string
+  target?: Target
+  precisions?: Precision[]
+  /** optimize: the passes to run, in order */
+  passes?: string[]
+  options?: RecipeOptions
+  inputs?: RecipeInputs
+  /** thresholds for every model, and by precision */
+  thresholds?: ThresholdOverrides
+}
+
+const THRESHOLD_KEYS = { 'max-abs': 'maxAbs', cosine: 'cosine', top1: 'top1' } as const
+
+/** Read and check a recipe file; any problem is a UsageError `<file>: <key> ...`. */
+export function readRecipe(file: string): Recipe {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (e) {
+    const code = (e as { code?: string }).code
+    throw new UsageError(`${file}: ${code === 'ENOENT' ? 'no such recipe file' : `cannot read the recipe (${describe(e)})`}`)
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (e) {
+    throw new UsageError(`${file}: not valid JSON (${describe(e)})`)
+  }
+  return parseRecipe(json, file)
+}
+
+/** Check a parsed recipe (exported for tests). */
+export function parseRecipe(json: unknown, file: string): Recipe {
+  const bad = (key: string, problem: string): never => {
+    throw new UsageError(`${file}: ${key} ${problem}`)
+  }
+  const top = object(json, '(the recipe)', bad)
+  const recipe: Recipe = { file }
+  for (const [key, value] of Object.entries(top)) {
+    switch (key) {
+      case 'task':
+        recipe.task = oneOf(value, key, TASKS, bad)
+        break
+      case 'target':
+        recipe.target = oneOf(value, key, TARGETS, bad)
+        break
+      case 'precisions':
+        recipe.precisions = list(value, key, bad).map((p, i) => oneOf(p, `${key}[${i}]`, PRECISIONS, bad))
+        if (new Set(recipe.precisions).size !== recipe.precisions.length) bad(key, 'names a precision twice')
+        break
+      case 'passes':
+        recipe.passes = list(value, key, bad).map((p, i) => oneOf(p, `${key}[${i}]`, [...PASSES.keys()], bad))
+        break
+      case 'options':
+        recipe.options = options(value, key, bad)
+        break
+      case 'inputs':
+        recipe.inputs = inputs(value, key, bad)
+        break
+      case 'thresholds':
+        recipe.thresholds = thresholds(value, key, bad)
+        break
+      default:
+        unknownKey(key, ['task', 'target', 'precisions', 'passes', 'options', 'inputs', 'thresholds'], bad)
+    }
+  }
+  if (recipe.target && recipe.precisions) bad('target', 'and precisions are both given: a target fixes the models it emits (give one of them)')
+  return recipe
+}
+
+type Bad = (key: string, problem: string) => never
+
+function shown(v: unknown): string {
+  const s = JSON.stringify(v)
+  return s === undefined ? String(v) : s.length > 40 ? `${s.slice(0, 37)}...` : s
+}
+
+function unknownKey(key: string, known: readonly string[], bad: Bad): never {
+  return bad(key, `is not a recipe key (known here: ${known.join(', ')})`)
+}
+
+function object(v: unknown, key: string, bad: Bad): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(key, `must be an object, got ${shown(v)}`)
+  return v as Record<string, unknown>
+}
+
+function list(v: unknown, key: string, bad: Bad): unknown[] {
+  if (!Array.isArray(v)) bad(key, `must be a list, got ${shown(v)}`)
+  if ((v as unknown[]).length === 0) bad(key, 'must not be empty')
+  return v as unknown[]
+}
+
+function oneOf<T extends string>(v: unknown, key: string, choices: readonly T[], bad: Bad): T {
+  if (typeof v !== 'string') bad(key, `must be a string, got ${shown(v)}`)
+  if (!choices.includes(v as T)) bad(key, `'${v as string}' is not one of ${choices.join(', ')}`)
+  return v as T
+}
+
+function bool(v: unknown, key: string, bad: Bad): boolean {
+  if (typeof v !== 'boolean') bad(key, `must be true or false, got ${shown(v)}`)
+  return v as boolean
+}
+
+function integer(v: unknown, key: string, min: number, bad: Bad): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) bad(key, `must be an integer, got ${shown(v)}`)
+  if ((v as number) < min) bad(key, `must be ${min} or more, got ${v as number}`)
+  return v as number
+}
+
+function number(v: unknown, key: string, lo: number, hi: number, bad: Bad): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) bad(key, `must be a number, got ${shown(v)}`)
+  if ((v as number) < lo || (v as number) > hi) bad(key, `must be between ${lo} and ${hi}, got ${v as number}`)
+  return v as number
+}
+
+function names(v: unknown, key: string, bad: Bad): string[] {
+  if (!Array.isArray(v)) bad(key, `must be a list of names, got ${shown(v)}`)
+  return (v as unknown[]).map((n, i) => {
+    if (typeof n !== 'string' || !n.trim()) bad(`${key}[${i}]`, `must be a non-empty string, got ${shown(n)}`)
+    return (n as string).trim()
+  })
+}
+
+function options(v: unknown, at: string, bad: Bad): RecipeOptions {
+  const o: RecipeOptions = {}
+  for (const [key, value] of Object.entries(object(v, at, bad))) {
+    const k = `${at}.${key}`
+    switch (key) {
+      case 'per-tensor':
+      case 'standard-ops':
+      case 'asymmetric':
+      case 'refactor':
+        o[key] = bool(value, k, bad)
+        break
+      case 'keep-nodes':
+      case 'keep-ops':
+        o[key] = names(value, k, bad)
+        break
+      case 'block-size': {
+        const n = integer(value, k, 16, bad)
+        if ((n & (n - 1)) !== 0) bad(k, `must be a power of two, got ${n}`)
+        o[key] = n
+        break
+      }
+      case 'fixed-shape': {
+        const shape = list(value, k, bad).map((d, i) => integer(d, `${k}[${i}]`, 1, bad))
+        if (shape.length !== 2) bad(k, `must be [batch, sequence], got ${shown(value)}`)
+        o[key] = [shape[0]!, shape[1]!]
+        break
+      }
+      default:
+        unknownKey(k, ['per-tensor', 'keep-nodes', 'keep-ops', 'standard-ops', 'block-size', 'asymmetric', 'refactor', 'fixed-shape'], bad)
+    }
+  }
+  return o
+}
+
+// Inputs from text will be one more key here.
+function inputs(v: unknown, at: string, bad: Bad): RecipeInputs {
+  const o: RecipeInputs = {}
+  for (const [key, value] of Object.entries(object(v, at, bad))) {
+    const k = `${at}.${key}`
+    switch (key) {
+      case 'seed':
+        o.seed = integer(value, k, 0, bad)
+        break
+      case 'batch':
+      case 'sequence':
+        o[key] = integer(value, k, 1, bad)
+        break
+      default:
+        unknownKey(k, ['seed', 'batch', 'sequence'], bad)
+    }
+  }
+  return o
+}
+
+function thresholdSet(v: unknown, at: string, bad: Bad, precisionsToo: boolean): ThresholdOverrides {
+  const t: ThresholdOverrides = {}
+  for (const [key, value] of Object.entries(object(v, at, bad))) {
+    const k = `${at}.${key}`
+    if (key === 'max-abs') t.maxAbs = number(value, k, 0, Infinity, bad)
+    else if (key === 'cosine') t.cosine = number(value, k, -1, 1, bad)
+    else if (key === 'top1') t.top1 = number(value, k, 0, 1, bad)
+    else if (precisionsToo && (PRECISIONS as readonly string[]).includes(key)) (t.byPrecision ??= {})[key] = thresholdSet(value, k, bad, false)
+    else unknownKey(k, [...Object.keys(THRESHOLD_KEYS), ...(precisionsToo ? PRECISIONS : [])], bad)
+  }
+  return t
+}
+
+function thresholds(v: unknown, at: string, bad: Bad): ThresholdOverrides {
+  return thresholdSet(v, at, bad, true)
+}
+
+/** The recipe as flag values (what the flag would have parsed to), for the keys it sets. */
+export function recipeFlagValues(recipe: Recipe): Record<string, string | number | boolean> {
+  const f: Record<string, string | number | boolean> = {}
+  if (recipe.task) f.task = recipe.task
+  if (recipe.target) f.target = recipe.target
+  if (recipe.precisions) f.precision = recipe.precisions.join(',')
+  if (recipe.passes) f.passes = recipe.passes.join(',')
+  for (const [k, v] of Object.entries(recipe.options ?? {})) f[k] = Array.isArray(v) ? v.join(',') : (v as string | number | boolean)
+  for (const [k, v] of Object.entries(recipe.inputs ?? {})) f[k] = v as number
+  return f
+}
+
+/** Flags that choose the same thing: a flag of a group on the command line sets aside the recipe's whole group. */
+const GROUPS = [['target', 'precision']]
+
+export interface ParsedFlags<F> {
+  flags: F
+  metadata: { flags: Record<string, { setFromDefault?: boolean } | undefined> }
+}
+
+/** Whether the user typed this flag (not a default). */
+export function given(parsed: ParsedFlags<Record<string, unknown>>, name: string): boolean {
+  return parsed.flags[name] !== undefined && !parsed.metadata.flags[name]?.setFromDefault
+}
+
+/**
+ * The flags with the recipe's values where the command line gave none. `known` is the command's
+ * flag definitions: recipe keys for other commands (passes for optimize, target for convert) are
+ * left out. Flags typed on the command line win.
+ */
+export function withRecipe<F extends object>(parsed: ParsedFlags<F>, recipe: Recipe | undefined, known: object): F {
+  if (!recipe) return parsed.flags
+  const p = parsed as unknown as ParsedFlags<Record<string, unknown>>
+  const out: Record<string, unknown> = { ...p.flags }
+  const setAside = new Set(GROUPS.filter((g) => g.some((name) => given(p, name))).flat())
+  for (const [name, value] of Object.entries(recipeFlagValues(recipe))) {
+    if (!(name in known) || given(p, name) || setAside.has(name)) continue
+    out[name] = value
+  }
+  return out as F
+}
+
+/** Threshold overrides: the recipe's, then the command line's (which win, for every precision). */
+export function thresholdsWith(recipe: Recipe | undefined, cli: Thresholds): ThresholdOverrides {
+  const r = recipe?.thresholds ?? {}
+  const { byPrecision, ...common } = r
+  const out: ThresholdOverrides = { ...common, ...cli }
+  if (byPrecision) {
+    out.byPrecision = Object.fromEntries(Object.entries(byPrecision).map(([p, t]) => [p, { ...t, ...cli }]))
+  }
+  return out
+}
