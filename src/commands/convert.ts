@@ -82,6 +82,8 @@ export default class Convert extends AlbertkitCommand {
       const verdict = a.verdict ? (a.verdict.pass ? ', parity PASS' : ', parity FAIL') : ''
       this.log(`${flags.out}/${a.path}: ${a.precision}, ${formatBytes(a.bytes)}, ${a.nodes} nodes${verdict}`)
     }
+    for (const a of report.aliases) this.log(`${flags.out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype q8)`)
+    if (report.generated.length > 0) this.log(`${flags.out}: ${report.generated.join(', ')} made from spiece.model`)
     if (report.verification && !report.verification.pass) {
       this.parityFailed()
       process.stderr.write('Error: parity check failed for at least one model (see above and report.json)\n')
