@@ -160,3 +160,29 @@ describe('verify --text', () => {
     expectOneLineError(albertkit('verify', mc, MODEL, '--text', 'a'), 'multiple-choice')
   })
 })
+
+describe('convert --text', () => {
+  const QA = fixtureDir('albert-qa-text')
+  const rows: { text: string; pair: string; tokens: string[] }[] = JSON.parse(fs.readFileSync(path.join(QA, 'meta.json'), 'utf8')).text_inputs
+
+  it('verifies every emitted model on the texts, tokenized as transformers tokenized them', () => {
+    const out = path.join(work, 'convert-text')
+    const r = albertkit('convert', QA, '--out', out, '--target', 'cpu', '--text', `${rows[0]!.text}\t${rows[0]!.pair}`, '--text', rows[1]!.text, '--json')
+    assert.equal(r.status, 0, r.stderr)
+    const report = JSON.parse(r.stdout)
+    assert.equal(report.verification.inputs, null)
+    assert.equal(report.verification.text.rows.length, 2)
+    assert.deepEqual(report.verification.text.rows[0].tokens, rows[0]!.tokens, 'the pair, as transformers tokenized it')
+    assert.equal(report.verification.text.longest, rows[0]!.tokens.length)
+    assert.equal(report.artifacts.length, 2)
+    for (const a of report.artifacts) assert.equal(a.verdict.pass, true, a.path)
+    assert.match(r.stderr, /inputs: 2 texts from --text, 37 tokens \(longest\)/)
+  })
+
+  it('refuses --text with --no-verify as a usage error, before reading anything', () => {
+    const r = albertkit('convert', QA, '--out', path.join(work, 'never'), '--no-verify', '--text', 'hello')
+    assert.equal(r.status, 2)
+    assert.match(r.stderr, /--no-verify/)
+    assert.equal(fs.existsSync(path.join(work, 'never')), false)
+  })
+})

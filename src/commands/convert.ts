@@ -5,7 +5,7 @@ import { TASKS } from '../builder/albert.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
 import { PRECISIONS, parsePrecisions } from '../recipes/precision.js'
 import { TARGETS, targetPlans } from '../recipes/targets.js'
-import { inputSpecFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
+import { inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
 import { parseFixedShape } from '../passes/fix-shapes.js'
 import { readCalibration } from '../passes/calibrate.js'
 import { UserError } from '../util/errors.js'
@@ -26,6 +26,10 @@ export default class Convert extends AlbertkitCommand {
       command: '<%= config.bin %> convert ./my-albert --out build/albert --precision fp32,int8 --cosine 0.9995 --json > report.json',
     },
     {
+      description: 'Verify the emitted models on real text, through the checkpoint’s own tokenizer:',
+      command: '<%= config.bin %> convert fixtures/albert-seqcls-text --out build/albert-seqcls --target cpu --text "The library opens at nine."',
+    },
+    {
       description: 'Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the recipe:',
       command: '<%= config.bin %> convert ./my-albert --out build/albert --recipe albertkit.json --quiet',
     },
@@ -43,6 +47,7 @@ export default class Convert extends AlbertkitCommand {
     calibration: Flags.string({ description: 'static int8 (--target mobile): safetensors file of sample inputs (input_ids, attention_mask, token_type_ids) to calibrate activation scales on (default: seeded random inputs)' }),
     verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true }),
     ...verifyFlags,
+    ...textFlags,
     ...passFlags,
     ...recipeFlag,
   }
@@ -56,6 +61,7 @@ export default class Convert extends AlbertkitCommand {
     // Every flag value is checked before any file is read: a bad one is a usage error (exit code 2).
     const settings = this.usage(() => {
       if (flags['fixed-shape'] && flags.target !== 'mobile') throw new UserError('--fixed-shape needs --target mobile')
+      if (!flags.verify && (flags.text !== undefined || flags['text-file'] !== undefined)) throw new UserError('--text and --text-file choose verification inputs; they cannot go with --no-verify')
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
       return {
         precisions: parsePrecisions(flags.precision),
@@ -66,8 +72,11 @@ export default class Convert extends AlbertkitCommand {
         thresholds: thresholdsWith(recipe, thresholdsFrom(flags)),
       }
     })
+    // A text file's problems are input errors (3); an empty --text is a usage error (2).
+    const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
     const progress = this.progress(flags)
     const report = await convert({
+      ...(text ? { text } : {}),
       checkpoint: args.checkpoint,
       out: flags.out,
       task: flags.task,

@@ -31,6 +31,8 @@ import type { Tensor } from '../ir/tensor.js'
 import { VERSION } from '../version.js'
 import { pinnedInputSpec } from '../passes/fix-shapes.js'
 import { RequiredOperators } from '../report/required-ops.js'
+import { textFeeds, tokenPreview, type TextInput } from '../tokenizer/index.js'
+import { describeTextInputs, textReport, type TextReport } from './verify.js'
 import { configForFolder, writeQ8Alias, writeTokenizerFiles, type Alias } from './layout.js'
 import { lineProgress, type Progress } from '../cli/progress.js'
 
@@ -52,6 +54,8 @@ export interface ConvertOptions extends PassOptions {
   /** Verification inputs (seeded random by default) and threshold overrides. */
   inputs?: InputSpec
   thresholds?: Thresholds
+  /** Verify on these texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs. */
+  text?: { texts: TextInput[]; source: string }
   /** Progress lines (what each step did). */
   log?: (line: string) => void
   /** Long steps as they run, and what each did (takes the place of `log`). */
@@ -84,7 +88,7 @@ export interface ConvertReport {
   parameters: { checkpoint: ParameterStats; model: ParameterStats }
   factorization: Factorization
   unusedTensors: string[]
-  verification: { inputs: InputSpec | null; pass: boolean } | null
+  verification: { inputs: InputSpec | null; text?: TextReport; pass: boolean } | null
 }
 
 export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
@@ -101,7 +105,14 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   reading.done(`${ckpt.format}, ${ckpt.weights.size} tensors`)
   const plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
   const inputSpec = pinnedInputSpec(opts.inputs ?? DEFAULT_INPUTS, opts.fixedShape)
-  const feeds = opts.noVerify ? undefined : randomInputs(ckpt.config, task, inputSpec)
+  if (opts.text && opts.fixedShape) throw new UserError('text inputs cannot verify a model with --fixed-shape (their length varies); use --inputs shaped [B, S] or the default random inputs')
+  const text = !opts.noVerify && opts.text ? textFeeds(ckpt.dir, opts.text.texts, ckpt.config, task, opts.text.source) : undefined
+  if (text) {
+    log(`inputs: ${describeTextInputs(text)}`)
+    for (const row of text.rows) log(`  ${tokenPreview(row.tokens)}`)
+    for (const w of text.warnings) progress.warn(w)
+  }
+  const feeds = opts.noVerify ? undefined : text ? text.feeds : randomInputs(ckpt.config, task, inputSpec)
   const weightBytes = [...ckpt.weights.values()].reduce((n, e) => n + e.tensor.byteLength, 0)
 
   const stage = new StagedDir(out)
@@ -171,7 +182,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       parameters: made.parameters,
       factorization: factorization(c.vocabSize, c.embeddingSize, c.hiddenSize),
       unusedTensors: made.unused,
-      verification: feeds ? { inputs: inputSpec, pass: artifacts.every((a) => a.verdict?.pass) } : null,
+      verification: feeds ? { inputs: text ? null : inputSpec, ...(text ? { text: textReport(text) } : {}), pass: artifacts.every((a) => a.verdict?.pass) } : null,
     }
     fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
     stage.commit(opts.force ?? false)

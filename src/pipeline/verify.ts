@@ -52,7 +52,7 @@ export interface VerifyReport {
   artifacts: ArtifactVerdict[]
 }
 
-function textReport(t: TextFeeds): TextReport {
+export function textReport(t: TextFeeds): TextReport {
   return {
     source: t.source,
     tokenizer: t.tokenizerFile,
@@ -63,7 +63,7 @@ function textReport(t: TextFeeds): TextReport {
 }
 
 /** `2 texts from --text, 14 tokens (longest)` */
-function describeTextInputs(t: TextFeeds): string {
+export function describeTextInputs(t: TextFeeds): string {
   return `${t.rows.length} text${t.rows.length === 1 ? '' : 's'} from ${t.source}, ${t.longest} tokens (longest)`
 }
 
