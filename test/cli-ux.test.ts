@@ -216,7 +216,7 @@ describe('--quiet', () => {
     const r = albertkit('convert', fixtureDir('albert-model'), '--out', out, '--precision', 'fp32,int8', '-q')
     assert.equal(r.code, 0, r.stderr)
     assert.equal(r.stderr, '')
-    assert.match(r.stdout, /onnx\/model\.onnx: fp32, .* parity PASS\n.*onnx\/model_int8\.onnx: int8, .* parity PASS\n$/)
+    assert.match(r.stdout, /onnx\/model\.onnx: fp32, .* parity PASS\n.*onnx\/model_int8\.onnx: int8, .* parity PASS\n.*onnx\/model_quantized\.onnx: hard link to onnx\/model_int8\.onnx \(transformers\.js dtype q8\)\n$/)
     const i = albertkit('inspect', fixtureDir('albert-model'), '--quiet')
     assert.equal(i.stderr, '')
     assert.match(i.stdout, /parameters +stored/)
