@@ -53,7 +53,7 @@ describe('verify --text', () => {
     assert.equal(lines[1], '  [CLS] ▁the ▁qui c k ▁b … (25 tokens)')
     assert.equal(lines[2], '  [CLS] ▁ z e br as … (21 tokens)')
     assert.match(lines[3]!, /^PASS .*model\.onnx \(fp32\)$/)
-    assert.match(lines[4]!, /^ {2}logits: max abs [\d.e-]+, mean abs [\d.e-]+, cosine 1\.000000, top-1 100\.00%$/)
+    assert.match(lines[4]!, /^ {2}logits: max abs [\d.e-]+, mean abs [\d.e-]+, cosine 1\.000000, top-1 100\.00% \(4 padded positions left out\)$/)
   })
 
   it('--json carries the texts, their ids and tokens as transformers encodes them', () => {

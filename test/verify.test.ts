@@ -67,6 +67,32 @@ describe('verify', () => {
     assert.match(shape[0]!.failures.join(), /shape \[4\] differs/)
   })
 
+  it('leaves padded positions out of per-token and per-position outputs, not out of pooled ones', () => {
+    // batch 2 × sequence 3; row 1 has one padded position (index 5)
+    const mask = { dims: [2, 3], keep: Uint8Array.of(1, 1, 1, 1, 1, 0) }
+    const tokens = (last: number[]) => ({ data: Float32Array.from([1, 0, 0, 1, 1, 0, 0, 1, 1, 0, ...last]), dims: [2, 3, 2] })
+    const ref = new Map([['logits', tokens([0, 1])]])
+    const paddingOnly = judge(ref, new Map([['logits', tokens([9, -9])]]), { maxAbs: 1e-6, top1: 1 }, mask)[0]!
+    assert.deepEqual(paddingOnly.failures, [], 'a difference only at the padded position')
+    assert.equal(paddingOnly.padded, 1)
+    assert.equal(paddingOnly.top1, 1)
+    const unmasked = judge(ref, new Map([['logits', tokens([9, -9])]]), { maxAbs: 1e-6 })[0]!
+    assert.equal(unmasked.maxAbs, 10, 'without the mask the padded row counts')
+    const realFlip = judge(ref, new Map([['logits', { data: Float32Array.from([0, 1, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1]), dims: [2, 3, 2] }]]), { top1: 0.99 }, mask)[0]!
+    assert.equal(realFlip.top1, 0.8, 'one of five real tokens flipped')
+    // per position (start_logits [2, 3]): the argmax over a padded position does not count
+    const start = new Map([['start_logits', { data: Float32Array.of(0, 2, 1, 0, 2, 1), dims: [2, 3] }]])
+    const qa = judge(start, new Map([['start_logits', { data: Float32Array.of(0, 2, 1, 0, 2, 5), dims: [2, 3] }]]), { maxAbs: 1e-6, top1: 1 }, mask)[0]!
+    assert.deepEqual(qa.failures, [])
+    assert.equal(qa.padded, 1)
+    const qaFlip = judge(start, new Map([['start_logits', { data: Float32Array.of(0, 2, 1, 3, 2, 1), dims: [2, 3] }]]), { top1: 1 }, mask)[0]!
+    assert.equal(qaFlip.top1, 0.5)
+    // pooled [2, 4]: compared whole
+    const pooled = judge(new Map([['pooler_output', { data: new Float32Array(8), dims: [2, 4] }]]), new Map([['pooler_output', { data: Float32Array.of(0, 0, 0, 0, 0, 0, 0, 1), dims: [2, 4] }]]), { maxAbs: 1e-6 }, mask)[0]!
+    assert.equal(pooled.maxAbs, 1)
+    assert.equal(pooled.padded, undefined)
+  })
+
   it('makes seeded inputs with padding, two segments and choices', () => {
     const config = openCheckpoint(fixtureDir('albert-mc')).config
     const a = randomInputs(config, 'multiple-choice', { batch: 3, sequence: 16, seed: 7, choices: 2 })

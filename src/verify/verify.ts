@@ -9,7 +9,7 @@ import { DataType } from '../ir/dtype.js'
 import { Tensor, bytesOf } from '../ir/tensor.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
 import type { Task } from '../builder/albert.js'
-import { compareOutputs, type Parity } from './compare.js'
+import { compareTokens, type Parity, type TokenMask } from './compare.js'
 import { runOnce, type SessionOptions } from './runtime.js'
 
 export type OutputMap = Map<string, { data: Float32Array; dims: number[] }>
@@ -37,6 +37,8 @@ export const DEFAULT_THRESHOLDS: Record<string, Thresholds> = {
 
 export interface OutputVerdict extends Parity {
   name: string
+  /** positions holding padding that were left out of this output's figures */
+  padded?: number
   /** One line per threshold missed: which figure, its value, the bound, by how much. */
   failures: string[]
 }
@@ -128,8 +130,21 @@ export function goldenOutputs(golden: Map<string, Tensor>): OutputMap {
 
 const fmt = (x: number) => (Math.abs(x) >= 0.01 || x === 0 ? x.toFixed(6) : x.toExponential(3))
 
-/** Compare candidate outputs with the reference under thresholds. */
-export function judge(reference: OutputMap, candidate: OutputMap, thresholds: Thresholds): OutputVerdict[] {
+/** The inputs' attention mask as a token mask, or undefined when there is none. */
+export function tokenMask(feeds: Map<string, Tensor>): TokenMask | undefined {
+  const m = feeds.get('attention_mask')
+  if (!m) return undefined
+  const values = m.toBigInt64()
+  const keep = new Uint8Array(values.length)
+  for (let i = 0; i < values.length; i++) keep[i] = values[i] !== 0n ? 1 : 0
+  return { dims: m.dims, keep }
+}
+
+/**
+ * Compare candidate outputs with the reference under thresholds. With a token mask, positions that
+ * hold padding are left out of per-token outputs (see compareTokens).
+ */
+export function judge(reference: OutputMap, candidate: OutputMap, thresholds: Thresholds, mask?: TokenMask): OutputVerdict[] {
   const verdicts: OutputVerdict[] = []
   for (const [name, ref] of reference) {
     const got = candidate.get(name)
@@ -142,7 +157,7 @@ export function judge(reference: OutputMap, candidate: OutputMap, thresholds: Th
       continue
     }
     const isLogits = /logits/.test(name)
-    const p = compareOutputs(ref.data, got.data, isLogits ? ref.dims[ref.dims.length - 1] : undefined)
+    const p = compareTokens(ref.data, got.data, ref.dims, mask, isLogits)
     const failures: string[] = []
     if (p.nonFinite > 0) failures.push(`${name}: ${p.nonFinite} values are NaN or infinite`)
     if (thresholds.maxAbs !== undefined && !(p.maxAbs <= thresholds.maxAbs)) {
@@ -178,11 +193,12 @@ export async function verifyCandidates(
 ): Promise<ArtifactVerdict[]> {
   const verdicts: ArtifactVerdict[] = []
   const { byPrecision, ...common } = overrides
+  const mask = tokenMask(feeds)
   for (const c of candidates) {
     const precision = c.precision ?? precisionOfFile(c.path)
     const thresholds = { ...(DEFAULT_THRESHOLDS[precision] ?? DEFAULT_THRESHOLDS.fp32), ...common, ...byPrecision?.[precision] }
     const out = await runOnce(c.bytes ?? loadFrom ?? c.path, feeds, session)
-    const outputs = judge(reference, out, thresholds)
+    const outputs = judge(reference, out, thresholds, mask)
     verdicts.push({ path: c.path, precision, pass: outputs.every((o) => o.failures.length === 0), thresholds, outputs })
   }
   return verdicts
@@ -193,7 +209,8 @@ export function formatVerdict(v: ArtifactVerdict): string[] {
   const lines = [`${v.pass ? 'PASS' : 'FAIL'} ${v.path} (${v.precision})`]
   for (const o of v.outputs) {
     const top = o.top1 !== undefined ? `, top-1 ${(100 * o.top1).toFixed(2)}%` : ''
-    lines.push(`  ${o.name}: max abs ${fmt(o.maxAbs)}, mean abs ${fmt(o.meanAbs)}, cosine ${fmt(o.cosine)}${top}`)
+    const padded = o.padded ? ` (${o.padded} padded positions left out)` : ''
+    lines.push(`  ${o.name}: max abs ${fmt(o.maxAbs)}, mean abs ${fmt(o.meanAbs)}, cosine ${fmt(o.cosine)}${top}${padded}`)
     for (const f of o.failures) lines.push(`    ✗ ${f}`)
   }
   return lines
