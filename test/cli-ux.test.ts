@@ -210,6 +210,17 @@ describe('--json: one JSON document on stdout, whatever happens', () => {
   })
 })
 
+describe('an unknown command', () => {
+  it('is a usage error naming the commands there are, as JSON with --json', () => {
+    const plain = albertkit('conver', 'fixtures/albert-mlm')
+    assert.equal(plain.code, 2)
+    assert.equal(plain.stderr, "Error: unknown command 'conver' (commands: convert, inspect, optimize, verify; see albertkit --help)\n")
+    const json = albertkit('nosuch', '--json')
+    assert.equal(json.code, 2)
+    assert.deepEqual(JSON.parse(json.stdout), { error: { message: "unknown command 'nosuch' (commands: convert, inspect, optimize, verify; see albertkit --help)", kind: 'usage', exitCode: 2 } })
+  })
+})
+
 describe('--quiet', () => {
   it('leaves stderr empty on success; the results still print', () => {
     const out = path.join(work, 'quiet')
