@@ -157,6 +157,28 @@ describe('--recipe through the CLI', () => {
     assert.deepEqual(f.artifacts.map((a: { thresholds: object }) => a.thresholds), [{ maxAbs: 1e-4, cosine: 0.9 }, { cosine: 0.9, top1: 0.95 }])
   })
 
+  it('texts to verify on: inputs.text, or inputs.text-file taken from the recipe\'s folder; --text on the command line wins', () => {
+    const dir = path.join(work, 'text-recipe')
+    fs.mkdirSync(dir)
+    fs.writeFileSync(path.join(dir, 'texts.txt'), 'Where is the library?\tThe library opens at nine.\nWhen do trains leave?\tEvery hour.\n')
+    const byFile = path.join(dir, 'albertkit.json')
+    fs.writeFileSync(byFile, JSON.stringify({ target: 'cpu', inputs: { 'text-file': 'texts.txt' } }))
+    const r = albertkit('convert', fixtureDir('albert-qa-text'), '--out', path.join(work, 'qa-text-recipe'), '--recipe', byFile, '--json')
+    assert.equal(r.status, 0, r.stderr)
+    const report = JSON.parse(r.stdout)
+    assert.equal(report.verification.text.source, path.join(dir, 'texts.txt'))
+    assert.deepEqual(report.verification.text.rows.map((row: { pair: string }) => row.pair), ['The library opens at nine.', 'Every hour.'])
+    const inline = recipeFile('text-inline.json', { inputs: { text: ['The library opens at nine.'] } })
+    const v = albertkit('verify', fixtureDir('albert-qa-text'), path.join(work, 'qa-text-recipe', 'onnx/model_int8.onnx'), '--recipe', inline, '--json')
+    assert.equal(v.status, 0, v.stderr)
+    assert.equal(JSON.parse(v.stdout).text.rows.length, 1)
+    const flagged = albertkit('verify', fixtureDir('albert-qa-text'), path.join(work, 'qa-text-recipe', 'onnx/model_int8.onnx'), '--recipe', byFile, '--text', 'one', '--text', 'two', '--json')
+    assert.equal(flagged.status, 0, flagged.stderr)
+    assert.equal(JSON.parse(flagged.stdout).text.source, '--text')
+    rejects({ inputs: { text: ['a'], 'text-file': 'b.txt' } }, 'inputs.text', 'text-file')
+    rejects({ inputs: { text: [] } }, 'inputs.text', 'at least one')
+  })
+
   it('optimize takes its passes and options from the recipe', () => {
     const recipe = recipeFile('opt.json', { passes: ['dedup', 'quantize-int8'], options: { 'per-tensor': true } })
     const model = path.join(fixtureDir('albert-model'), 'export', 'model.onnx')

@@ -5,6 +5,7 @@
  * unknown name is one line naming the file and the key (exit code 2). docs/recipe.md has the schema.
  */
 import fs from 'node:fs'
+import path from 'node:path'
 import { Flags } from '@oclif/core'
 import { TASKS } from '../builder/albert.js'
 import { PASSES } from '../passes/index.js'
@@ -31,11 +32,15 @@ export interface RecipeOptions {
   'fixed-shape'?: [number, number]
 }
 
-/** The seeded random verification inputs. */
+/** The verification inputs: seeded random ones, or texts through the checkpoint's tokenizer. */
 export interface RecipeInputs {
   seed?: number
   batch?: number
   sequence?: number
+  /** texts to verify on (a TAB splits a pair), as --text */
+  text?: string[]
+  /** a file of texts, one a line, as --text-file; a relative path is taken from the recipe's folder */
+  'text-file'?: string
 }
 
 export interface Recipe {
@@ -99,6 +104,7 @@ export function parseRecipe(json: unknown, file: string): Recipe {
         break
       case 'inputs':
         recipe.inputs = inputs(value, key, bad)
+        if (recipe.inputs['text-file'] !== undefined) recipe.inputs['text-file'] = path.resolve(path.dirname(file), recipe.inputs['text-file'])
         break
       case 'thresholds':
         recipe.thresholds = thresholds(value, key, bad)
@@ -198,7 +204,6 @@ function options(v: unknown, at: string, bad: Bad): RecipeOptions {
   return o
 }
 
-// Inputs from text will be one more key here.
 function inputs(v: unknown, at: string, bad: Bad): RecipeInputs {
   const o: RecipeInputs = {}
   for (const [key, value] of Object.entries(object(v, at, bad))) {
@@ -211,10 +216,19 @@ function inputs(v: unknown, at: string, bad: Bad): RecipeInputs {
       case 'sequence':
         o[key] = integer(value, k, 1, bad)
         break
+      case 'text':
+        o.text = names(value, k, bad)
+        if (o.text.length === 0) bad(k, 'must name at least one text')
+        break
+      case 'text-file':
+        if (typeof value !== 'string' || !value.trim()) bad(k, `must be a file name, got ${shown(value)}`)
+        o[key] = value as string
+        break
       default:
-        unknownKey(k, ['seed', 'batch', 'sequence'], bad)
+        unknownKey(k, ['seed', 'batch', 'sequence', 'text', 'text-file'], bad)
     }
   }
+  if (o.text && o['text-file']) bad(`${at}.text`, 'and text-file are both given (give one of them)')
   return o
 }
 
@@ -236,19 +250,22 @@ function thresholds(v: unknown, at: string, bad: Bad): ThresholdOverrides {
 }
 
 /** The recipe as flag values (what the flag would have parsed to), for the keys it sets. */
-export function recipeFlagValues(recipe: Recipe): Record<string, string | number | boolean> {
-  const f: Record<string, string | number | boolean> = {}
+export function recipeFlagValues(recipe: Recipe): Record<string, string | number | boolean | string[]> {
+  const f: Record<string, string | number | boolean | string[]> = {}
   if (recipe.task) f.task = recipe.task
   if (recipe.target) f.target = recipe.target
   if (recipe.precisions) f.precision = recipe.precisions.join(',')
   if (recipe.passes) f.passes = recipe.passes.join(',')
   for (const [k, v] of Object.entries(recipe.options ?? {})) f[k] = Array.isArray(v) ? v.join(',') : (v as string | number | boolean)
-  for (const [k, v] of Object.entries(recipe.inputs ?? {})) f[k] = v as number
+  for (const [k, v] of Object.entries(recipe.inputs ?? {})) f[k] = v as number | string | string[]
   return f
 }
 
 /** Flags that choose the same thing: a flag of a group on the command line sets aside the recipe's whole group. */
-const GROUPS = [['target', 'precision']]
+const GROUPS = [
+  ['target', 'precision'],
+  ['text', 'text-file', 'inputs'],
+]
 
 export interface ParsedFlags<F> {
   flags: F
