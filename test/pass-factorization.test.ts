@@ -267,3 +267,24 @@ async function onnxruntimeProduct(x: Float32Array, w: Float32Array, rows: number
   const session = await createSession(modelBytes(new Model(g)))
   return (await runSession(session, new Map([['x', Tensor.fromFloat32([rows, k], x)]]))).get('y')!.data
 }
+
+describe('finding the E→H projection in quantized models', () => {
+  it('sees through DynamicQuantizeMatMul, MatMulNBits, QDQ and fp16 casts: E 8 → H 16 in every precision and target', async () => {
+    const { findEmbeddingLookup } = await import('../src/report/factorization.js')
+    const { precisionPlans, passesOf } = await import('../src/recipes/precision.js')
+    const { targetPlans } = await import('../src/recipes/targets.js')
+    const ckpt = openCheckpoint(fixtureDir('albert-seqcls-text'))
+    const task = resolveTask(ckpt.config, undefined, ckpt.configFile)
+    const plans = [...precisionPlans(['fp32', 'int8', 'int4', 'fp16']), ...targetPlans('cpu'), ...targetPlans('mobile')]
+    const seen: string[] = []
+    for (const plan of plans) {
+      const model = buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model
+      await runPasses(model, passesOf(plan), { contribOps: plan.target !== 'mobile' })
+      const found = findEmbeddingLookup(model.graph)
+      assert.ok(found?.projection, `${plan.target} ${plan.file}: projection found`)
+      assert.deepEqual([found.V, found.E, found.projection.H], [200, 8, 16], `${plan.target} ${plan.file}`)
+      seen.push(found.projection.node.opType)
+    }
+    assert.ok(seen.includes('DynamicQuantizeMatMul') && seen.includes('MatMulNBits'), seen.join(', '))
+  })
+})

@@ -26,7 +26,7 @@ export default class Inspect extends AlbertkitCommand {
     const { args, flags } = await this.parse(Inspect)
     const reading = this.progress(flags).start(`reading ${args.target}`)
     const report = inspect(args.target)
-    reading.done(`${report.kind}, ${report.format}`)
+    reading.done(kindAndFormat(report))
     if (!this.jsonEnabled()) this.log(formatInspect(report))
     return report
   }
@@ -34,8 +34,13 @@ export default class Inspect extends AlbertkitCommand {
 
 const num = (n: number) => n.toLocaleString('en-US')
 
+/** `checkpoint, safetensors`, or just `onnx` for an ONNX file. */
+function kindAndFormat(r: InspectReport): string {
+  return r.kind === r.format ? r.kind : `${r.kind}, ${r.format}`
+}
+
 export function formatInspect(r: InspectReport): string {
-  const lines: string[] = [`${r.path} (${r.kind}, ${r.format})`]
+  const lines: string[] = [`${r.path} (${kindAndFormat(r)})`]
   if (r.config) {
     const c = r.config
     lines.push(

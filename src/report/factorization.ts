@@ -41,6 +41,9 @@ export function findEmbeddingLookup(graph: Graph): EmbeddingLookup | undefined {
   return best
 }
 
+/** Ops whose second input is a weight [K, N] (Gemm: maybe transposed; MatMulNBits: packed). */
+const LINEAR_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulNBits', 'DynamicQuantizeMatMul'])
+
 /** Breadth-first from the lookup's output to the first MatMul/Gemm with a constant E-by-H weight. */
 function findProjection(start: Value, E: number): EmbeddingLookup['projection'] {
   const queue: Value[] = [start]
@@ -50,12 +53,15 @@ function findProjection(start: Value, E: number): EmbeddingLookup['projection'] 
     if (seen.has(v)) continue
     seen.add(v)
     for (const n of v.consumers) {
-      if ((n.opType === 'MatMul' || n.opType === 'Gemm' || n.opType === 'MatMulInteger' || n.opType === 'MatMulNBits') && n.inputs[0] === v) {
+      if (LINEAR_OPS.has(n.opType) && n.inputs[0] === v) {
         const weight = constantSource(n.inputs[1])
         const dims = weight?.const?.dims
-        if (weight && dims && dims.length === 2) {
+        if (weight && n.opType === 'MatMulNBits') {
+          // packed 4-bit blocks [N, blocks, bytes]: the sizes are attributes
+          if (n.attrInt('K', 0) === E) return { node: n, weight, H: n.attrInt('N', 0) }
+        } else if (weight && dims && dims.length === 2) {
           const transB = n.opType === 'Gemm' && n.attrInt('transB', 0) === 1
-          const [k, h] = transB || n.opType === 'MatMulNBits' ? [dims[1]!, dims[0]!] : [dims[0]!, dims[1]!]
+          const [k, h] = transB ? [dims[1]!, dims[0]!] : [dims[0]!, dims[1]!]
           if (k === E) return { node: n, weight, H: h }
         }
       }
