@@ -186,3 +186,20 @@ describe('convert --text', () => {
     assert.equal(fs.existsSync(path.join(work, 'never')), false)
   })
 })
+
+describe('random-input flags beside texts', () => {
+  it('--seed, --batch or --sequence with --text, --text-file or --inputs is a usage error that names them', () => {
+    const qa = fixtureDir('albert-qa-text')
+    const model = path.join(qa, '..', 'albert-model', 'export', 'model.onnx')
+    const a = albertkit('verify', qa, model, '--text', 'hi', '--seed', '3', '--sequence', '9')
+    assert.equal(a.status, 2)
+    assert.equal(a.stderr, 'Error: --seed, --sequence shape the random inputs and do nothing with --text\n')
+    const b = albertkit('convert', qa, '--out', path.join(work, 'never-2'), '--text-file', 'x.txt', '--batch', '2')
+    assert.equal(b.status, 2)
+    assert.equal(b.stderr, 'Error: --batch shapes the random inputs and does nothing with --text-file\n')
+    assert.equal(fs.existsSync(path.join(work, 'never-2')), false)
+    const c = albertkit('verify', qa, model, '--inputs', path.join(qa, 'inputs.safetensors'), '--batch', '2')
+    assert.equal(c.status, 2)
+    assert.match(c.stderr, /--batch shapes the random inputs and does nothing with --inputs/)
+  })
+})

@@ -1,6 +1,7 @@
 /** Flags for the parity verdict, shared by `convert` and `verify`. */
 import fs from 'node:fs'
 import { Flags } from '@oclif/core'
+import { given, type ParsedFlags } from './recipe.js'
 import { DEFAULT_INPUTS, type InputSpec, type Thresholds } from '../verify/verify.js'
 import { UserError, fail } from '../util/errors.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
@@ -118,4 +119,15 @@ export function textFeedsFrom(
 ): TextFeeds | undefined {
   const asked = textsFrom(flags)
   return asked && textFeeds(checkpointDir, asked.texts, config, task, asked.source)
+}
+
+/**
+ * --seed, --batch and --sequence shape the random inputs: typed beside texts or --inputs they would
+ * do nothing, so say so (a usage error) rather than ignore them.
+ */
+export function checkRandomInputFlags(parsed: ParsedFlags<Record<string, unknown>>, flags: { text?: string[] | undefined; 'text-file'?: string | undefined; inputs?: string | undefined }): void {
+  const other = flags['text-file'] !== undefined ? '--text-file' : flags.text?.length ? '--text' : flags.inputs !== undefined ? '--inputs' : undefined
+  if (!other) return
+  const typed = ['seed', 'batch', 'sequence'].filter((name) => given(parsed, name))
+  if (typed.length > 0) throw new UserError(`${typed.map((n) => `--${n}`).join(', ')} shape${typed.length === 1 ? 's' : ''} the random inputs and do${typed.length === 1 ? 'es' : ''} nothing with ${other}`)
 }

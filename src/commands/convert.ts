@@ -5,11 +5,11 @@ import { TASKS } from '../builder/albert.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
 import { PRECISIONS, parsePrecisions } from '../recipes/precision.js'
 import { TARGETS, targetPlans } from '../recipes/targets.js'
-import { inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
+import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
 import { parseFixedShape } from '../passes/fix-shapes.js'
 import { readCalibration } from '../passes/calibrate.js'
 import { UserError } from '../util/errors.js'
-import { readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
+import { type ParsedFlags, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
 import { EXIT_CODES_HELP } from '../cli/help.js'
 
 export default class Convert extends AlbertkitCommand {
@@ -60,6 +60,7 @@ export default class Convert extends AlbertkitCommand {
     const flags = withRecipe(parsed, recipe, Convert.flags)
     // Every flag value is checked before any file is read: a bad one is a usage error (exit code 2).
     const settings = this.usage(() => {
+      checkRandomInputFlags(parsed as unknown as ParsedFlags<Record<string, unknown>>, flags)
       if (flags['fixed-shape'] && flags.target !== 'mobile') throw new UserError('--fixed-shape needs --target mobile')
       if (!flags.verify && (flags.text !== undefined || flags['text-file'] !== undefined)) throw new UserError('--text and --text-file choose verification inputs; they cannot go with --no-verify')
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)

@@ -1,10 +1,10 @@
 import { Args, Flags } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
-import { inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
+import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
 import { verify } from '../pipeline/verify.js'
 import { formatVerdict } from '../verify/verify.js'
 import { tokenPreview } from '../tokenizer/index.js'
-import { readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
+import { type ParsedFlags, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
 import { EXIT_CODES_HELP } from '../cli/help.js'
 import { TASKS } from '../builder/albert.js'
 import { UserError } from '../util/errors.js'
@@ -50,6 +50,7 @@ export default class Verify extends AlbertkitCommand {
     const flags = withRecipe(parsed, recipe, Verify.flags)
     // Flag values are checked before any file is read: a bad one is a usage error (exit code 2).
     const settings = this.usage(() => {
+      checkRandomInputFlags(parsed as unknown as ParsedFlags<Record<string, unknown>>, flags)
       if (flags.golden && !flags.inputs) throw new UserError(`${flags.golden}: goldens need the inputs they were computed on (--inputs)`)
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
       return { spec: inputSpecFrom(flags), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)) }
