@@ -114,7 +114,7 @@ before(async () => {
   for (const c of CASES) {
     await convert({ checkpoint: fixtureDir(c.fixture), out: path.join(ROOT, c.fixture), precisions: ['fp32', 'int8'], noVerify: true })
   }
-  for (const target of ['cpu', 'gpu']) {
+  for (const target of ['cpu', 'gpu', 'mobile']) {
     await convert({ checkpoint: fixtureDir('albert-seqcls-text'), out: path.join(ROOT, `seqcls-${target}`), plans: targetPlans(target), noVerify: true })
   }
   // The classifier checkpoint built as its base model: config.json must then name AlbertModel.
@@ -159,9 +159,11 @@ describe('transformers.js loads the output folder (local files only)', () => {
     { target: 'cpu', dtype: 'fp32', file: 'onnx/model.onnx' },
     { target: 'cpu', dtype: 'q8', file: 'onnx/model_quantized.onnx' },
     { target: 'gpu', dtype: 'fp16', file: 'onnx/model_fp16.onnx' },
+    { target: 'mobile', dtype: 'int8', file: 'onnx/model_int8.onnx' },
+    { target: 'mobile', dtype: 'q8', file: 'onnx/model_quantized.onnx' },
   ] as const
   for (const { target, dtype, file } of TARGET_CASES) {
-    it(`--target ${target} folder, dtype ${dtype} (fused contrib ops): same outputs as onnxruntime, close to transformers`, async () => {
+    it(`--target ${target} folder, dtype ${dtype}: same outputs as onnxruntime, close to transformers`, async () => {
       const feeds = fixtureFeeds('albert-seqcls-text')
       const model = (await AutoModelForSequenceClassification.from_pretrained(`seqcls-${target}`, { ...LOCAL, dtype })) as unknown as CallableModel
       const got = (await model(feeds)).logits!
