@@ -15,7 +15,7 @@ import { EXIT_CODES_HELP } from '../cli/help.js'
 export default class Convert extends AlbertkitCommand {
   static override summary = 'Build ONNX models from an ALBERT checkpoint.'
   static override description =
-    'Reads a Hugging Face ALBERT checkpoint (config.json with model.safetensors or sharded safetensors) and writes <out>/onnx/model.onnx, built straight from the weights (opset 17, standard ops, each shared ALBERT tensor stored once), the config and tokenizer files, and <out>/report.json. The head comes from config.architectures unless --task names one. Every model is checked against the fp32 graph unless --no-verify. Nothing is left at <out> when anything fails.\n\n' +
+    'Reads an ALBERT checkpoint — a Hugging Face folder (config.json with model.safetensors, sharded safetensors or pytorch_model.bin) or an original Google TF1 checkpoint — and writes a folder transformers.js loads as it is: <out>/onnx/model.onnx built straight from the weights (opset 17, each shared ALBERT tensor stored once), one more model per --precision or the models of a --target (model_int8.onnx also under transformers.js\'s q8 name, model_quantized.onnx), config.json, the tokenizer files (tokenizer.json made from spiece.model when the checkpoint has none), and <out>/report.json. The head comes from config.architectures unless --task names one. Every model is checked against the fp32 graph — on seeded random inputs, or on real text with --text / --text-file — unless --no-verify. Nothing is left at <out> when anything fails.\n\n' +
     'Progress goes to stderr (one redrawn line on a terminal, plain lines in CI and pipes); the list of files, or with --json the report, goes to stdout.\n\n' +
     EXIT_CODES_HELP
   static override examples = [
