@@ -5,7 +5,7 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { StreamProgress, createProgress, formatElapsed, isLive, lineProgress, silentProgress } from '../src/cli/progress.js'
+import { StreamProgress, createProgress, formatElapsed, isLive, lineProgress, silentProgress } from '../src/util/progress.js'
 
 /** A stream that records what is written to it. */
 function fakeStream(isTTY: boolean, columns?: number) {

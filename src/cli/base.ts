@@ -1,7 +1,7 @@
 import { Command, Flags } from '@oclif/core'
 import { UsageError, UserError } from '../util/errors.js'
 import { EXIT, classify, isOclifExit } from './exit-codes.js'
-import { createProgress, type Progress } from './progress.js'
+import { createProgress, type Progress } from '../util/progress.js'
 
 /**
  * Every albertkit command. A problem is one line on stderr (set ALBERTKIT_DEBUG=1 for the stack)

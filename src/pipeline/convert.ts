@@ -34,7 +34,7 @@ import { RequiredOperators } from '../report/required-ops.js'
 import { textFeeds, tokenPreview, type TextInput } from '../tokenizer/index.js'
 import { describeTextInputs, textReport, type TextReport } from './verify.js'
 import { configForFolder, writeQ8Alias, writeTokenizerFiles, type Alias } from './layout.js'
-import { lineProgress, type Progress } from '../cli/progress.js'
+import { lineProgress, type Progress } from '../util/progress.js'
 
 /** Files copied from the checkpoint folder next to the ONNX models when they exist. */
 export const COPIED_FILES = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']

@@ -6,7 +6,7 @@ import { passByName } from '../passes/index.js'
 import { runPasses, type PassOptions, type PassReport } from '../passes/pass.js'
 import { UserError } from '../util/errors.js'
 import { VERSION } from '../version.js'
-import { lineProgress, type Progress } from '../cli/progress.js'
+import { lineProgress, type Progress } from '../util/progress.js'
 
 export interface OptimizeOptions extends PassOptions {
   input: string
