@@ -274,6 +274,12 @@ describe('progress when stderr is not a terminal', () => {
     assert.equal(o.code, 0, o.stderr)
     assert.match(o.stderr, /^running passes: 2 of 2 changed the graph; \d+ nodes \(\d+\.\ds\)$/m)
     assert.ok(!o.stderr.includes('\r') && !o.stderr.includes('\x1b'))
+    const v = albertkit('verify', fixtureDir('albert-seqcls'), path.join(work, 'plain', 'onnx', 'model.onnx'), path.join(work, 'plain', 'onnx', 'model_int8.onnx'))
+    assert.equal(v.code, 0, v.stderr)
+    assert.match(v.stderr, /^reading checkpoint, inputs and models: safetensors, 2 models \(\d+\.\ds\)$/m)
+    assert.match(v.stderr, /^running the fp32 reference \(text-classification\) \(\d+\.\ds\)$/m)
+    assert.match(v.stderr, /^verifying: 2 of 2 within tolerance \(\d+\.\ds\)$/m)
+    assert.ok(!v.stderr.includes('\r') && !v.stderr.includes('\x1b'))
   })
 })
 

@@ -65,6 +65,7 @@ export default class Verify extends AlbertkitCommand {
       inputs: flags.inputs,
       text,
       ...settings,
+      progress,
     })
     for (const w of report.text?.warnings ?? []) progress.warn(w)
     if (!this.jsonEnabled()) {

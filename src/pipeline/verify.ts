@@ -5,6 +5,7 @@ import { readSafetensors } from '../checkpoint/safetensors.js'
 import { buildAlbert, resolveTask } from '../builder/albert.js'
 import { modelBytes, readModelFile } from '../onnx/file.js'
 import { fail } from '../util/errors.js'
+import { silentProgress, type Progress } from '../util/progress.js'
 import { textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import {
   DEFAULT_INPUTS,
@@ -30,6 +31,8 @@ export interface VerifyOptions {
   /** texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs; `source` names where they came from */
   text?: { texts: TextInput[]; source: string }
   thresholds?: Thresholds
+  /** Long steps as they run (reading, the reference, each candidate) */
+  progress?: Progress
 }
 
 /** The texts verification ran on, as the tokenizer encoded them. */
@@ -68,22 +71,38 @@ export function describeTextInputs(t: TextFeeds): string {
 }
 
 export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
+  const progress = opts.progress ?? silentProgress
+  // Everything is read (checkpoint, inputs, candidates) before anything runs: a bad file stops the
+  // command before any step has printed.
+  const reading = progress.start('reading checkpoint, inputs and models')
   const ckpt = openCheckpoint(opts.checkpoint)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
   if (opts.golden && !opts.inputs) fail(opts.golden, 'goldens need the inputs they were computed on (--inputs)')
   if (opts.text && opts.inputs) fail(opts.inputs, 'give either --inputs or texts, not both')
   const text = opts.text ? textFeeds(ckpt.dir, opts.text.texts, ckpt.config, task, opts.text.source) : undefined
   const feeds = text ? text.feeds : opts.inputs ? readSafetensors(opts.inputs).tensors : randomInputs(ckpt.config, task, opts.spec ?? DEFAULT_INPUTS)
-  const reference = opts.golden
-    ? goldenOutputs(readSafetensors(opts.golden).tensors)
-    : await referenceOutputs(modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model), feeds)
+  const golden = opts.golden ? goldenOutputs(readSafetensors(opts.golden).tensors) : undefined
   const candidates = opts.candidates.map((path) => {
     if (!fs.existsSync(path)) fail(path, 'no such file')
     const model = readModelFile(path)
     const stamped = model.metadataProps.find((p) => p.key === 'albertkit.precision')?.value
     return { path, bytes: modelBytes(model), precision: stamped ?? precisionOfFile(path) }
   })
-  const artifacts = await verifyCandidates(reference, feeds, candidates, opts.thresholds)
+  reading.done(`${ckpt.format}, ${candidates.length} model${candidates.length === 1 ? '' : 's'}`)
+  let reference = golden
+  if (!reference) {
+    const building = progress.start(`running the fp32 reference (${task})`)
+    reference = await referenceOutputs(modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model), feeds)
+    building.done()
+  }
+  const checking = progress.start('verifying', candidates.length)
+  const artifacts: ArtifactVerdict[] = []
+  for (const c of candidates) {
+    checking.running(c.path)
+    artifacts.push(...(await verifyCandidates(reference, feeds, [c], opts.thresholds)))
+    checking.tick()
+  }
+  checking.done(`${artifacts.filter((a) => a.pass).length} of ${artifacts.length} within tolerance`)
   const spec = opts.spec ?? DEFAULT_INPUTS
   return {
     reference: opts.golden ?? `albertkit fp32 graph of ${ckpt.dir} (onnxruntime optimizations off)`,
