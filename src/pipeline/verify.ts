@@ -105,7 +105,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   checking.done(`${artifacts.filter((a) => a.pass).length} of ${artifacts.length} within tolerance`)
   const spec = opts.spec ?? DEFAULT_INPUTS
   return {
-    reference: opts.golden ?? `albertkit fp32 graph of ${ckpt.dir} (onnxruntime optimizations off)`,
+    reference: opts.golden ?? `albertkit fp32 graph of ${opts.checkpoint} (onnxruntime optimizations off)`,
     inputs: text ? describeTextInputs(text) : opts.inputs ?? `random, seed ${spec.seed}, batch ${spec.batch}, sequence ${spec.sequence}`,
     ...(text ? { text: textReport(text) } : {}),
     pass: artifacts.every((a) => a.pass),
