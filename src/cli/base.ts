@@ -20,6 +20,7 @@ export abstract class AlbertkitCommand extends Command {
   protected progress(flags: { quiet?: boolean }): Progress {
     this.reporter?.close()
     this.reporter = createProgress({ stream: process.stderr, json: this.jsonEnabled(), quiet: !!flags.quiet })
+    onInterrupt(() => this.reporter?.close())
     return this.reporter
   }
 
@@ -51,5 +52,25 @@ export abstract class AlbertkitCommand extends Command {
   protected override async finally(err: Error | undefined): Promise<unknown> {
     this.reporter?.close()
     return super.finally(err)
+  }
+}
+
+let interruptHandled = false
+let onInterruptClose: (() => void) | undefined
+
+/**
+ * Ctrl-C (or SIGTERM) while a live progress line is drawn: clear it, so the shell's prompt does not
+ * land on half a bar, then let the signal end the process as it would have (staged output folders
+ * clean themselves up on the same signal, util/atomic.ts).
+ */
+function onInterrupt(close: () => void): void {
+  onInterruptClose = close
+  if (interruptHandled) return
+  interruptHandled = true
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      onInterruptClose?.()
+      process.kill(process.pid, sig)
+    })
   }
 }
