@@ -10,45 +10,76 @@ export interface Parity {
   nonFinite: number
 }
 
-/** Compare two same-length float arrays. `rowLength` > 1 adds top-1 agreement over rows of that length. */
-export function compareOutputs(ref: Float32Array, got: Float32Array, rowLength?: number): Parity {
+/** Elements to compare: element i counts when `keep[floor(i / stride)]` is 1. */
+export interface ElementMask {
+  keep: Uint8Array
+  stride: number
+}
+
+/**
+ * Compare two same-length float arrays. `rowLength` > 1 adds top-1 agreement over rows of that
+ * length. With a mask, only the elements it keeps count, argmaxes are taken over the kept elements
+ * of a row, and rows with none kept are left out.
+ */
+export function compareOutputs(ref: Float32Array, got: Float32Array, rowLength?: number, mask?: ElementMask): Parity {
   if (ref.length !== got.length) throw new Error(`length mismatch: ${ref.length} vs ${got.length}`)
+  const stride = mask?.stride ?? Math.max(ref.length, 1)
   let maxAbs = 0
   let sumAbs = 0
   let dot = 0
   let nr = 0
   let ng = 0
   let nonFinite = 0
-  for (let i = 0; i < ref.length; i++) {
-    const r = ref[i]!
-    const g = got[i]!
-    if (!Number.isFinite(g)) {
-      nonFinite++
-      maxAbs = Infinity
-      continue
+  let count = 0
+  for (let k = 0; k * stride < ref.length; k++) {
+    if (mask && !mask.keep[k]) continue
+    const end = Math.min((k + 1) * stride, ref.length)
+    for (let i = k * stride; i < end; i++) {
+      count++
+      const r = ref[i]!
+      const g = got[i]!
+      if (!Number.isFinite(g)) {
+        nonFinite++
+        maxAbs = Infinity
+        continue
+      }
+      const d = Math.abs(r - g)
+      if (d > maxAbs) maxAbs = d
+      sumAbs += d
+      dot += r * g
+      nr += r * r
+      ng += g * g
     }
-    const d = Math.abs(r - g)
-    if (d > maxAbs) maxAbs = d
-    sumAbs += d
-    dot += r * g
-    nr += r * r
-    ng += g * g
   }
   const cosine = nonFinite > 0 ? NaN : nr === 0 && ng === 0 ? 1 : dot / Math.sqrt(nr * ng)
-  const out: Parity = { maxAbs, meanAbs: ref.length ? sumAbs / ref.length : 0, cosine, nonFinite }
+  const out: Parity = { maxAbs, meanAbs: count ? sumAbs / count : 0, cosine, nonFinite }
   if (rowLength && rowLength > 1 && ref.length % rowLength === 0) {
-    const rows = ref.length / rowLength
+    let rows = 0
     let agree = 0
-    for (let r = 0; r < rows; r++) if (argmax(ref, r * rowLength, rowLength) === argmax(got, r * rowLength, rowLength)) agree++
+    const best = mask ? (a: Float32Array, start: number) => maskedArgmax(a, start, rowLength, mask) : (a: Float32Array, start: number) => argmax(a, start, rowLength)
+    for (let start = 0; start < ref.length; start += rowLength) {
+      const r = best(ref, start)
+      if (r < 0) continue
+      rows++
+      if (r === best(got, start)) agree++
+    }
     out.top1 = rows ? agree / rows : 1
   }
   return out
 }
 
+/** Index (within the row) of the first largest element. */
 function argmax(a: Float32Array, start: number, n: number): number {
   let best = start
   for (let i = start + 1; i < start + n; i++) if (a[i]! > a[best]!) best = i
   return best - start
+}
+
+/** Index (within the row) of the first largest element the mask keeps, or -1 when it keeps none. */
+function maskedArgmax(a: Float32Array, start: number, n: number, mask: ElementMask): number {
+  let best = -1
+  for (let i = start; i < start + n; i++) if (mask.keep[Math.floor(i / mask.stride)] === 1 && (best < 0 || a[i]! > a[best]!)) best = i
+  return best < 0 ? -1 : best - start
 }
 
 /**
@@ -70,49 +101,10 @@ export interface TokenMask {
  */
 export function compareTokens(ref: Float32Array, got: Float32Array, dims: readonly number[], mask: TokenMask | undefined, logits: boolean): Parity & { padded?: number } {
   const rowLength = logits ? dims[dims.length - 1] : undefined
-  if (!mask) return compareOutputs(ref, got, rowLength)
-  const m = mask.dims
-  const prefix = (n: number) => m.every((d, i) => dims[i] === d) && dims.length === m.length + n
-  const kept = mask.keep.reduce((n, k) => n + k, 0)
-  const padded = mask.keep.length - kept
-  if (padded === 0) return compareOutputs(ref, got, rowLength)
-  if (prefix(1)) {
-    // one row of X values per position: keep the rows of real tokens
-    const x = dims[dims.length - 1]!
-    const r = new Float32Array(kept * x)
-    const g = new Float32Array(kept * x)
-    let o = 0
-    for (let p = 0; p < mask.keep.length; p++) {
-      if (!mask.keep[p]) continue
-      r.set(ref.subarray(p * x, (p + 1) * x), o)
-      g.set(got.subarray(p * x, (p + 1) * x), o)
-      o += x
-    }
-    return { ...compareOutputs(r, g, rowLength), padded }
-  }
-  if (prefix(0)) {
-    // one value per position: keep the real positions; top-1 over each sequence's real positions
-    const s = m[m.length - 1]!
-    const r = new Float32Array(kept)
-    const g = new Float32Array(kept)
-    let o = 0
-    let rows = 0
-    let agree = 0
-    for (let row = 0; row * s < mask.keep.length; row++) {
-      const start = o
-      for (let p = row * s; p < (row + 1) * s; p++) {
-        if (!mask.keep[p]) continue
-        r[o] = ref[p]!
-        g[o] = got[p]!
-        o++
-      }
-      if (o > start) {
-        rows++
-        if (argmax(r, start, o - start) === argmax(g, start, o - start)) agree++
-      }
-    }
-    const p = compareOutputs(r, g)
-    return logits ? { ...p, top1: rows ? agree / rows : 1, padded } : { ...p, padded }
-  }
-  return compareOutputs(ref, got, rowLength)
+  const padded = mask ? mask.keep.length - mask.keep.reduce((n, k) => n + k, 0) : 0
+  const overPositions = mask !== undefined && mask.dims.every((d, i) => dims[i] === d)
+  const perToken = overPositions && dims.length === mask.dims.length + 1
+  const perPosition = overPositions && dims.length === mask.dims.length
+  if (!mask || padded === 0 || !(perToken || perPosition)) return compareOutputs(ref, got, rowLength)
+  return { ...compareOutputs(ref, got, rowLength, { keep: mask.keep, stride: perToken ? dims[dims.length - 1]! : 1 }), padded }
 }
