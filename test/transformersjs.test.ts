@@ -208,6 +208,19 @@ describe('a checkpoint with only spiece.model', () => {
     }
   })
 
+  it('a bad tokenizer_config.json beside spiece.model stops convert with the checkpoint\'s file named, nothing written', async () => {
+    const src = path.join(tempDir(), 'bad-config')
+    fs.cpSync(fixtureDir('albert-mlm'), src, { recursive: true })
+    fs.rmSync(path.join(src, 'tokenizer.json'))
+    fs.writeFileSync(path.join(src, 'tokenizer_config.json'), '{"do_lower_case": "yes"}')
+    const out = path.join(ROOT, 'never')
+    await assert.rejects(convert({ checkpoint: src, out, noVerify: true }), (e: Error) => {
+      assert.equal(e.message, `${path.join(src, 'tokenizer_config.json')}: do_lower_case must be true or false, got "yes"`)
+      return true
+    })
+    assert.equal(fs.existsSync(out), false)
+  })
+
   it('a checkpoint that has tokenizer.json keeps its own files byte for byte', () => {
     for (const f of ['tokenizer.json', 'tokenizer_config.json', 'spiece.model']) {
       assert.ok(fs.readFileSync(path.join(ROOT, 'albert-mlm', f)).equals(fs.readFileSync(path.join(fixtureDir('albert-mlm'), f))), f)

@@ -168,7 +168,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
     }
     const copied = copyCheckpointFiles(ckpt, stage.path)
     const aliases = layoutForTransformersJs(ckpt, task, stage.path, artifacts, externalFiles, copied)
-    const generated = writeTokenizerFiles(stage.path, ckpt.config.maxPositionEmbeddings)
+    const generated = writeTokenizerFiles(stage.path, ckpt.dir, ckpt.config.maxPositionEmbeddings)
     const c = ckpt.config
     const report: ConvertReport = {
       albertkit: VERSION,

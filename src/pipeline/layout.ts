@@ -17,7 +17,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { TASK_OF_ARCHITECTURE, type Task } from '../builder/albert.js'
-import { tokenizerFilesFromSentencepiece, type AlbertTokenizerOptions } from '../tokenizer/index.js'
+import { readTokenizerConfig, sentencepieceOptions, tokenizerFilesFromSentencepiece } from '../tokenizer/index.js'
 
 /** transformers.js's file name for dtype "q8". */
 export const Q8_FILE = 'onnx/model_quantized.onnx'
@@ -77,16 +77,13 @@ export function configForFolder(raw: Record<string, unknown>, task: Task, extern
  * A checkpoint with only a SentencePiece model (Google's original ALBERT ships `30k-clean.model`,
  * copied here as spiece.model) gets the tokenizer files transformers would write for it, so that
  * transformers.js and `verify --text` can tokenize. The casing options come from the checkpoint's
- * tokenizer_config.json when it has one. Returns the files written.
+ * tokenizer_config.json when it has one (read as verify reads it). Returns the files written.
  */
-export function writeTokenizerFiles(dir: string, maxPositions: number): string[] {
+export function writeTokenizerFiles(dir: string, sourceDir: string, maxPositions: number): string[] {
   const spm = path.join(dir, 'spiece.model')
   if (!fs.existsSync(spm) || fs.existsSync(path.join(dir, 'tokenizer.json'))) return []
-  const configFile = path.join(dir, 'tokenizer_config.json')
-  const config = fs.existsSync(configFile) ? (JSON.parse(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>) : {}
-  const opts: AlbertTokenizerOptions = { modelMaxLength: maxPositions }
-  if (typeof config.do_lower_case === 'boolean') opts.doLowerCase = config.do_lower_case
-  if (typeof config.keep_accents === 'boolean') opts.keepAccents = config.keep_accents
+  const { file: configFile, config } = readTokenizerConfig(sourceDir) // the checkpoint's, so errors name it
+  const opts = { ...sentencepieceOptions(config, configFile), modelMaxLength: maxPositions }
   const files = tokenizerFilesFromSentencepiece(spm, opts)
   const written: string[] = []
   for (const [name, content] of Object.entries(files)) {

@@ -12,7 +12,7 @@ import type { AlbertConfig } from '../checkpoint/config.js'
 import type { Task } from '../builder/albert.js'
 import { UserError, describe, fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
-import { tokenizerFilesFromSentencepiece } from './sentencepiece.js'
+import { tokenizerFilesFromSentencepiece, type AlbertTokenizerOptions } from './sentencepiece.js'
 
 export { tokenizerFilesFromSentencepiece, albertTokenizerFiles, parseSentencepiece, readSentencepiece, PieceType } from './sentencepiece.js'
 export type { AlbertTokenizerOptions, TokenizerFiles, SentencePieceModel, Piece } from './sentencepiece.js'
@@ -85,6 +85,23 @@ function isFile(p: string): boolean {
   }
 }
 
+/** A folder's tokenizer_config.json, read strictly; an empty object when there is none. */
+export function readTokenizerConfig(dir: string): { file: string; config: Record<string, unknown> } {
+  const file = path.join(dir, 'tokenizer_config.json')
+  return { file, config: isFile(file) ? readJson(file) : {} }
+}
+
+/** The casing options a tokenizer_config.json sets for a SentencePiece model (AlbertTokenizer's defaults otherwise). */
+export function sentencepieceOptions(config: Record<string, unknown>, configFile: string): AlbertTokenizerOptions {
+  const bool = (key: string, fallback: boolean) => {
+    const v = config[key]
+    if (v === undefined) return fallback
+    if (typeof v !== 'boolean') fail(configFile, `${key} must be true or false, got ${printable(JSON.stringify(v))}`)
+    return v
+  }
+  return { doLowerCase: bool('do_lower_case', true), keepAccents: bool('keep_accents', false) }
+}
+
 /**
  * The tokenizer of a checkpoint folder: tokenizer.json (with tokenizer_config.json beside it when
  * there is one), else spiece.model or 30k-clean.model converted the way transformers converts
@@ -98,8 +115,7 @@ export function openTokenizer(dir: string): TextTokenizer {
     fail(dir, 'no such folder')
   }
   if (stat.isFile()) dir = path.dirname(dir)
-  const configFile = path.join(dir, 'tokenizer_config.json')
-  const config = isFile(configFile) ? readJson(configFile) : {}
+  const { file: configFile, config } = readTokenizerConfig(dir)
   const found = TOKENIZER_FILES.map((f) => path.join(dir, f)).find(isFile)
   if (!found) fail(dir, `has no tokenizer (looked for ${TOKENIZER_FILES.join(', ')})`)
 
@@ -109,13 +125,7 @@ export function openTokenizer(dir: string): TextTokenizer {
     json = readJson(found)
     kind = 'tokenizer.json'
   } else {
-    const bool = (key: string, fallback: boolean) => {
-      const v = config[key]
-      if (v === undefined) return fallback
-      if (typeof v !== 'boolean') fail(configFile, `${key} must be true or false, got ${printable(JSON.stringify(v))}`)
-      return v
-    }
-    const files = tokenizerFilesFromSentencepiece(found, { doLowerCase: bool('do_lower_case', true), keepAccents: bool('keep_accents', false) })
+    const files = tokenizerFilesFromSentencepiece(found, sentencepieceOptions(config, configFile))
     json = files['tokenizer.json']
     for (const [k, v] of Object.entries(files['tokenizer_config.json'])) if (!(k in config)) config[k] = v
     kind = 'sentencepiece'
