@@ -39,10 +39,12 @@ export function fixtureGolden(name: string): Map<string, Tensor> {
   return loadTensors(path.join(fixtureDir(name), 'golden.safetensors'))
 }
 
-/** A fresh temporary folder, removed when the process exits. */
+const temporaries: string[] = []
+
+/** A fresh temporary folder, removed when the process exits (one exit listener for them all). */
 export function tempDir(prefix = 'albertkit-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  if (temporaries.push(dir) === 1) process.on('exit', () => temporaries.forEach((d) => fs.rmSync(d, { recursive: true, force: true })))
   return dir
 }
 
