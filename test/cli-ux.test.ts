@@ -122,7 +122,7 @@ describe('exit codes', () => {
     fs.writeFileSync(exists, 'x')
     const r = albertkit('optimize', ONNX, '--out', exists)
     assert.equal(r.code, EXIT.input)
-    assert.match(r.stderr, /already exists \(pass --force to replace it\)/)
+    assert.match(r.stderr, /exists\.onnx: already exists and is not an ONNX file albertkit wrote/)
   })
 
   it('4: a bug is an internal error, one line, with the stack only under ALBERTKIT_DEBUG', async () => {
@@ -160,7 +160,7 @@ describe('exit codes', () => {
     assert.deepEqual(classify(new UserError('a.onnx: truncated')), { kind: 'input', exitCode: 3, message: 'a.onnx: truncated' })
     assert.equal(classify(new DecodeError('bad varint')).exitCode, 3)
     const enoent = Object.assign(new Error("EACCES: permission denied, open 'x/config.json'"), { code: 'EACCES', syscall: 'open' })
-    assert.deepEqual(classify(enoent), { kind: 'input', exitCode: 3, message: "EACCES: permission denied, open 'x/config.json'" })
+    assert.deepEqual(classify(enoent), { kind: 'input', exitCode: 3, message: 'x/config.json: permission denied' })
     assert.equal(classify(new RangeError('Invalid array length')).exitCode, 4)
   })
 })

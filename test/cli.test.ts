@@ -60,17 +60,23 @@ describe('albertkit convert', () => {
     assert.deepEqual(model.graph.inputs.map((v) => v.name), ['input_ids', 'attention_mask', 'token_type_ids'])
   })
 
-  it('refuses to overwrite an existing output unless --force', () => {
+  it('refuses to overwrite an existing output unless --force, and --force replaces only what albertkit wrote', () => {
     const out = path.join(work, 'exists')
     fs.mkdirSync(out)
     fs.writeFileSync(path.join(out, 'keep.txt'), 'x')
     const r = albertkit('convert', fixtureDir('albert-model'), '--out', out)
     assert.equal(r.code, 3)
-    assert.match(r.stderr, /already exists/)
-    assert.ok(fs.existsSync(path.join(out, 'keep.txt')))
+    assert.match(r.stderr, /already exists and is a folder albertkit did not write/)
     const forced = albertkit('convert', fixtureDir('albert-model'), '--out', out, '--force')
-    assert.equal(forced.code, 0, forced.stderr)
-    assert.ok(!fs.existsSync(path.join(out, 'keep.txt')))
+    assert.equal(forced.code, 2, forced.stderr)
+    assert.ok(fs.existsSync(path.join(out, 'keep.txt')), 'a folder albertkit did not write is never replaced')
+    fs.rmSync(path.join(out, 'keep.txt'))
+    assert.equal(albertkit('convert', fixtureDir('albert-model'), '--out', out, '--force').code, 0, 'an empty folder is replaced')
+    const again = albertkit('convert', fixtureDir('albert-model'), '--out', out)
+    assert.equal(again.code, 3)
+    assert.match(again.stderr, /already exists \(pass --force to replace it\)/)
+    const replaced = albertkit('convert', fixtureDir('albert-model'), '--out', out, '--force')
+    assert.equal(replaced.code, 0, replaced.stderr)
     assert.ok(fs.existsSync(path.join(out, 'onnx/model.onnx')))
   })
 

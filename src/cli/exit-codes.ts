@@ -4,6 +4,7 @@
  */
 import { UsageError, UserError, describe } from '../util/errors.js'
 import { DecodeError } from '../onnx/decode.js'
+import { fsCause, isSystemError } from '../util/output-guard.js'
 
 export const EXIT = {
   /** everything done; every model verified within tolerance */
@@ -12,7 +13,7 @@ export const EXIT = {
   parity: 1,
   /** how the command was called: unknown flag, missing argument, bad flag value, invalid recipe */
   usage: 2,
-  /** the files: unreadable or malformed checkpoint or ONNX file, unsupported model, output exists */
+  /** the files: unreadable or malformed checkpoint or ONNX file, unsupported model, output exists, a failed write */
   input: 3,
   /** a bug in albertkit */
   internal: 4,
@@ -35,7 +36,10 @@ export function classify(err: unknown, command?: string): ClassifiedError {
     const help = command ? ` (see ${command} --help)` : ''
     return { kind: 'usage', exitCode: EXIT.usage, message: parseMessage(err) + help }
   }
-  if (isSystemError(err)) return { kind: 'input', exitCode: EXIT.input, message: oneLine(err.message) }
+  if (isSystemError(err)) {
+    const file = err.path ?? /'([^']+)'/.exec(err.message)?.[1]
+    return { kind: 'input', exitCode: EXIT.input, message: oneLine(file ? `${file}: ${fsCause(err)}` : fsCause(err)) }
+  }
   return { kind: 'internal', exitCode: EXIT.internal, message: `${describe(err)} (internal error; set ALBERTKIT_DEBUG=1 for details)` }
 }
 
@@ -47,12 +51,6 @@ export function isOclifExit(err: unknown): boolean {
 /** An error of oclif's argument parser (unknown flag, missing argument, a value that does not parse): oclif's CLIErrors carry an exit code. */
 function isParseError(err: unknown): err is Error & { args?: { name?: string }[] } {
   return err instanceof Error && (err as { oclif?: { exit?: unknown } }).oclif?.exit !== undefined && !isOclifExit(err)
-}
-
-/** A failed file operation (ENOENT, EACCES, EISDIR, ENOSPC...): the message names the path. */
-function isSystemError(err: unknown): err is Error {
-  const e = err as { code?: unknown; syscall?: unknown } | undefined
-  return err instanceof Error && typeof e?.code === 'string' && typeof e?.syscall === 'string'
 }
 
 // eslint-disable-next-line no-control-regex

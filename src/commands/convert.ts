@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
-import { convert } from '../pipeline/convert.js'
+import { checkConvertOutput, convert } from '../pipeline/convert.js'
 import { TASKS } from '../builder/albert.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
 import { PRECISIONS, parsePrecisions } from '../recipes/precision.js'
@@ -73,6 +73,8 @@ export default class Convert extends AlbertkitCommand {
         thresholds: thresholdsWith(recipe, thresholdsFrom(flags)),
       }
     })
+    // Where the output goes is checked before any input is read (util/output-guard.ts).
+    const checked = checkConvertOutput({ checkpoint: args.checkpoint, out: flags.out, force: flags.force, read: readFiles(flags) })
     // A text file's problems are input errors (3); an empty --text is a usage error (2).
     const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
     const progress = this.progress(flags)
@@ -82,6 +84,7 @@ export default class Convert extends AlbertkitCommand {
       out: flags.out,
       task: flags.task,
       force: flags.force,
+      checked,
       ...settings,
       ...(flags.calibration ? { calibration: readCalibration(flags.calibration) } : {}),
       noVerify: !flags.verify,
@@ -100,6 +103,15 @@ export default class Convert extends AlbertkitCommand {
     }
     return report
   }
+}
+
+/** The files besides the checkpoint that a run reads, which the output must keep clear of. */
+function readFiles(flags: { 'text-file'?: string | undefined; calibration?: string | undefined; recipe?: string | undefined }) {
+  return [
+    ...(flags['text-file'] ? [{ path: flags['text-file'], what: 'the --text-file' }] : []),
+    ...(flags.calibration ? [{ path: flags.calibration, what: 'the --calibration file' }] : []),
+    ...(flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : []),
+  ]
 }
 
 export function formatBytes(n: number): string {

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
-import { optimize } from '../pipeline/optimize.js'
+import { checkOptimizeOutput, optimize } from '../pipeline/optimize.js'
 import { PASSES } from '../passes/index.js'
 import { UserError } from '../util/errors.js'
 import { formatPassReport } from '../passes/pass.js'
@@ -47,8 +47,10 @@ export default class Optimize extends AlbertkitCommand {
       passes.forEach(passByName)
       return passOptionsFrom(flags)
     })
+    const checked = checkOptimizeOutput({ input: args.input, output: flags.out, force: flags.force, read: flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : [] })
     const progress = this.progress(flags)
     const report = await optimize({
+      checked,
       input: args.input,
       output: flags.out,
       passes,

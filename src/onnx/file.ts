@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Model, Value } from '../ir/graph.js'
 import { fail, describe } from '../util/errors.js'
-import { writePieces, writePiecesAtomic } from '../util/atomic.js'
+import { writeFilesAtomic, writePiecesAtomic } from '../util/atomic.js'
 import { DecodeError, decodeModel, type ExternalRef } from './decode.js'
 import { encodeModel, type ExternalPlacement } from './encode.js'
 import { concatPieces } from './wire.js'
@@ -111,17 +111,10 @@ function writeWithExternalData(file: string, model: Model): WrittenModel {
     return p
   }
   const pieces = encodeModel(model, { placeExternal: place })
-  const tmpData = `${dataFile}.tmp-${process.pid}`
-  const tmpModel = `${file}.tmp-${process.pid}`
-  try {
-    const bytes = writePieces(tmpModel, pieces)
-    writePieces(tmpData, dataPieces)
-    fs.renameSync(tmpData, dataFile)
-    fs.renameSync(tmpModel, file)
-    return { bytes, externalFile: dataFile, externalBytes: offset }
-  } catch (e) {
-    fs.rmSync(tmpData, { force: true })
-    fs.rmSync(tmpModel, { force: true })
-    throw e
-  }
+  // the data first, then the model that points to it: a reader never finds the model without its data
+  const [, bytes] = writeFilesAtomic([
+    { file: dataFile, pieces: dataPieces },
+    { file, pieces },
+  ])
+  return { bytes: bytes!, externalFile: dataFile, externalBytes: offset }
 }

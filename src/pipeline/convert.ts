@@ -12,7 +12,7 @@ import { runPasses, formatPassReport, type PassOptions, type PassReport } from '
 import { passesOf, precisionPlans, type ArtifactPlan, type Precision } from '../recipes/precision.js'
 import { modelBytes, readModelFile, writeModelFile } from '../onnx/file.js'
 import { releaseMemory } from '../util/memory.js'
-import { StagedDir } from '../util/atomic.js'
+import { checkOutput, type CheckedOutput, type GuardedInput } from '../util/output-guard.js'
 import { UserError } from '../util/errors.js'
 import { graphParameterStats, checkpointParameterStats, factorization, type ParameterStats, type Factorization } from '../report/stats.js'
 import { digestCheckpoint, stampProvenance, type Provenance, type SourceDigest } from '../report/provenance.js'
@@ -31,7 +31,7 @@ import type { Tensor } from '../ir/tensor.js'
 import { VERSION } from '../version.js'
 import { pinnedInputSpec } from '../passes/fix-shapes.js'
 import { RequiredOperators } from '../report/required-ops.js'
-import { textFeeds, tokenPreview, type TextInput } from '../tokenizer/index.js'
+import { textFeeds, tokenPreview, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import { describeTextInputs, textReport, type TextReport } from './verify.js'
 import { configForFolder, writeQ8Alias, writeTokenizerFiles, type Alias } from './layout.js'
 import { lineProgress, type Progress } from '../util/progress.js'
@@ -47,8 +47,10 @@ export interface ConvertOptions extends PassOptions {
   precisions?: Precision[]
   /** Plans to emit; overrides `precisions` (targets build these). */
   plans?: ArtifactPlan[]
-  /** Replace an existing output folder. */
+  /** Replace an existing output folder albertkit wrote (util/output-guard.ts). */
   force?: boolean
+  /** The output, already checked (see `checkConvertOutput`); checked here when absent. */
+  checked?: CheckedOutput
   /** Skip the parity verdict. */
   noVerify?: boolean
   /** Verification inputs (seeded random by default) and threshold overrides. */
@@ -70,13 +72,15 @@ export interface Artifact {
   nodes: number
   initializers: number
   opCounts: Record<string, number>
-  passes: PassReport[]
+  /** what each pass did; without its timing, so the same checkpoint and flags give the same report */
+  passes: Omit<PassReport, 'ms'>[]
   verdict?: ArtifactVerdict
 }
 
 export interface ConvertReport {
   albertkit: string
-  source: { path: string; format: string; sha256: string; files: SourceDigest['files'] }
+  /** the checkpoint: its folder's name (no path of the machine that wrote the report), format and digest */
+  source: { name: string; format: string; sha256: string; files: SourceDigest['files'] }
   task: Task
   outputs: string[]
   artifacts: Artifact[]
@@ -89,15 +93,31 @@ export interface ConvertReport {
   factorization: Factorization
   unusedTensors: string[]
   verification: { inputs: InputSpec | null; text?: TextReport; pass: boolean } | null
+  /** every file albertkit put in the folder, report.json included: with `albertkit`, the mark `--force` looks for */
+  written: string[]
+}
+
+/**
+ * convert's output, checked before anything is read: a folder clear of the checkpoint (and of the
+ * other files named in `read`), that `--force` may replace only when albertkit wrote it.
+ */
+export function checkConvertOutput(opts: { checkpoint: string; out: string; force?: boolean; read?: GuardedInput[] }): CheckedOutput {
+  return checkOutput(opts.out, { kind: 'folder', force: !!opts.force, inputs: [{ path: checkpointFolder(opts.checkpoint), what: 'the checkpoint' }, ...(opts.read ?? [])] })
+}
+
+/** The checkpoint folder an argument names: the folder, or the one a file inside it lies in. */
+function checkpointFolder(arg: string): string {
+  try {
+    return fs.statSync(arg).isDirectory() ? arg : path.dirname(arg)
+  } catch {
+    return arg
+  }
 }
 
 export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   const progress = opts.progress ?? lineProgress(opts.log)
   const log = (line: string) => progress.info(line)
-  const out = path.resolve(opts.out)
-  if (fs.existsSync(out) && !opts.force) {
-    throw new UserError(`${opts.out}: already exists (pass --force to replace it)`)
-  }
+  const output = opts.checked ?? checkConvertOutput({ checkpoint: opts.checkpoint, out: opts.out, force: opts.force })
   const reading = progress.start('reading checkpoint')
   const ckpt = openCheckpoint(opts.checkpoint)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
@@ -115,7 +135,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   const feeds = opts.noVerify ? undefined : text ? text.feeds : randomInputs(ckpt.config, task, inputSpec)
   const weightBytes = [...ckpt.weights.values()].reduce((n, e) => n + e.tensor.byteLength, 0)
 
-  const stage = new StagedDir(out)
+  const stage = output.stage()
   try {
     fs.mkdirSync(path.join(stage.path, 'onnx'))
     const holder = new ModelHolder(path.join(stage.path, '.verify'), weightBytes > LARGE_MODEL_BYTES)
@@ -172,25 +192,57 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
     const c = ckpt.config
     const report: ConvertReport = {
       albertkit: VERSION,
-      source: { path: ckpt.dir, format: ckpt.format, sha256: digest.sha256, files: digest.files },
+      source: { name: path.basename(path.resolve(ckpt.dir)), format: ckpt.format, sha256: digest.sha256, files: digest.files },
       task,
       outputs: made.outputs,
-      artifacts,
+      artifacts: artifacts.map((a) => ({ ...a, passes: a.passes.map(withoutTiming) })),
       aliases,
       copied,
       generated,
       parameters: made.parameters,
       factorization: factorization(c.vocabSize, c.embeddingSize, c.hiddenSize),
       unusedTensors: made.unused,
-      verification: feeds ? { inputs: text ? null : inputSpec, ...(text ? { text: textReport(text) } : {}), pass: artifacts.every((a) => a.verdict?.pass) } : null,
+      verification: feeds ? { inputs: text ? null : inputSpec, ...(text ? { text: portableTextReport(text, ckpt.dir) } : {}), pass: artifacts.every((a) => a.verdict?.pass) } : null,
+      written: [...filesIn(stage.path), 'report.json'].sort(),
     }
     fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
-    stage.commit(opts.force ?? false)
+    output.commit(stage)
     return report
   } catch (e) {
-    stage.abort()
-    throw e
+    throw output.failed(e, stage)
   }
+}
+
+/**
+ * The text report as report.json keeps it: no path of the machine that wrote it. The tokenizer
+ * file is named inside the checkpoint folder; a text file by the path the user gave when it is
+ * relative, by its name when it is absolute.
+ */
+function portableTextReport(text: TextFeeds, checkpointDir: string): TextReport {
+  const report = textReport(text)
+  const tokenizer = path.relative(path.resolve(checkpointDir), path.resolve(report.tokenizer))
+  return {
+    ...report,
+    source: path.isAbsolute(report.source) ? path.basename(report.source) : report.source,
+    tokenizer: tokenizer.split(path.sep).join('/'),
+  }
+}
+
+/** A pass's report without its timing (the terminal shows that; report.json stays reproducible). */
+function withoutTiming(p: Omit<PassReport, 'ms'>): Omit<PassReport, 'ms'> {
+  const { ms: _ms, ...rest } = p as PassReport
+  return rest
+}
+
+/** The files under `dir`, as relative paths with `/`. */
+function filesIn(dir: string, rel = ''): string[] {
+  const files: string[] = []
+  for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    const name = rel ? `${rel}/${e.name}` : e.name
+    if (e.isDirectory()) files.push(...filesIn(dir, name))
+    else files.push(name)
+  }
+  return files
 }
 
 function provenanceOf(plan: ArtifactPlan, sourceSha256: string, task: Task): Provenance {

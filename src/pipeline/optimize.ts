@@ -1,10 +1,10 @@
 /** `optimize`: any ONNX file → chosen passes → a new ONNX file, with what each pass did. */
 import fs from 'node:fs'
-import path from 'node:path'
 import { readModelFile, writeModelFile } from '../onnx/file.js'
 import { passByName } from '../passes/index.js'
 import { runPasses, type PassOptions, type PassReport } from '../passes/pass.js'
-import { UserError } from '../util/errors.js'
+import { checkOutput, type CheckedOutput, type GuardedInput } from '../util/output-guard.js'
+import { stampOptimized } from '../report/provenance.js'
 import { VERSION } from '../version.js'
 import { lineProgress, type Progress } from '../util/progress.js'
 
@@ -12,7 +12,10 @@ export interface OptimizeOptions extends PassOptions {
   input: string
   output: string
   passes: string[]
+  /** Replace an existing ONNX file albertkit wrote (util/output-guard.ts). */
   force?: boolean
+  /** The output, already checked (see `checkOptimizeOutput`); checked here when absent. */
+  checked?: CheckedOutput
   log?: (line: string) => void
   /** Long steps as they run (reading, each pass, writing); takes the place of `log`. */
   progress?: Progress
@@ -25,9 +28,13 @@ export interface OptimizeReport {
   passes: PassReport[]
 }
 
+/** optimize's output, checked before anything is read: an ONNX file that is not the input, replaced only when albertkit wrote it. */
+export function checkOptimizeOutput(opts: { input: string; output: string; force?: boolean; read?: GuardedInput[] }): CheckedOutput {
+  return checkOutput(opts.output, { kind: 'onnx-file', force: !!opts.force, inputs: [{ path: opts.input, what: 'the input' }, ...(opts.read ?? [])] })
+}
+
 export async function optimize(opts: OptimizeOptions): Promise<OptimizeReport> {
-  if (path.resolve(opts.input) === path.resolve(opts.output)) throw new UserError(`${opts.output}: the output must not overwrite the input`)
-  if (fs.existsSync(opts.output) && !opts.force) throw new UserError(`${opts.output}: already exists (pass --force to replace it)`)
+  const output = opts.checked ?? checkOptimizeOutput({ input: opts.input, output: opts.output, force: opts.force })
   const passes = opts.passes.map(passByName)
   const progress = opts.progress ?? lineProgress(opts.log)
   const reading = progress.start(`reading ${opts.input}`)
@@ -42,9 +49,16 @@ export async function optimize(opts: OptimizeOptions): Promise<OptimizeReport> {
   }
   running.done(`${reports.filter((r) => r.changed).length} of ${reports.length} changed the graph; ${model.graph.nodes.length} nodes`)
   model.graph.toposort()
-  fs.mkdirSync(path.dirname(path.resolve(opts.output)), { recursive: true })
+  stampOptimized(model, opts.passes)
   const writing = progress.start(`writing ${opts.output}`)
-  const written = writeModelFile(opts.output, model)
+  const stage = output.stage()
+  let written
+  try {
+    written = writeModelFile(output.fileIn(stage), model)
+    output.commit(stage)
+  } catch (e) {
+    throw output.failed(e, stage)
+  }
   writing.done(`${written.bytes + (written.externalBytes ?? 0)} bytes`)
   return {
     albertkit: VERSION,

@@ -1,6 +1,7 @@
 /**
  * Outputs appear whole or not at all: everything is written under a temporary name in the
- * destination's own directory, then renamed into place.
+ * destination's own directory, then renamed into place. What may be replaced is the output
+ * guard's decision (util/output-guard.ts); this module only moves bytes and names.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -21,30 +22,53 @@ function installSignalCleanup(): void {
   }
 }
 
-function tempNameFor(target: string): string {
+/** `.<name>.tmp-<pid>-<random>` beside `target`: hidden, and recognisably this run's. */
+export function tempNameFor(target: string): string {
   const dir = path.dirname(target)
   return path.join(dir, `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
 }
 
-/** Write byte pieces to `file` atomically. */
+const TEMP_NAME = /^\.(.+)\.tmp-\d+-[0-9a-f]{8}$/
+
+/** The name a temporary stands for (`.model.onnx.tmp-12-ab34cd56` → `model.onnx`), or the name itself. */
+export function untemp(name: string): string {
+  return TEMP_NAME.exec(name)?.[1] ?? name
+}
+
+/** Write byte pieces to `file` atomically (an existing file is replaced). */
 export function writePiecesAtomic(file: string, pieces: readonly Uint8Array[]): number {
-  removeStaleTemporaries(file)
-  const tmp = tempNameFor(file)
-  live.add(tmp)
+  return writeFilesAtomic([{ file, pieces }])[0]!
+}
+
+/**
+ * Write several files atomically, as one step: all of them under temporary names first, then
+ * renamed into place in the order given (a model's external data before the model that points to
+ * it). Returns each file's byte count. On failure no temporary is left.
+ */
+export function writeFilesAtomic(files: readonly { file: string; pieces: readonly Uint8Array[] }[]): number[] {
+  const tmps = files.map(({ file }) => {
+    removeStaleTemporaries(file)
+    const tmp = tempNameFor(file)
+    live.add(tmp)
+    return tmp
+  })
   installSignalCleanup()
   try {
-    const total = writePieces(tmp, pieces)
-    fs.renameSync(tmp, file)
-    return total
+    const sizes = files.map(({ pieces }, i) => writePieces(tmps[i]!, pieces))
+    files.forEach(({ file }, i) => fs.renameSync(tmps[i]!, file))
+    return sizes
   } catch (e) {
-    fs.rmSync(tmp, { force: true })
+    for (const tmp of tmps) fs.rmSync(tmp, { force: true })
     throw e
   } finally {
-    live.delete(tmp)
+    for (const tmp of tmps) live.delete(tmp)
   }
 }
 
-/** Write byte pieces to a new file (no rename); returns the byte count. */
+/**
+ * Write byte pieces to a new file (no rename); returns the byte count. A failed write (EFBIG past
+ * `ulimit -f`, ENOSPC) names the file it was writing: `writev` errors carry no path of their own.
+ */
 export function writePieces(file: string, pieces: readonly Uint8Array[]): number {
   const fd = fs.openSync(file, 'wx')
   let total = 0
@@ -61,6 +85,10 @@ export function writePieces(file: string, pieces: readonly Uint8Array[]): number
       }
     }
     fs.fsyncSync(fd)
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException
+    if (err && typeof err === 'object' && err.path === undefined) err.path = file
+    throw e
   } finally {
     fs.closeSync(fd)
   }
@@ -110,9 +138,14 @@ function isRunning(pid: number): boolean {
   }
 }
 
+/** The error a rename meets when something took the destination first (also what `commit` throws then). */
+function existsError(file: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`EEXIST: file already exists, '${file}'`), { code: 'EEXIST', errno: -17, syscall: 'rename', path: file })
+}
+
 /**
  * A directory that becomes `target` only when `commit()` is called. Until then it lives under a
- * hidden temporary name beside the target; `abort()` removes it.
+ * hidden temporary name beside the target (whose folder must exist); `abort()` removes it.
  */
 export class StagedDir {
   readonly target: string
@@ -121,8 +154,6 @@ export class StagedDir {
 
   constructor(target: string) {
     this.target = path.resolve(target)
-    const parent = path.dirname(this.target)
-    fs.mkdirSync(parent, { recursive: true })
     removeStaleTemporaries(this.target)
     this.path = tempNameFor(this.target)
     fs.mkdirSync(this.path)
@@ -130,25 +161,93 @@ export class StagedDir {
     installSignalCleanup()
   }
 
-  /** Move the staged directory into place. An existing target is replaced only when `replace` is set. */
+  /**
+   * Move the staged directory into place. Without `replace`, an existing target is never touched
+   * (EEXIST, even when it appeared a moment ago); with it, the target is swapped out and removed.
+   */
   commit(replace: boolean): void {
-    if (fs.existsSync(this.target)) {
-      if (!replace) throw new Error(`${this.target} already exists`)
+    if (fs.existsSync(this.target) || isSymlink(this.target)) {
+      if (!replace) throw existsError(this.target)
       const old = tempNameFor(this.target)
-      fs.renameSync(this.target, old)
-      fs.renameSync(this.path, this.target)
-      fs.rmSync(old, { recursive: true, force: true })
+      live.add(old)
+      try {
+        fs.renameSync(this.target, old)
+        try {
+          fs.renameSync(this.path, this.target)
+        } catch (e) {
+          fs.renameSync(old, this.target)
+          throw e
+        }
+        fs.rmSync(old, { recursive: true, force: true })
+      } finally {
+        live.delete(old)
+      }
     } else {
-      fs.renameSync(this.path, this.target)
+      try {
+        fs.renameSync(this.path, this.target)
+      } catch (e) {
+        // rename(2) puts a folder over an empty one, but not over anything else: someone was faster
+        const code = (e as NodeJS.ErrnoException).code
+        if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') throw existsError(this.target)
+        throw e
+      }
     }
-    live.delete(this.path)
-    this.done = true
+    this.finish()
+  }
+
+  /**
+   * Move the staged directory's entries, in the order given, into the target's folder under the
+   * same names (one ONNX file and its external data), then remove the empty stage. Without
+   * `replace`, no existing file is touched: each goes in by a hard link, which fails with EEXIST
+   * when the name is taken; what this call already put in place is taken back on failure.
+   */
+  commitEntries(names: readonly string[], replace: boolean): void {
+    const dir = path.dirname(this.target)
+    const placed: string[] = []
+    try {
+      for (const name of names) {
+        const from = path.join(this.path, name)
+        const to = path.join(dir, name)
+        if (replace) {
+          fs.renameSync(from, to)
+          continue
+        }
+        try {
+          fs.linkSync(from, to)
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code
+          if (code === 'EEXIST') throw existsError(to)
+          if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV') throw e
+          // no hard links here: the next best is to look, then rename
+          if (fs.existsSync(to) || isSymlink(to)) throw existsError(to)
+          fs.renameSync(from, to)
+        }
+        placed.push(to)
+      }
+    } catch (e) {
+      for (const to of placed) fs.rmSync(to, { force: true })
+      throw e
+    }
+    fs.rmSync(this.path, { recursive: true, force: true })
+    this.finish()
   }
 
   abort(): void {
     if (this.done) return
     fs.rmSync(this.path, { recursive: true, force: true })
+    this.finish()
+  }
+
+  private finish(): void {
     live.delete(this.path)
     this.done = true
+  }
+}
+
+function isSymlink(file: string): boolean {
+  try {
+    return fs.lstatSync(file).isSymbolicLink()
+  } catch {
+    return false
   }
 }
