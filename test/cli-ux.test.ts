@@ -253,26 +253,27 @@ describe('--quiet', () => {
 })
 
 describe('progress when stderr is not a terminal', () => {
-  it('plain summary lines, no carriage returns, no escape sequences', () => {
+  it('one plain line per step — no per-pass lines, no carriage returns, no escape sequences', () => {
     const r = albertkit('convert', fixtureDir('albert-seqcls'), '--out', path.join(work, 'plain'), '--precision', 'fp32,int8')
     assert.equal(r.code, 0, r.stderr)
     assert.ok(!r.stderr.includes('\r'), 'no carriage return')
     assert.ok(!r.stderr.includes('\x1b'), 'no escape sequence')
-    for (const line of [
-      /^reading checkpoint: safetensors, \d+ tensors \(\d+\.\ds\)$/m,
-      /^building text-classification graph: \d+ nodes, \d+ initializers \(\d+\.\ds\)$/m,
-      /^making onnx\/model\.onnx: \d+ nodes \(\d+\.\ds\)$/m,
-      /^ {2}onnx\/model_int8\.onnx: quantize-int8 +changed;/m,
-      /^making onnx\/model_int8\.onnx: \d+ nodes \(\d+\.\ds\)$/m,
-      /^verifying: 2 of 2 within tolerance \(\d+\.\ds\)$/m,
-      /^writing: 2 models \(\d+\.\ds\)$/m,
-    ]) {
-      assert.match(r.stderr, line)
-    }
+    const lines = r.stderr.trimEnd().split('\n')
+    const expected = [
+      /^reading checkpoint: safetensors, \d+ tensors \(\d+\.\ds\)$/,
+      /^building text-classification graph: \d+ nodes, \d+ initializers \(\d+\.\ds\)$/,
+      /^making onnx\/model\.onnx: \d+ nodes \(\d+\.\ds\)$/,
+      /^making onnx\/model_int8\.onnx: \d+ nodes \(\d+\.\ds\)$/,
+      /^verifying: 2 of 2 within tolerance; inputs: random, seed 1234, batch 3, sequence 32 \(\d+\.\ds\)$/,
+      /^writing: 2 models \(\d+\.\ds\)$/,
+    ]
+    assert.equal(lines.length, expected.length, `one line per step:\n${r.stderr}`)
+    expected.forEach((line, i) => assert.match(lines[i]!, line))
     assert.ok(!/reading checkpoint|verifying/.test(r.stdout), 'progress never goes to stdout')
     const o = albertkit('optimize', ONNX, '--out', path.join(work, 'plain.onnx'), '--passes', 'dedup,quantize-int8')
     assert.equal(o.code, 0, o.stderr)
     assert.match(o.stderr, /^running passes: 2 of 2 changed the graph; \d+ nodes \(\d+\.\ds\)$/m)
+    assert.equal(o.stderr.trimEnd().split('\n').length, 3, o.stderr)
     assert.ok(!o.stderr.includes('\r') && !o.stderr.includes('\x1b'))
     const v = albertkit('verify', fixtureDir('albert-seqcls'), path.join(work, 'plain', 'onnx', 'model.onnx'), path.join(work, 'plain', 'onnx', 'model_int8.onnx'))
     assert.equal(v.code, 0, v.stderr)
@@ -280,6 +281,28 @@ describe('progress when stderr is not a terminal', () => {
     assert.match(v.stderr, /^running the fp32 reference \(text-classification\) \(\d+\.\ds\)$/m)
     assert.match(v.stderr, /^verifying: 2 of 2 within tolerance \(\d+\.\ds\)$/m)
     assert.ok(!v.stderr.includes('\r') && !v.stderr.includes('\x1b'))
+  })
+
+  it('--verbose adds every pass in columns, each verdict and each file written', () => {
+    const r = albertkit('convert', fixtureDir('albert-seqcls'), '--out', path.join(work, 'plain-verbose'), '--precision', 'fp32,int8', '--verbose')
+    assert.equal(r.code, 0, r.stderr)
+    const passes = r.stderr.split('\n').filter((l) => /^ {2}onnx\//.test(l))
+    assert.equal(passes.length, 4 + 5, 'four passes make model.onnx, five model_int8.onnx')
+    assert.match(r.stderr, /^ {2}onnx\/model_int8\.onnx: quantize-int8 +changed +nodes \d+→\d+ +tensors \d+→\d+ +size [\d.]+→[\d.]+ kB +\d+ ms; weightsQuantized \d+/m)
+    assert.match(r.stderr, /^ {2}onnx\/model\.onnx: {6}dedup +no change +nodes \d+ +tensors \d+ +size [\d.]+ kB +\d+ ms;/m)
+    assert.match(r.stderr, /^PASS onnx\/model_int8\.onnx \(int8\)$/m)
+    assert.match(r.stderr, /^wrote onnx\/model_int8\.onnx \(\d+ bytes\)$/m)
+    const o = albertkit('optimize', ONNX, '--out', path.join(work, 'verbose.onnx'), '--passes', 'dedup,quantize-int8', '--verbose')
+    assert.equal(o.code, 0, o.stderr)
+    assert.match(o.stdout, /^quantize-int8 +changed +nodes \d+→\d+ +tensors \d+→\d+ +size [\d.]+→[\d.]+ kB +\d+ ms; weightsQuantized 11, readers \d+/m)
+    const plain = albertkit('optimize', ONNX, '--out', path.join(work, 'plain-2.onnx'), '--passes', 'dedup,quantize-int8')
+    assert.match(plain.stdout, /^quantize-int8 +changed +nodes \d+→\d+ +tensors \d+→\d+ +size [\d.]+→[\d.]+ kB +\d+ ms$/m, 'without --verbose, the columns alone')
+  })
+
+  it('a model out of tolerance shows its figures and what it missed in the results', () => {
+    const r = albertkit('convert', fixtureDir('albert-model'), '--out', path.join(work, 'plain-fail'), '--cosine', '2')
+    assert.equal(r.code, 1)
+    assert.match(r.stdout, /^.*onnx\/model\.onnx: fp32, .* parity FAIL\n {2}last_hidden_state: max abs [^\n]*\n {4}✗ last_hidden_state: cosine 1\.000000 < 2\.000000 \(short by/m)
   })
 })
 

@@ -91,7 +91,7 @@ describe('albertkit convert', () => {
 describe('albertkit convert --precision and optimize', () => {
   it('writes the transformers.js file names for every precision asked, and reports each pass', () => {
     const out = path.join(work, 'all-precisions')
-    const r = albertkit('convert', fixtureDir('albert-mlm'), '--out', out, '--precision', 'fp32,int8,int4,fp16', '--json', '--no-verify')
+    const r = albertkit('convert', fixtureDir('albert-mlm'), '--out', out, '--precision', 'fp32,int8,int4,fp16', '--json', '--no-verify', '--verbose')
     assert.equal(r.code, 0, r.stderr)
     const report = JSON.parse(r.stdout)
     const files = ['onnx/model.onnx', 'onnx/model_int8.onnx', 'onnx/model_q4.onnx', 'onnx/model_fp16.onnx']
@@ -103,7 +103,7 @@ describe('albertkit convert --precision and optimize', () => {
     const int8 = report.artifacts[1]
     const q = int8.passes.find((p: { pass: string }) => p.pass === 'quantize-int8')
     assert.ok(q.changed && q.after.initializerBytes < q.before.initializerBytes)
-    assert.match(r.stderr, /quantize-int8 +changed; nodes \d+→\d+, tensors \d+→\d+, MB/)
+    assert.match(r.stderr, /quantize-int8 +changed +nodes \d+→\d+ +tensors \d+→\d+ +size [\d.]+→[\d.]+ kB +\d+ ms;/)
     assert.ok(report.artifacts[1].bytes < report.artifacts[0].bytes, "the int8 file is the smaller")
   })
 
@@ -121,10 +121,10 @@ describe('albertkit convert --precision and optimize', () => {
   it('optimize quantizes a torch export and prints what each pass did', () => {
     const model = path.join(fixtureDir('albert-model'), 'export', 'model.onnx')
     const out = path.join(work, 'opt', 'model_int8.onnx')
-    const r = albertkit('optimize', model, '--out', out, '--passes', 'dedup,quantize-int8')
+    const r = albertkit('optimize', model, '--out', out, '--passes', 'dedup,quantize-int8', '--verbose')
     assert.equal(r.code, 0, r.stderr)
-    assert.match(r.stdout, /^dedup +changed;/m)
-    assert.match(r.stdout, /^quantize-int8 +changed;.*weightsQuantized 11/m)
+    assert.match(r.stdout, /^dedup +changed /m)
+    assert.match(r.stdout, /^quantize-int8 +changed .*; weightsQuantized 11/m)
     assert.ok(fs.statSync(out).size < fs.statSync(model).size)
     const again = albertkit('optimize', model, '--out', out, '--passes', 'dedup')
     assert.equal(again.code, 3, 'does not overwrite without --force')

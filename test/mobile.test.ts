@@ -343,11 +343,11 @@ describe('albertkit convert --target mobile', () => {
   })
 
   it('refuses a bad --fixed-shape with one line and nothing written', () => {
-    // A malformed value is a usage error (2); one that only the model rules out is found reading it (3).
+    // A malformed value, or a sequence beyond the model's positions, is a usage error (2).
     for (const [args, fragment, code] of [
       [['--target', 'mobile', '--fixed-shape', '0,16'], '--fixed-shape must be B,S', 2],
       [['--fixed-shape', '1,16'], '--fixed-shape needs --target mobile', 2],
-      [['--target', 'mobile', '--fixed-shape', '1,99'], "99 is longer than the model's 32 positions", 3],
+      [['--target', 'mobile', '--fixed-shape', '1,99'], "--fixed-shape 1,99 (sequence 99) is beyond the model's 32 positions (max_position_embeddings in ", 2],
     ] as const) {
       const out = path.join(work, 'bad')
       const r = albertkit('convert', fixtureDir('albert-model'), '--out', out, ...args)

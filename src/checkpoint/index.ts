@@ -36,7 +36,8 @@ const TF_CONFIG = 'albert_config.json'
 
 /** Open a Hugging Face checkpoint folder (or a file inside one). */
 export function openCheckpoint(where: string): Checkpoint {
-  let dir = path.resolve(where)
+  // Kept as the user gave it (relative stays relative), so every message names their path.
+  let dir = path.normalize(where).replace(/(.)\/+$/, '$1')
   let stat: fs.Stats
   try {
     stat = fs.statSync(dir)

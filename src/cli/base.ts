@@ -16,10 +16,10 @@ export abstract class AlbertkitCommand extends Command {
 
   private reporter: Progress | undefined
 
-  /** The progress reporter for this run, on stderr: live on a terminal, plain lines elsewhere, nothing with --quiet. */
-  protected progress(flags: { quiet?: boolean }): Progress {
+  /** The progress reporter for this run, on stderr: live on a terminal, plain lines elsewhere, nothing with --quiet; detail with --verbose. */
+  protected progress(flags: { quiet?: boolean; verbose?: boolean }): Progress {
     this.reporter?.close()
-    this.reporter = createProgress({ stream: process.stderr, json: this.jsonEnabled(), quiet: !!flags.quiet })
+    this.reporter = createProgress({ stream: process.stderr, json: this.jsonEnabled(), quiet: !!flags.quiet, verbose: !!flags.verbose })
     onInterrupt(() => this.reporter?.close())
     return this.reporter
   }

@@ -15,6 +15,14 @@ export const passFlags = {
   refactor: Flags.boolean({ description: 'factorization-check: restore a folded embedding factorization', default: false }),
 }
 
+/** convert and optimize: what each pass did, and on a terminal each step's summary, on stderr. */
+export const verboseFlag = {
+  verbose: Flags.boolean({
+    description: 'also print what each pass did (nodes, tensors, size, its own figures) and, for convert, each verdict and file as it goes; on a terminal, keep each step\'s summary line',
+    default: false,
+  }),
+}
+
 export function passOptionsFrom(flags: {
   'per-tensor': boolean
   'keep-nodes'?: string | undefined

@@ -2,7 +2,7 @@
 import fs from 'node:fs'
 import { Flags } from '@oclif/core'
 import { given, type ParsedFlags } from './recipe.js'
-import { DEFAULT_INPUTS, type InputSpec, type Thresholds } from '../verify/verify.js'
+import { DEFAULT_INPUTS, type InputRequest, type Thresholds } from '../verify/verify.js'
 import { UserError, fail } from '../util/errors.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
 import type { Task } from '../builder/albert.js'
@@ -11,7 +11,7 @@ import { textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js
 export const verifyFlags = {
   seed: Flags.integer({ description: 'seed of the random verification inputs', default: DEFAULT_INPUTS.seed }),
   batch: Flags.integer({ description: 'rows of the random verification inputs', default: DEFAULT_INPUTS.batch }),
-  sequence: Flags.integer({ description: 'sequence length of the random verification inputs', default: DEFAULT_INPUTS.sequence }),
+  sequence: Flags.integer({ description: `tokens per row of the random verification inputs (default ${DEFAULT_INPUTS.sequence}, or the model's max_position_embeddings when fewer; more than that is refused)` }),
   'max-abs': Flags.string({ description: 'fail when an output’s max abs error exceeds this (overrides the precision default)' }),
   cosine: Flags.string({ description: 'fail when an output’s cosine similarity is below this (overrides the precision default)' }),
   top1: Flags.string({ description: 'fail when top-1 agreement of logits is below this share, 0..1 (overrides the precision default)' }),
@@ -35,8 +35,18 @@ export function thresholdsFrom(flags: { 'max-abs'?: string | undefined; cosine?:
   return t
 }
 
-export function inputSpecFrom(flags: { seed: number; batch: number; sequence: number }): InputSpec {
-  return { ...DEFAULT_INPUTS, seed: flags.seed, batch: flags.batch, sequence: flags.sequence }
+/**
+ * The random inputs asked for. `sequenceFrom` says where an explicit sequence came from (the flag
+ * or a recipe: see contradictions.ts `sequenceSource`); without one the sequence adapts to the
+ * model (verify.ts `resolveInputSpec`).
+ */
+export function inputSpecFrom(flags: { seed: number; batch: number; sequence?: number | undefined }, sequenceFrom?: string): InputRequest {
+  const request: InputRequest = { seed: flags.seed, batch: flags.batch, choices: DEFAULT_INPUTS.choices ?? 2 }
+  if (flags.sequence !== undefined) {
+    request.sequence = flags.sequence
+    request.sequenceFrom = sequenceFrom ?? '--sequence'
+  }
+  return request
 }
 
 /**

@@ -3,13 +3,16 @@ import { AlbertkitCommand } from '../cli/base.js'
 import { checkConvertOutput, convert } from '../pipeline/convert.js'
 import { TASKS } from '../builder/albert.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
-import { PRECISIONS, parsePrecisions } from '../recipes/precision.js'
+import { PRECISIONS, parsePrecisions, precisionPlans } from '../recipes/precision.js'
 import { TARGETS, targetPlans } from '../recipes/targets.js'
 import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
 import { parseFixedShape } from '../passes/fix-shapes.js'
 import { readCalibration } from '../passes/calibrate.js'
 import { UserError } from '../util/errors.js'
-import { type ParsedFlags, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
+import { type ParsedFlags, given, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
+import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contradictions.js'
+import { formatVerdict } from '../verify/verify.js'
+import { verboseFlag } from '../cli/pass-flags.js'
 import { EXIT_CODES_HELP } from '../cli/help.js'
 
 export default class Convert extends AlbertkitCommand {
@@ -50,6 +53,7 @@ export default class Convert extends AlbertkitCommand {
     ...textFlags,
     ...passFlags,
     ...recipeFlag,
+    ...verboseFlag,
   }
   static override enableJsonFlag = true
 
@@ -59,17 +63,19 @@ export default class Convert extends AlbertkitCommand {
     const recipe = parsed.flags.recipe ? readRecipe(parsed.flags.recipe) : undefined
     const flags = withRecipe(parsed, recipe, Convert.flags)
     // Every flag value is checked before any file is read: a bad one is a usage error (exit code 2).
+    const typed = parsed as unknown as ParsedFlags<Record<string, unknown>>
     const settings = this.usage(() => {
-      checkRandomInputFlags(parsed as unknown as ParsedFlags<Record<string, unknown>>, flags)
-      if (flags['fixed-shape'] && flags.target !== 'mobile') throw new UserError('--fixed-shape needs --target mobile')
-      if (!flags.verify && (flags.text !== undefined || flags['text-file'] !== undefined)) throw new UserError('--text and --text-file choose verification inputs; they cannot go with --no-verify')
+      checkVerbosity(flags)
+      checkRandomInputFlags(typed, flags)
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
+      const plans = flags.target ? targetPlans(flags.target) : precisionPlans(parsePrecisions(flags.precision))
+      checkConvertFlags(typed, flags, recipe, plans)
       return {
-        precisions: parsePrecisions(flags.precision),
-        ...(flags.target ? { plans: targetPlans(flags.target) } : {}),
+        plans,
         ...passOptionsFrom(flags),
         ...(flags['fixed-shape'] ? { fixedShape: parseFixedShape(flags['fixed-shape']) } : {}),
-        inputs: inputSpecFrom(flags),
+        ...(flags['fixed-shape'] && !given(typed, 'fixed-shape') && recipe ? { fixedShapeFrom: `${recipe.file}: options.fixed-shape` } : {}),
+        inputs: inputSpecFrom(flags, sequenceSource(typed, recipe)),
         thresholds: thresholdsWith(recipe, thresholdsFrom(flags)),
       }
     })
@@ -91,12 +97,15 @@ export default class Convert extends AlbertkitCommand {
       progress,
       warn: (m) => progress.warn(m),
     })
+    const out = outputShown(flags.out)
     for (const a of report.artifacts) {
       const verdict = a.verdict ? (a.verdict.pass ? ', parity PASS' : ', parity FAIL') : ''
-      this.log(`${flags.out}/${a.path}: ${a.precision}, ${formatBytes(a.bytes)}, ${a.nodes} nodes${verdict}`)
+      this.log(`${out}/${a.path}: ${a.precision}, ${formatBytes(a.bytes)}, ${a.nodes} nodes${verdict}`)
+      // A model out of tolerance shows its figures and what it missed (--verbose shows every verdict as it runs).
+      if (a.verdict && !a.verdict.pass) for (const line of formatVerdict(a.verdict).slice(1)) this.log(line)
     }
-    for (const a of report.aliases) this.log(`${flags.out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype q8)`)
-    if (report.generated.length > 0) this.log(`${flags.out}: ${report.generated.join(', ')} made from spiece.model`)
+    for (const a of report.aliases) this.log(`${out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype q8)`)
+    if (report.generated.length > 0) this.log(`${out}: ${report.generated.join(', ')} made from spiece.model`)
     if (report.verification && !report.verification.pass) {
       this.parityFailed()
       process.stderr.write('Error: parity check failed for at least one model (see above and report.json)\n')
@@ -112,6 +121,11 @@ function readFiles(flags: { 'text-file'?: string | undefined; calibration?: stri
     ...(flags.calibration ? [{ path: flags.calibration, what: 'the --calibration file' }] : []),
     ...(flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : []),
   ]
+}
+
+/** The output folder as the user typed it, without trailing slashes (`build/x/` → `build/x`). */
+export function outputShown(out: string): string {
+  return out.replace(/(.)\/+$/, '$1')
 }
 
 export function formatBytes(n: number): string {

@@ -59,7 +59,7 @@ export function formatInspect(r: InspectReport): string {
   }
   const p = r.parameters
   lines.push(
-    `  parameters     stored ${num(p.stored)}, unique ${num(p.unique)}, as-if-unshared ${num(p.asIfUnshared)} (${p.tensors} tensors)`,
+    `  parameters     stored ${num(p.stored)}${p.quantized ? ` (${num(p.quantized)} quantized)` : ''}, unique ${num(p.unique)}, as-if-unshared ${num(p.asIfUnshared)} (${p.tensors} tensors)`,
     `  bytes          ${Object.entries(p.bytesByDtype).map(([k, v]) => `${k} ${formatBytes(v)}`).join(', ')}`,
   )
   const f = r.factorization

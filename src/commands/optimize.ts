@@ -4,10 +4,11 @@ import { checkOptimizeOutput, optimize } from '../pipeline/optimize.js'
 import { PASSES } from '../passes/index.js'
 import { UserError } from '../util/errors.js'
 import { formatPassReport } from '../passes/pass.js'
-import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
+import { passFlags, passOptionsFrom, verboseFlag } from '../cli/pass-flags.js'
 import { formatBytes } from './convert.js'
 import { passByName } from '../passes/index.js'
-import { readRecipe, recipeFlag, withRecipe } from '../cli/recipe.js'
+import { type ParsedFlags, readRecipe, recipeFlag, withRecipe } from '../cli/recipe.js'
+import { checkOptimizeFlags, checkVerbosity } from '../cli/contradictions.js'
 import { EXIT_CODES_HELP_NO_PARITY } from '../cli/help.js'
 
 export default class Optimize extends AlbertkitCommand {
@@ -33,6 +34,7 @@ export default class Optimize extends AlbertkitCommand {
     force: Flags.boolean({ char: 'f', description: 'replace the output file if it exists', default: false }),
     ...passFlags,
     ...recipeFlag,
+    ...verboseFlag,
   }
   static override enableJsonFlag = true
 
@@ -43,8 +45,10 @@ export default class Optimize extends AlbertkitCommand {
     const flags = withRecipe(parsed, recipe, Optimize.flags)
     const passes = flags.passes.split(',').map((s) => s.trim()).filter(Boolean)
     const options = this.usage(() => {
+      checkVerbosity(flags)
       if (passes.length === 0) throw new UserError('--passes names no pass')
       passes.forEach(passByName)
+      checkOptimizeFlags(parsed as unknown as ParsedFlags<Record<string, unknown>>, flags, recipe, passes)
       return passOptionsFrom(flags)
     })
     const checked = checkOptimizeOutput({ input: args.input, output: flags.out, force: flags.force, read: flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : [] })
@@ -60,7 +64,7 @@ export default class Optimize extends AlbertkitCommand {
       warn: (m) => progress.warn(m),
     })
     if (!this.jsonEnabled()) {
-      for (const r of report.passes) this.log(formatPassReport(r))
+      for (const r of report.passes) this.log(formatPassReport(r, { figures: flags.verbose }))
       this.log(`${flags.out}: ${formatBytes(report.output.bytes)} (from ${formatBytes(report.input.bytes)})`)
     }
     return report

@@ -5,6 +5,7 @@ import { verify } from '../pipeline/verify.js'
 import { formatVerdict } from '../verify/verify.js'
 import { tokenPreview } from '../tokenizer/index.js'
 import { type ParsedFlags, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
+import { checkVerifyFlags, sequenceSource } from '../cli/contradictions.js'
 import { EXIT_CODES_HELP } from '../cli/help.js'
 import { TASKS } from '../builder/albert.js'
 import { UserError } from '../util/errors.js'
@@ -49,11 +50,13 @@ export default class Verify extends AlbertkitCommand {
     const recipe = parsed.flags.recipe ? readRecipe(parsed.flags.recipe) : undefined
     const flags = withRecipe(parsed, recipe, Verify.flags)
     // Flag values are checked before any file is read: a bad one is a usage error (exit code 2).
+    const typed = parsed as unknown as ParsedFlags<Record<string, unknown>>
     const settings = this.usage(() => {
-      checkRandomInputFlags(parsed as unknown as ParsedFlags<Record<string, unknown>>, flags)
+      checkRandomInputFlags(typed, flags)
       if (flags.golden && !flags.inputs) throw new UserError(`${flags.golden}: goldens need the inputs they were computed on (--inputs)`)
+      checkVerifyFlags(typed, flags)
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
-      return { spec: inputSpecFrom(flags), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)) }
+      return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)) }
     })
     const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
     const progress = this.progress(flags)

@@ -95,16 +95,45 @@ export async function runPasses(model: Model, passes: readonly Pass[], options: 
   return reports
 }
 
-/** One line per pass: what it did, for the console. */
-export function formatPassReport(r: PassReport): string {
+/**
+ * One line per pass, in columns: name, changed or not, nodes, tensors and initializer size (each
+ * `before→after` when it changed, one figure when not), time; with `figures`, the pass's own
+ * figures after a semicolon. The size shows as many decimals as it takes for a change to show.
+ */
+export function formatPassReport(r: PassReport, opts: { figures?: boolean } = {}): string {
   const d = (a: number, b: number) => (a === b ? `${b}` : `${a}→${b}`)
-  const mb = (n: number) => (n / 1e6).toFixed(2)
+  const columns = [
+    r.pass.padEnd(22),
+    (r.changed ? 'changed' : 'no change').padEnd(10),
+    `nodes ${d(r.before.nodes, r.after.nodes)}`.padEnd(17),
+    `tensors ${d(r.before.initializers, r.after.initializers)}`.padEnd(17),
+    `size ${sizeChange(r.before.initializerBytes, r.after.initializerBytes)}`.padEnd(22),
+    `${r.ms.toFixed(0)} ms`.padStart(8),
+  ]
+  const line = columns.join(' ')
+  if (!opts.figures) return line
   const extra = Object.entries(r.stats)
     .map(([k, v]) => `${k} ${typeof v === 'number' && !Number.isInteger(v) ? v.toPrecision(4) : v}`)
     .join(', ')
-  return (
-    `${r.pass.padEnd(22)} ${r.changed ? 'changed' : 'no change'}; nodes ${d(r.before.nodes, r.after.nodes)}, ` +
-    `tensors ${d(r.before.initializers, r.after.initializers)}, MB ${r.before.initializerBytes === r.after.initializerBytes ? mb(r.after.initializerBytes) : `${mb(r.before.initializerBytes)}→${mb(r.after.initializerBytes)}`}` +
-    `${extra ? `; ${extra}` : ''} (${r.ms.toFixed(0)} ms)`
-  )
+  return extra ? `${line}; ${extra}` : line
+}
+
+const UNITS: [number, string][] = [
+  [1e9, 'GB'],
+  [1e6, 'MB'],
+  [1e3, 'kB'],
+]
+
+/**
+ * `18.5 kB`, or `18.52→18.48 kB` when it changed: both in the unit of the larger, two decimals, or
+ * more when it takes more to tell them apart (down to the byte).
+ */
+export function sizeChange(before: number, after: number): string {
+  const [scale, unit] = UNITS.find(([s]) => Math.max(before, after) >= s) ?? [1, 'B']
+  const exact = Math.round(Math.log10(scale))
+  const show = (n: number, decimals: number) => (n / scale).toFixed(decimals)
+  if (before === after) return `${show(after, Math.min(exact, 2))} ${unit}`
+  let decimals = Math.min(exact, 2)
+  while (decimals < exact && show(before, decimals) === show(after, decimals)) decimals++
+  return `${show(before, decimals)}→${show(after, decimals)} ${unit}`
 }

@@ -127,6 +127,8 @@ function applyInt4(graph: Graph, plan: WeightPlan, blockSize: number, asymmetric
   for (const use of linear) {
     const s = store(use.orientation)
     const node = use.node
+    // read before a fused bias removes the MatMul (which clears its inputs)
+    const activation = node.inputs[0]!
     let target = node
     let bias: Value | null = null
     let extraAdd: Value | null = null
@@ -143,7 +145,7 @@ function applyInt4(graph: Graph, plan: WeightPlan, blockSize: number, asymmetric
       }
     }
     const attrs = [attrInt('K', s.K), attrInt('N', s.N), attrInt('bits', 4), attrInt('block_size', blockSize)]
-    const inputs = [node.inputs[0]!, s.b, s.scales, s.zp, null, bias]
+    const inputs = [activation, s.b, s.scales, s.zp, null, bias]
     while (inputs.length && inputs[inputs.length - 1] === null) inputs.pop()
     const name = graph.uniqueNodeName(`${node.name || plan.weight.name}_q4`)
     if (extraAdd) {

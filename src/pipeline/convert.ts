@@ -13,16 +13,20 @@ import { passesOf, precisionPlans, type ArtifactPlan, type Precision } from '../
 import { modelBytes, readModelFile, writeModelFile } from '../onnx/file.js'
 import { releaseMemory } from '../util/memory.js'
 import { checkOutput, type CheckedOutput, type GuardedInput } from '../util/output-guard.js'
-import { UserError } from '../util/errors.js'
+import { UsageError } from '../util/errors.js'
 import { graphParameterStats, checkpointParameterStats, factorization, type ParameterStats, type Factorization } from '../report/stats.js'
 import { digestCheckpoint, stampProvenance, type Provenance, type SourceDigest } from '../report/provenance.js'
 import {
   DEFAULT_INPUTS,
+  beyondPositions,
+  describeRandomInputs,
   formatVerdict,
   randomInputs,
+  resolveInputSpec,
   referenceOutputs,
   verifyCandidates,
   type ArtifactVerdict,
+  type InputRequest,
   type InputSpec,
   type OutputMap,
   type Thresholds,
@@ -35,6 +39,9 @@ import { textFeeds, tokenPreview, type TextFeeds, type TextInput } from '../toke
 import { describeTextInputs, textReport, type TextReport } from './verify.js'
 import { configForFolder, writeQ8Alias, writeTokenizerFiles, type Alias } from './layout.js'
 import { lineProgress, type Progress } from '../util/progress.js'
+
+/** The default random inputs: the sequence adapts to the model's positions. */
+const DEFAULT_INPUTS_REQUEST: InputRequest = { batch: DEFAULT_INPUTS.batch, seed: DEFAULT_INPUTS.seed, choices: DEFAULT_INPUTS.choices ?? 2 }
 
 /** Files copied from the checkpoint folder next to the ONNX models when they exist. */
 export const COPIED_FILES = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
@@ -53,9 +60,11 @@ export interface ConvertOptions extends PassOptions {
   checked?: CheckedOutput
   /** Skip the parity verdict. */
   noVerify?: boolean
-  /** Verification inputs (seeded random by default) and threshold overrides. */
-  inputs?: InputSpec
+  /** Verification inputs (seeded random by default; an explicit sequence must fit the model's positions) and threshold overrides. */
+  inputs?: InputRequest
   thresholds?: Thresholds
+  /** Where `fixedShape` came from, for messages (default `--fixed-shape`). */
+  fixedShapeFrom?: string
   /** Verify on these texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs. */
   text?: { texts: TextInput[]; source: string }
   /** Progress lines (what each step did). */
@@ -122,17 +131,22 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   const ckpt = openCheckpoint(opts.checkpoint)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
   const digest = digestCheckpoint(ckpt.dir, [ckpt.configFile, ...ckpt.weightFiles])
-  reading.done(`${ckpt.format}, ${ckpt.weights.size} tensors`)
   const plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
-  const inputSpec = pinnedInputSpec(opts.inputs ?? DEFAULT_INPUTS, opts.fixedShape)
-  if (opts.text && opts.fixedShape) throw new UserError('text inputs cannot verify a model with --fixed-shape (their length varies); use --inputs shaped [B, S] or the default random inputs')
+  if (opts.text && opts.fixedShape) throw new UsageError('text inputs cannot verify a model with --fixed-shape (texts vary in length; the model takes exactly the pinned shape)')
+  if (opts.fixedShape && opts.fixedShape[1] > ckpt.config.maxPositionEmbeddings) {
+    const [B, S] = opts.fixedShape
+    throw new UsageError(beyondPositions(`${opts.fixedShapeFrom ?? '--fixed-shape'} ${B},${S} (sequence ${S})`, ckpt.config.maxPositionEmbeddings, ckpt.configFile))
+  }
+  // The sequence actually run: an explicit one must fit the model, the default adapts to it.
+  const inputSpec = opts.noVerify || opts.text ? undefined : pinnedInputSpec(resolveInputSpec(opts.inputs ?? DEFAULT_INPUTS_REQUEST, ckpt.config, ckpt.configFile), opts.fixedShape)
+  reading.done(`${ckpt.format}, ${ckpt.weights.size} tensors`)
   const text = !opts.noVerify && opts.text ? textFeeds(ckpt.dir, opts.text.texts, ckpt.config, task, opts.text.source) : undefined
   if (text) {
     log(`inputs: ${describeTextInputs(text)}`)
     for (const row of text.rows) log(`  ${tokenPreview(row.tokens)}`)
     for (const w of text.warnings) progress.warn(w)
-  }
-  const feeds = opts.noVerify ? undefined : text ? text.feeds : randomInputs(ckpt.config, task, inputSpec)
+  } else if (inputSpec) log(`inputs: ${describeRandomInputs(inputSpec)}`)
+  const feeds = text ? text.feeds : inputSpec ? randomInputs(ckpt.config, task, inputSpec) : undefined
   const weightBytes = [...ckpt.weights.values()].reduce((n, e) => n + e.tensor.byteLength, 0)
 
   const stage = output.stage()
@@ -160,7 +174,8 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
         verdicts.set(m.plan, verdict)
         for (const line of formatVerdict(verdict)) log(line)
       }
-      checking.done(`${[...verdicts.values()].filter((v) => v.pass).length} of ${verdicts.size} within tolerance`)
+      const inputs = text ? describeTextInputs(text) : describeRandomInputs(inputSpec!)
+      checking.done(`${[...verdicts.values()].filter((v) => v.pass).length} of ${verdicts.size} within tolerance; inputs: ${inputs}`)
     }
 
     // The files, with the verdict in their provenance.
@@ -202,7 +217,9 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       parameters: made.parameters,
       factorization: factorization(c.vocabSize, c.embeddingSize, c.hiddenSize),
       unusedTensors: made.unused,
-      verification: feeds ? { inputs: text ? null : inputSpec, ...(text ? { text: portableTextReport(text, ckpt.dir) } : {}), pass: artifacts.every((a) => a.verdict?.pass) } : null,
+      verification: feeds
+        ? { inputs: inputSpec ?? null, ...(text ? { text: portableTextReport(text, ckpt.dir) } : {}), pass: artifacts.every((a) => a.verdict?.pass) }
+        : null,
       written: [...filesIn(stage.path), 'report.json'].sort(),
     }
     fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
@@ -286,6 +303,7 @@ async function makeModels(
   // mobile: the operators every emitted model needs, for onnxruntime's reduced builds
   const requiredOps = plans.some((p) => p.target === 'mobile') ? new RequiredOperators() : undefined
   const models: Made['models'] = []
+  const fileWidth = Math.max(...plans.map((p) => p.file.length))
   for (const plan of plans) {
     const variant = cloneModel(reference)
     const making = progress.start(`making ${plan.file}`, plan.passes.length)
@@ -294,7 +312,7 @@ async function makeModels(
       making.running(pass.name)
       const [r] = await runPasses(variant, [pass], opts)
       passes.push(r!)
-      if (r!.changed) log(`  ${plan.file}: ${formatPassReport(r!)}`)
+      log(`  ${`${plan.file}:`.padEnd(fileWidth + 1)} ${formatPassReport(r!, { figures: true })}`)
       making.tick()
     }
     making.done(`${variant.graph.nodes.length} nodes`)

@@ -1,5 +1,6 @@
 /** `verify`: parity of ONNX models against a checkpoint (or PyTorch goldens), as figures and a verdict. */
 import fs from 'node:fs'
+import path from 'node:path'
 import { openCheckpoint } from '../checkpoint/index.js'
 import { readSafetensors } from '../checkpoint/safetensors.js'
 import { buildAlbert, resolveTask } from '../builder/albert.js'
@@ -9,13 +10,15 @@ import { silentProgress, type Progress } from '../util/progress.js'
 import { textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import {
   DEFAULT_INPUTS,
+  describeRandomInputs,
   goldenOutputs,
   precisionOfFile,
   randomInputs,
   referenceOutputs,
+  resolveInputSpec,
   verifyCandidates,
   type ArtifactVerdict,
-  type InputSpec,
+  type InputRequest,
   type Thresholds,
 } from '../verify/verify.js'
 
@@ -27,7 +30,8 @@ export interface VerifyOptions {
   golden?: string
   /** safetensors of model inputs instead of seeded random ones */
   inputs?: string
-  spec?: InputSpec
+  /** the random inputs (when neither `inputs` nor `text`); an explicit sequence must fit the model's positions */
+  spec?: InputRequest
   /** texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs; `source` names where they came from */
   text?: { texts: TextInput[]; source: string }
   thresholds?: Thresholds
@@ -55,10 +59,15 @@ export interface VerifyReport {
   artifacts: ArtifactVerdict[]
 }
 
-export function textReport(t: TextFeeds): TextReport {
+/**
+ * The texts as the report holds them. The tokenizer file is named as the user named the checkpoint
+ * (`fixtures/x/tokenizer.json`), or relative to `checkpointDir` when given (report.json: the same
+ * wherever the checkpoint lies).
+ */
+export function textReport(t: TextFeeds, checkpointDir?: string): TextReport {
   return {
     source: t.source,
-    tokenizer: t.tokenizerFile,
+    tokenizer: checkpointDir === undefined ? t.tokenizerFile : path.relative(checkpointDir, t.tokenizerFile),
     longest: t.longest,
     rows: t.rows.map((r) => ({ text: r.text, ...(r.pair !== undefined ? { pair: r.pair } : {}), length: r.ids.length, ids: r.ids, tokens: r.tokens, truncated: r.truncated })),
     warnings: t.warnings,
@@ -80,7 +89,9 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   if (opts.golden && !opts.inputs) fail(opts.golden, 'goldens need the inputs they were computed on (--inputs)')
   if (opts.text && opts.inputs) fail(opts.inputs, 'give either --inputs or texts, not both')
   const text = opts.text ? textFeeds(ckpt.dir, opts.text.texts, ckpt.config, task, opts.text.source) : undefined
-  const feeds = text ? text.feeds : opts.inputs ? readSafetensors(opts.inputs).tensors : randomInputs(ckpt.config, task, opts.spec ?? DEFAULT_INPUTS)
+  // The sequence actually run: an explicit one must fit the model, the default adapts to it.
+  const spec = text || opts.inputs ? undefined : resolveInputSpec(opts.spec ?? { batch: DEFAULT_INPUTS.batch, seed: DEFAULT_INPUTS.seed }, ckpt.config, ckpt.configFile)
+  const feeds = text ? text.feeds : opts.inputs ? readSafetensors(opts.inputs).tensors : randomInputs(ckpt.config, task, spec)
   const golden = opts.golden ? goldenOutputs(readSafetensors(opts.golden).tensors) : undefined
   const candidates = opts.candidates.map((path) => {
     if (!fs.existsSync(path)) fail(path, 'no such file')
@@ -103,10 +114,9 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
     checking.tick()
   }
   checking.done(`${artifacts.filter((a) => a.pass).length} of ${artifacts.length} within tolerance`)
-  const spec = opts.spec ?? DEFAULT_INPUTS
   return {
     reference: opts.golden ?? `albertkit fp32 graph of ${opts.checkpoint} (onnxruntime optimizations off)`,
-    inputs: text ? describeTextInputs(text) : opts.inputs ?? `random, seed ${spec.seed}, batch ${spec.batch}, sequence ${spec.sequence}`,
+    inputs: text ? describeTextInputs(text) : opts.inputs ?? describeRandomInputs(spec!),
     ...(text ? { text: textReport(text) } : {}),
     pass: artifacts.every((a) => a.pass),
     artifacts,

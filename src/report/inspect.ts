@@ -1,6 +1,5 @@
 /** `inspect`: what a checkpoint or an ONNX file holds, as figures. */
 import fs from 'node:fs'
-import path from 'node:path'
 import { openCheckpoint } from '../checkpoint/index.js'
 import { readModelFile } from '../onnx/file.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
@@ -8,6 +7,7 @@ import { checkpointParameterStats, factorization, graphParameterStats, type Fact
 import { findEmbeddingLookup } from './factorization.js'
 
 export interface InspectReport {
+  /** the checkpoint or file as the user named it */
   path: string
   kind: 'checkpoint' | 'onnx'
   format: string
@@ -73,7 +73,7 @@ function inspectCheckpoint(target: string): InspectReport {
   const c = ckpt.config
   const tensors = new Map([...ckpt.weights].map(([k, e]) => [k, e.tensor]))
   return {
-    path: ckpt.dir,
+    path: target,
     kind: 'checkpoint',
     format: ckpt.format,
     config: summarizeConfig(c),
@@ -89,7 +89,7 @@ function inspectOnnx(file: string): InspectReport {
   const model = readModelFile(file)
   const g = model.graph
   const report: InspectReport = {
-    path: path.resolve(file),
+    path: file,
     kind: 'onnx',
     format: 'onnx',
     onnx: {

@@ -4,16 +4,20 @@
  *
  * - live: on an interactive terminal, one line redrawn in place (carriage return, clear line) with
  *   a counter, a bar when the step's size is known, and the step's elapsed time, at most ten
- *   redraws a second; each finished step leaves a plain summary line.
- * - plain: elsewhere (pipes, files, CI, TERM=dumb, --json), the same summary and info lines with no
- *   carriage returns and no escape sequences.
+ *   redraws a second. The line is cleared when a step finishes, so the run leaves nothing behind
+ *   but its warnings and the results the command prints after it.
+ * - plain: elsewhere (pipes, files, CI, TERM=dumb, --json), one summary line per finished step
+ *   (`label: summary (elapsed)`), no carriage returns and no escape sequences.
  * - silent: --quiet, and library callers that pass nothing.
+ *
+ * Detail lines (`info`: a pass's figures, a verdict, a file written) and, on a terminal, the
+ * finished steps' summary lines are shown only when verbose (--verbose). Warnings always show.
  */
 
 export interface Progress {
   /** Begin a long step; `total` is how many units (passes, models, files) it has, when known. A step still open is finished first. */
   start(label: string, total?: number): ProgressStep
-  /** A line about what was done (a pass's figures, a verdict, a file written). */
+  /** A line of detail about what was done (a pass's figures, a verdict, a file written): shown only when verbose. */
   info(line: string): void
   /** Something the user should look at; printed as `warning: ...`. */
   warn(message: string): void
@@ -42,16 +46,18 @@ const noStep: ProgressStep = { running() {}, tick() {}, done() {} }
 /** Progress that shows nothing. */
 export const silentProgress: Progress = { start: () => noStep, info() {}, warn() {}, close() {} }
 
-/** Progress for callers that only take lines (the older `log`/`warn` callbacks). */
+/** Progress for callers that only take lines (the older `log`/`warn` callbacks): every line, detail included. */
 export function lineProgress(log?: (line: string) => void, warn?: (message: string) => void): Progress {
   if (!log && !warn) return silentProgress
-  return new Reporter((text) => log?.(text.replace(/\n$/, '')), { live: false, now: () => performance.now(), warn })
+  return new Reporter((text) => log?.(text.replace(/\n$/, '')), { live: false, verbose: true, now: () => performance.now(), warn })
 }
 
 export interface ProgressChoice {
   stream: ProgressStream
   json?: boolean
   quiet?: boolean
+  /** --verbose: detail lines, and on a terminal each finished step's summary line */
+  verbose?: boolean
   env?: NodeJS.ProcessEnv
 }
 
@@ -64,12 +70,14 @@ export function isLive(choice: ProgressChoice): boolean {
 /** The progress a command shows on `stream` (stderr): live, plain or silent. */
 export function createProgress(choice: ProgressChoice): Progress {
   if (choice.quiet) return silentProgress
-  return new StreamProgress(choice.stream, { live: isLive(choice) })
+  return new StreamProgress(choice.stream, { live: isLive(choice), verbose: !!choice.verbose })
 }
 
 export interface ReporterOptions {
   /** redraw one line in place (else plain lines) */
   live: boolean
+  /** show detail lines, and keep each finished step's summary on a terminal (default false) */
+  verbose?: boolean
   /** milliseconds, for tests */
   now?: () => number
   /** redraw on a timer while a step runs (default: when live); tests turn it off */
@@ -117,6 +125,7 @@ class Reporter implements Progress {
   private frame = 0
   private timer: ReturnType<typeof setInterval> | undefined
   private readonly live: boolean
+  private readonly verbose: boolean
   private readonly now: () => number
   private readonly useTimer: boolean
   private readonly gap: number
@@ -126,6 +135,7 @@ class Reporter implements Progress {
     private readonly opts: ReporterOptions & { columns?: () => number | undefined; warn?: ((message: string) => void) | undefined },
   ) {
     this.live = opts.live
+    this.verbose = opts.verbose ?? false
     this.now = opts.now ?? (() => performance.now())
     this.useTimer = opts.timer ?? opts.live
     this.gap = opts.interval ?? 100
@@ -160,7 +170,7 @@ class Reporter implements Progress {
   }
 
   info(line: string): void {
-    this.above(`${line}\n`)
+    if (this.verbose) this.above(`${line}\n`)
   }
 
   warn(message: string): void {
@@ -185,6 +195,8 @@ class Reporter implements Progress {
     this.open = undefined
     this.stopTimer()
     this.clear()
+    // On a terminal the one line simply moves on to the next step; elsewhere each step leaves its line.
+    if (this.live && !this.verbose) return
     const elapsed = formatElapsed(this.now() - step.started)
     this.write(`${step.label}${summary ? `: ${summary}` : ''} (${elapsed})\n`)
   }

@@ -11,6 +11,7 @@ import type { AlbertConfig } from '../checkpoint/config.js'
 import type { Task } from '../builder/albert.js'
 import { compareTokens, type Parity, type TokenMask } from './compare.js'
 import { runOnce, type SessionOptions } from './runtime.js'
+import { UsageError } from '../util/errors.js'
 
 export type OutputMap = Map<string, { data: Float32Array; dims: number[] }>
 
@@ -83,14 +84,50 @@ export interface InputSpec {
 export const DEFAULT_INPUTS: InputSpec = { batch: 3, sequence: 64, seed: 1234, choices: 2 }
 
 /**
+ * The random inputs asked for. Without `sequence` the default applies: 64 tokens, or the model's
+ * max_position_embeddings when it has fewer. An explicit sequence beyond the model's positions is
+ * a usage error (see `resolveInputSpec`); `sequenceFrom` names where it came from for that message
+ * (`--sequence`, or a recipe's `inputs.sequence`).
+ */
+export interface InputRequest {
+  batch: number
+  seed: number
+  sequence?: number | undefined
+  choices?: number
+  sequenceFrom?: string
+}
+
+/** `--sequence 1000 is beyond the model's 40 positions (max_position_embeddings in ckpt/config.json)` */
+export function beyondPositions(what: string, positions: number, configFile: string): string {
+  return `${what} is beyond the model's ${positions} positions (max_position_embeddings in ${configFile}); give ${positions} or fewer`
+}
+
+/** The inputs to run: the default sequence adapted to the model, an explicit one checked against it. */
+export function resolveInputSpec(request: InputRequest, config: AlbertConfig, configFile: string): InputSpec {
+  const positions = config.maxPositionEmbeddings
+  if (request.sequence !== undefined && request.sequence > positions) {
+    throw new UsageError(beyondPositions(`${request.sequenceFrom ?? '--sequence'} ${request.sequence}`, positions, configFile))
+  }
+  const sequence = request.sequence ?? Math.min(DEFAULT_INPUTS.sequence, positions)
+  return { batch: request.batch, sequence, seed: request.seed, choices: request.choices ?? DEFAULT_INPUTS.choices ?? 2 }
+}
+
+/** `random, seed 1234, batch 3, sequence 32`: the inputs as they ran. */
+export function describeRandomInputs(spec: InputSpec): string {
+  return `random, seed ${spec.seed}, batch ${spec.batch}, sequence ${spec.sequence}`
+}
+
+/**
  * Seeded token ids shaped like real batches: [CLS] text [SEP] text [SEP], lengths from a quarter of
  * the sequence to all of it (the first row full), padding after, two segments where the model has
- * token types.
+ * token types. The sequence must fit the model's positions (resolveInputSpec).
  */
 export function randomInputs(config: AlbertConfig, task: Task, spec: InputSpec = DEFAULT_INPUTS): Map<string, Tensor> {
   const next = rng(spec.seed)
   const rows = task === 'multiple-choice' ? spec.batch * (spec.choices ?? 2) : spec.batch
-  const S = Math.min(spec.sequence, config.maxPositionEmbeddings)
+  const S = spec.sequence
+  // resolveInputSpec refuses a longer sequence; here it would be a caller's bug
+  if (!(S >= 1 && S <= config.maxPositionEmbeddings)) throw new RangeError(`randomInputs: sequence ${S} outside 1..${config.maxPositionEmbeddings} positions`)
   const ids = new BigInt64Array(rows * S)
   const mask = new BigInt64Array(rows * S)
   const types = new BigInt64Array(rows * S)
