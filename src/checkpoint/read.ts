@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import { constants as bufferConstants } from 'node:buffer'
 import { fail } from '../util/errors.js'
+import { printable } from '../util/printable.js'
 
 /** Open `file` for reading, run `use(fd, size)`, close. */
 export function withFile<T>(file: string, use: (fd: number, size: number) => T): T {
@@ -40,4 +41,42 @@ export function readWholeFile(file: string): Buffer {
     readExactly(fd, buf, 0, file)
     return buf
   })
+}
+
+/** Most dimensions a tensor may have (torch and ONNX Runtime stop at 64 too). */
+export const MAX_RANK = 64
+
+/**
+ * A small JSON file (a config, a shard index): its size checked before reading and its nesting
+ * before parsing, so neither a huge file nor brackets nested a million deep reach JSON.parse.
+ */
+export function readJsonFile(file: string, maxBytes: number, maxDepth: number, what: string): unknown {
+  const text = withFile(file, (fd, size) => {
+    if (size > maxBytes) fail(file, `${size} bytes, over the ${maxBytes}-byte limit for ${what}`)
+    const buf = Buffer.allocUnsafe(size)
+    readExactly(fd, buf, 0, file)
+    return buf.toString('utf8')
+  })
+  const depth = jsonDepthOver(text, maxDepth)
+  if (depth !== undefined) fail(file, `not valid JSON for ${what}: nested deeper than ${maxDepth} levels at character ${depth}`)
+  try {
+    return JSON.parse(text)
+  } catch (e) {
+    fail(file, `not valid JSON (${printable((e as Error).message)})`)
+  }
+}
+
+/** Where JSON `text` first opens a bracket more than `max` levels deep (strings skipped), if it does. */
+export function jsonDepthOver(text: string, max: number): number | undefined {
+  let depth = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) {
+      // a string: skip to its closing quote
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return i
+    } else if (c === 0x7d || c === 0x5d) depth--
+  }
+  return undefined
 }
