@@ -14,6 +14,7 @@ import { Tensor } from '../ir/tensor.js'
 import { groupOfLayer, type AlbertConfig } from '../checkpoint/config.js'
 import type { WeightEntry } from '../checkpoint/index.js'
 import { UserError, fail } from '../util/errors.js'
+import { printable } from '../util/printable.js'
 import { buildActivation, checkActivation } from './activations.js'
 
 export const TASKS = [
@@ -62,13 +63,13 @@ export const INPUT_NAMES = ['input_ids', 'attention_mask', 'token_type_ids'] as 
 export function resolveTask(config: AlbertConfig, requested: string | undefined, configFile: string): Task {
   if (requested) {
     const t = (TASKS as readonly string[]).includes(requested) ? (requested as Task) : TASK_ALIASES[requested]
-    if (!t) throw new UserError(`unknown task '${requested}' (choose one of ${TASKS.join(', ')})`)
+    if (!t) throw new UserError(`unknown task '${printable(requested)}' (choose one of ${TASKS.join(', ')})`)
     return t
   }
   const arch = config.architectures[0]
   if (arch === undefined) return 'feature-extraction'
   const t = TASK_OF_ARCHITECTURE[arch]
-  if (!t) fail(configFile, `architecture '${arch}' is not an ALBERT head albertkit knows (${Object.keys(TASK_OF_ARCHITECTURE).join(', ')}); pass --task`)
+  if (!t) fail(configFile, `architecture '${printable(arch)}' is not an ALBERT head albertkit knows (${Object.keys(TASK_OF_ARCHITECTURE).join(', ')}); pass --task`)
   return t
 }
 
