@@ -11,7 +11,7 @@ import path from 'node:path'
 import { parseConfig, CONFIG_LIMITS, MAX_LAYER_CALLS } from '../src/checkpoint/config.js'
 import { openCheckpoint } from '../src/checkpoint/index.js'
 import { readSafetensors } from '../src/checkpoint/safetensors.js'
-import { readTorchBin, COPY_SLACK_BYTES, MAX_PICKLE_BYTES } from '../src/checkpoint/torch-bin.js'
+import { readTorchBin, MAX_PICKLE_BYTES, TENSOR_BYTES_PER_STORAGE_BYTE, TENSOR_SLACK_BYTES } from '../src/checkpoint/torch-bin.js'
 import { MAX_MEMO, MAX_VALUES } from '../src/checkpoint/pickle.js'
 import { MAX_KEY_BYTES } from '../src/checkpoint/tf-table.js'
 import { INFLATE_RATIO, INFLATE_SLACK_BYTES } from '../src/checkpoint/zip.js'
@@ -34,6 +34,7 @@ import {
   tfKeyBombCheckpoint,
   tfOverlapCheckpoint,
   torchCheckpoint,
+  viewsCheckpoint,
   zipBombCheckpoint,
 } from './support/hostile-inputs.js'
 
@@ -94,11 +95,11 @@ function throwsExactly(fn: () => unknown, message: string): void {
 }
 
 describe('pytorch_model.bin: budgets before the work', { concurrency: 2 }, () => {
-  it('100 stride-0 tensors over one 4-byte storage (6.6 GB once) are refused at the copy budget', async () => {
+  it('100 stride-0 tensors over one 4-byte storage (6.6 GB once) are refused at the tensor budget', async () => {
     const dir = stride0Checkpoint(at('stride0'))
     const bin = path.join(dir, 'pytorch_model.bin')
-    const budget = 4 + COPY_SLACK_BYTES
-    await refusedWithin(dir, ['inspect', dir], `${bin}: tensor 't0': FLOAT[16777216] with strides (0) overlaps itself; copying it out takes 67108864 bytes, over the file's copy budget of ${budget} bytes: its 4 bytes of storages + ${COPY_SLACK_BYTES}`)
+    const budget = 4 * 4 + TENSOR_SLACK_BYTES
+    await refusedWithin(dir, ['inspect', dir], `${bin}: tensor 't0': FLOAT[16777216], expanded by strides (0), would take 67108864 bytes, over the file's tensor budget of ${budget} bytes: 4 × its 4 bytes of storages + ${TENSOR_SLACK_BYTES}`)
   })
 
   it('small expanded tensors share one budget: four 4 MiB expansions of a 4-byte storage read, the fifth is refused', async () => {
@@ -107,7 +108,15 @@ describe('pytorch_model.bin: budgets before the work', { concurrency: 2 }, () =>
     assert.deepEqual([...read.values()].map((t) => t.dims[0]), [2 ** 20, 2 ** 20, 2 ** 20, 2 ** 20])
     const dir = stride0Checkpoint(at('stride0-small'), 100, 2 ** 20)
     const bin = path.join(dir, 'pytorch_model.bin')
-    await refusedWithin(dir, ['inspect', dir], `${bin}: tensor 't4': FLOAT[1048576] with strides (0) overlaps itself; copying it out takes 4194304 bytes, over the file's copy budget of ${4 + COPY_SLACK_BYTES} bytes (4 of them left): its 4 bytes of storages + ${COPY_SLACK_BYTES}`)
+    await refusedWithin(dir, ['inspect', dir], `${bin}: tensor 't4': FLOAT[1048576], expanded by strides (0), would take 4194304 bytes, over the file's tensor budget of ${16 + TENSOR_SLACK_BYTES} bytes (16 of them left): 4 × its 4 bytes of storages + ${TENSOR_SLACK_BYTES}`)
+  })
+
+  it('3000 views of one 4 MiB storage (12 GB for every later step to read) stop at the tensor budget', async () => {
+    const dir = viewsCheckpoint(at('views'))
+    const bin = path.join(dir, 'pytorch_model.bin')
+    const storage = 4 << 20
+    const fit = (TENSOR_BYTES_PER_STORAGE_BYTE * storage + TENSOR_SLACK_BYTES) / storage // 8
+    await refusedWithin(dir, ['inspect', dir], `${bin}: tensor 'v${fit}': FLOAT[1048576], a view of storage '0', would take ${storage} bytes, over the file's tensor budget of ${fit * storage} bytes (0 of them left): 4 × its ${storage} bytes of storages + ${TENSOR_SLACK_BYTES}`)
   })
 
   it('a 1 MB zip of deflated zeros declaring 1 GiB of storages (2.2 GB once) is refused before inflating', async () => {

@@ -30,8 +30,10 @@
  * Budgets, each checked before the work it bounds and named in its error: data.pkl is at most
  * MAX_PICKLE_BYTES; a deflated storage entry must inflate to exactly the bytes its storage
  * declares, and all deflated entries together within the archive's inflation budget (zip.ts);
- * the copies made of strided tensors together within the file's copy budget (its storage bytes +
- * COPY_SLACK_BYTES), so stride-0 views of a small storage cannot expand into gigabytes.
+ * the tensors together within the file's tensor budget (TENSOR_BYTES_PER_STORAGE_BYTE × its
+ * storage bytes + TENSOR_SLACK_BYTES), views and copies alike: stride-0 views of a small storage
+ * cannot expand into gigabytes, and thousands of views of one storage cannot make every later step
+ * read it thousands of times.
  */
 import { DataType, byteLengthOf, dtypeName } from '../ir/dtype.js'
 import { Tensor } from '../ir/tensor.js'
@@ -45,10 +47,12 @@ import { looksLikeZip, readZip, type ZipArchive } from './zip.js'
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn
 const LEGACY_PROTOCOL = 1001n
 /**
- * Copies of strided tensors may take the file's storage bytes (a transposed copy of every tensor)
- * plus this much: enough for a small expanded (stride-0) buffer, never gigabytes from a few bytes.
+ * The tensors of one file may take this many times the bytes of its storages: room for tied
+ * weights (T5 names one embedding four times) and transposed copies, plus TENSOR_SLACK_BYTES for
+ * a small expanded (stride-0) buffer; never gigabytes from a few bytes.
  */
-export const COPY_SLACK_BYTES = 16 << 20
+export const TENSOR_BYTES_PER_STORAGE_BYTE = 4
+export const TENSOR_SLACK_BYTES = 16 << 20
 /** Largest data.pkl read: a state dict's pickle takes a few hundred bytes per tensor. */
 export const MAX_PICKLE_BYTES = 64 << 20
 /** Largest byteorder record ('little' or 'big'). */
@@ -463,19 +467,20 @@ function readLegacyStorages(file: string, buf: Buffer, start: number, keys: PyVa
 
 // --- tensors -------------------------------------------------------------------------------------
 
-/** Bytes the copies of strided tensors may still take, out of `total`. */
-interface CopyBudget {
+/** Bytes the file's tensors (views and copies) may still take, out of `total`. */
+interface TensorBudget {
   total: number
   storageBytes: number
   left: number
 }
 
-/** The root object must be a dict of name → tensor. `storages` (roots, not views) set the copy budget. */
+/** The root object must be a dict of name → tensor. `storages` (roots, not views) set the tensor budget. */
 function stateDict(file: string, root: PyValue, storages: Iterable<Storage>): Map<string, Tensor> {
   if (!(root instanceof PyDict)) fail(file, `holds ${aType(root)}, not a state dict (a dict of name → tensor)`)
   let storageBytes = 0
   for (const s of storages) storageBytes += s.nbytes
-  const budget: CopyBudget = { total: storageBytes + COPY_SLACK_BYTES, storageBytes, left: storageBytes + COPY_SLACK_BYTES }
+  const total = TENSOR_BYTES_PER_STORAGE_BYTE * storageBytes + TENSOR_SLACK_BYTES
+  const budget: TensorBudget = { total, storageBytes, left: total }
   const out = new Map<string, Tensor>()
   for (const [name, value] of root.items) {
     if (typeof name !== 'string') fail(file, `state dict key ${printable(String(name))} is not a string`)
@@ -485,8 +490,8 @@ function stateDict(file: string, root: PyValue, storages: Iterable<Storage>): Ma
   return out
 }
 
-/** A Tensor for `t`: a view of its storage's bytes when contiguous, else a contiguous copy charged to `budget`. */
-function materialize(file: string, name: string, t: TensorRef, budget: CopyBudget): Tensor {
+/** A Tensor for `t`, charged to `budget`: a view of its storage's bytes when contiguous, else a contiguous copy. */
+function materialize(file: string, name: string, t: TensorRef, budget: TensorBudget): Tensor {
   const where = `tensor '${printable(name)}'`
   const bytes = t.storage.bytes!
   const es = elementSize(t.dtype)
@@ -505,13 +510,15 @@ function materialize(file: string, name: string, t: TensorRef, budget: CopyBudge
   const size = t.size.map(Number)
   const stride = t.stride.map(Number)
   const start = Number(t.offset) * es
-  if (isContiguous(size, stride)) return new Tensor(t.dtype, size, bytes.subarray(start, start + Number(outBytes)))
+  const contiguous = isContiguous(size, stride)
   if (outBytes > BigInt(budget.left)) {
-    const how = overlapsItself(t.size, t.stride) ? 'overlaps itself' : 'is not contiguous'
+    const strides = `strides (${t.stride.join(', ')})`
+    const what = contiguous ? `a view of storage '${t.storage.key}'` : overlapsItself(t.size, t.stride) ? `expanded by ${strides}` : `a copy for ${strides}`
     const left = budget.left === budget.total ? '' : ` (${budget.left} of them left)`
-    fail(file, `${where}: ${shape} with strides (${t.stride.join(', ')}) ${how}; copying it out takes ${outBytes} bytes, over the file's copy budget of ${budget.total} bytes${left}: its ${budget.storageBytes} bytes of storages + ${COPY_SLACK_BYTES}`)
+    fail(file, `${where}: ${shape}, ${what}, would take ${outBytes} bytes, over the file's tensor budget of ${budget.total} bytes${left}: ${TENSOR_BYTES_PER_STORAGE_BYTE} × its ${budget.storageBytes} bytes of storages + ${TENSOR_SLACK_BYTES}`)
   }
   budget.left -= Number(outBytes)
+  if (contiguous) return new Tensor(t.dtype, size, bytes.subarray(start, start + Number(outBytes)))
   return new Tensor(t.dtype, size, gather(bytes, es, start, size, stride))
 }
 

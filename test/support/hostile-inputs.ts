@@ -43,6 +43,13 @@ export function stride0Checkpoint(dir: string, count = 100, elements = 2 ** 24):
   return torchCheckpoint(dir, torchZip(dictPickle(items), { 0: new Uint8Array(4) }))
 }
 
+/** `count` tensors, each a whole (contiguous) view of one storage of `bytes` bytes. */
+export function viewsCheckpoint(dir: string, count = 3000, bytes = 4 << 20): string {
+  const items: [string, number[]][] = []
+  for (let i = 0; i < count; i++) items.push([`v${i}`, tensorOps({ key: '0', numel: bytes / 4, size: [bytes / 4], stride: [1] })])
+  return torchCheckpoint(dir, torchZip(dictPickle(items), { 0: new Uint8Array(bytes) }))
+}
+
 /** `members` storages of `bytesEach` zero bytes, deflated (about 1 KB per MiB), one tensor each. */
 export function zipBombCheckpoint(dir: string, members = 4, bytesEach = 256 << 20): string {
   const items: [string, number[]][] = []
