@@ -92,7 +92,7 @@ function latestIndex(dir: string, indexes: string[]): string {
   if (indexes.length === 1) return indexes[0]!
   const steps = indexes.map((n) => /-(\d+)\.index$/.exec(n)?.[1])
   if (steps.some((s) => s === undefined)) {
-    fail(dir, `several checkpoints (${indexes.join(', ')}) and no '${STATE_FILE}' file naming one; keep one or add the file`)
+    fail(dir, `several checkpoints (${printable(indexes.join(', '))}) and no '${STATE_FILE}' file naming one; keep one or add the file`)
   }
   let best = 0
   for (let i = 1; i < indexes.length; i++) if (BigInt(steps[i]!) > BigInt(steps[best]!)) best = i
@@ -413,7 +413,7 @@ export function tfConfig(json: unknown, file: string, architecture: string): Alb
   if (google.vocab_size === undefined) fail(file, "no 'vocab_size' (Google's ALBERT config requires it)")
   const act = google.hidden_act ?? 'gelu'
   const hfAct = typeof act === 'string' ? GOOGLE_ACTIVATIONS[act.toLowerCase()] : act === null ? 'linear' : undefined
-  if (hfAct === undefined) fail(file, `hidden_act ${JSON.stringify(act)}: Google's ALBERT code knows linear, relu, gelu and tanh`)
+  if (hfAct === undefined) fail(file, `hidden_act ${printable(JSON.stringify(act) ?? String(act), 80)}: Google's ALBERT code knows linear, relu, gelu and tanh`)
   const raw: Record<string, unknown> = { architectures: [architecture], model_type: 'albert' }
   for (const k of GOOGLE_KEYS) if (google[k] !== undefined) raw[k] = google[k]
   Object.assign(raw, { hidden_act: hfAct, layer_norm_eps: google.layer_norm_eps ?? 1e-12, num_labels: 2, tie_word_embeddings: true })
