@@ -8,7 +8,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
-import { parseConfig, CONFIG_LIMITS, MAX_LAYER_CALLS } from '../src/checkpoint/config.js'
+import { parseConfig, CONFIG_JSON_LIMITS, CONFIG_LIMITS, MAX_LAYER_CALLS } from '../src/checkpoint/config.js'
 import { openCheckpoint } from '../src/checkpoint/index.js'
 import { readSafetensors } from '../src/checkpoint/safetensors.js'
 import { readTorchBin, MAX_PICKLE_BYTES, TENSOR_BYTES_PER_STORAGE_BYTE, TENSOR_SLACK_BYTES } from '../src/checkpoint/torch-bin.js'
@@ -192,18 +192,27 @@ describe('config.json: sizes checked before anything is built', { concurrency: 2
     parse({ hidden_size: 1024, num_attention_heads: 16, intermediate_size: 4096, num_hidden_layers: 24 })()
   })
 
-  it('a 4.9 MB config.json (5 s of parsing once) is refused by its size', async () => {
+  it('a 4.9 MB config.json of 1.6 million empty objects (5 s of parsing once) is refused before parsing', async () => {
     const dir = bigConfigCheckpoint(at('big-config'), 4_900_000)
     const file = path.join(dir, 'config.json')
-    await refusedWithin(dir, ['inspect', dir], `${file}: ${fs.statSync(file).size} bytes, over the 1048576-byte limit for a config.json`)
+    // The root, the architectures list and the padding list come first; the 9998th padding {} is the 10001st.
+    const padding = fs.readFileSync(file, 'latin1').indexOf('[{}') + 1
+    const max = CONFIG_JSON_LIMITS.maxContainers
+    await refusedWithin(dir, ['inspect', dir], `${file}: not valid JSON for a config.json: more than ${max} objects and lists (at character ${padding + 3 * (max - 3)})`)
   })
 
-  it('JSON nested deeper than a config needs is refused before parsing', () => {
+  it('JSON nested deeper than a config needs, or over 8 MiB, is refused before parsing', () => {
     const dir = configCheckpoint(at('deep-config'), {})
     const head = '{"model_type": "albert", "x": '
     fs.writeFileSync(path.join(dir, 'config.json'), `${head}${'['.repeat(100_000)}${']'.repeat(100_000)}}`)
     // The opening brace is level 1, so level 33 is the 32nd bracket.
     throwsExactly(() => openCheckpoint(dir), `${path.join(dir, 'config.json')}: not valid JSON for a config.json: nested deeper than 32 levels at character ${head.length + 31}`)
+    // A real config with 20,000 labels named both ways (1 MB of strings) is well within the limits.
+    const labels = Array.from({ length: 20_000 }, (_, i) => [String(i), `n${String(i).padStart(8, '0')} label number ${i}`])
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'albert', id2label: Object.fromEntries(labels), label2id: Object.fromEntries(labels.map(([i, l]) => [l, Number(i)])) }, null, 2))
+    assert.equal(openCheckpoint(dir).config.numLabels, 20_000)
+    fs.truncateSync(path.join(dir, 'config.json'), 9 << 20) // sparse: nothing is written, nothing read
+    throwsExactly(() => openCheckpoint(dir), `${path.join(dir, 'config.json')}: ${9 << 20} bytes, over the ${8 << 20}-byte limit for a config.json`)
   })
 
   it('hidden_act and architectures from the file are escaped (and must be names)', async () => {

@@ -69,13 +69,15 @@ export const CONFIG_LIMITS = {
 /** num_hidden_layers × inner_group_num: the layer blocks the graph holds, about 40 nodes each. */
 export const MAX_LAYER_CALLS = 256
 export const MAX_LABELS = 1 << 20
-/** The largest config.json read (hub configs are a few kB; one with 20,000 labels is under 1 MB). */
-export const MAX_CONFIG_BYTES = 1 << 20
-const MAX_CONFIG_DEPTH = 32
+/**
+ * What a config.json may hold: hub configs are a few kB, one naming 20,000 labels both ways a few
+ * MB, and any real one has a handful of objects and lists (id2label, label2id, architectures).
+ */
+export const CONFIG_JSON_LIMITS = { what: 'a config.json', maxBytes: 8 << 20, maxDepth: 32, maxContainers: 10_000 }
 
 export function readConfig(file: string): AlbertConfig {
   if (!fs.existsSync(file)) fail(file, 'not found (an ALBERT checkpoint needs a config.json)')
-  return parseConfig(readJsonFile(file, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, 'a config.json'), file)
+  return parseConfig(readJsonFile(file, CONFIG_JSON_LIMITS), file)
 }
 
 /** A value from the file for a message: JSON, control characters escaped, length capped. */

@@ -35,8 +35,8 @@ const SAFETENSORS_INDEX = 'model.safetensors.index.json'
 const TORCH_BIN = 'pytorch_model.bin'
 const TORCH_BIN_INDEX = 'pytorch_model.bin.index.json'
 const TF_CONFIG = 'albert_config.json'
-/** A shard index lists every tensor once: some 100 bytes each. */
-const MAX_INDEX_BYTES = 64 << 20
+/** A shard index lists every tensor once (some 100 bytes each) in one object, beside a metadata object. */
+const SHARD_INDEX_LIMITS = { what: 'a shard index', maxBytes: 64 << 20, maxDepth: 8, maxContainers: 1000 }
 
 /** Open a Hugging Face checkpoint folder (or a file inside one). */
 export function openCheckpoint(where: string): Checkpoint {
@@ -86,7 +86,7 @@ export function readShardedSafetensors(indexFile: string): { weightFiles: string
 
 /** A sharded checkpoint: the index maps each tensor to a shard; every shard is read once with `read`. */
 function readShards(indexFile: string, read: (file: string) => Map<string, Tensor>): { weightFiles: string[]; weights: Map<string, WeightEntry> } {
-  const json = readJsonFile(indexFile, MAX_INDEX_BYTES, 8, 'a shard index')
+  const json = readJsonFile(indexFile, SHARD_INDEX_LIMITS)
   const map = (json as { weight_map?: unknown } | null)?.weight_map
   if (typeof map !== 'object' || map === null || Array.isArray(map)) fail(indexFile, "no 'weight_map' object")
   const dir = path.dirname(indexFile)

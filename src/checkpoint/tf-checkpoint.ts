@@ -24,7 +24,7 @@ import { ProtoReader, WIRE_I32, WIRE_LEN, WIRE_VARINT, WireError } from '../onnx
 import { crc32c, unmaskCrc } from '../util/crc32c.js'
 import { fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
-import { MAX_CONFIG_BYTES, parseConfig, type AlbertConfig } from './config.js'
+import { CONFIG_JSON_LIMITS, parseConfig, type AlbertConfig } from './config.js'
 import { MAX_RANK, readExactly, readJsonFile } from './read.js'
 import type { WeightEntry } from './index.js'
 import { readTable, showKey } from './tf-table.js'
@@ -106,7 +106,7 @@ function latestIndex(dir: string, indexes: string[]): string {
 export function readTfCheckpoint(dir: string, configFile: string): TfCheckpoint {
   const indexFile = findTfCheckpoint(dir)
   if (!indexFile) fail(dir, `has ${path.basename(configFile)} but no TensorFlow checkpoint (no '${STATE_FILE}' file and no *.index)`)
-  const googleConfig = readJsonFile(configFile, MAX_CONFIG_BYTES, 32, 'an albert_config.json')
+  const googleConfig = readJsonFile(configFile, { ...CONFIG_JSON_LIMITS, what: 'an albert_config.json' })
   const bundle = readBundleIndex(indexFile)
   const { mapped, skipped } = mapVariables(indexFile, bundle.entries)
   const config = tfConfig(googleConfig, configFile, architectureOf(mapped))
