@@ -1,8 +1,10 @@
 /**
  * Hostile input: damaged files of every kind albertkit reads, and a bounded fuzz of byte flips and
- * truncations of valid files. Every case must end in a clean one-line error (UserError or
- * DecodeError) or a correct result — never an internal error, a hang or a huge allocation.
- * Outputs appear atomically, also when the process is killed mid-write.
+ * truncations of valid files and of small hostile shapes (stride-0 views, deflated members, deep
+ * nesting, huge APPENDS, absurd config numbers). Every case must end in a clean one-line error
+ * (UserError or DecodeError) or a correct result — never an internal error, a hang or a huge
+ * allocation; checkpoint readers' messages carry no raw control characters. Outputs appear
+ * atomically, also when the process is killed mid-write.
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
@@ -23,6 +25,9 @@ import { UserError } from '../src/util/errors.js'
 import { encodeSafetensors } from '../src/checkpoint/safetensors.js'
 import { BIN, copyFixture, fixtureDir, tempDir } from './support/helpers.js'
 import { ALBERT_BASE, writeSyntheticCheckpoint } from './support/synthetic.js'
+import { CONFIG_LIMITS } from '../src/checkpoint/config.js'
+import { appendsCheckpoint, deepSafetensorsCheckpoint, nestedRebuildCheckpoint, stride0Checkpoint, torchCheckpoint } from './support/hostile-inputs.js'
+import { deflatedZeros, dictPickle, tensorOps, torchZip } from './support/torch-files.js'
 
 const work = tempDir()
 let n = 0
@@ -41,6 +46,42 @@ function clean<T>(fn: () => T): { ok: true; value: T } | { ok: false; message: s
     assert.ok(!e.message.includes('\n'), `one line: ${e.message}`)
     return { ok: false, message: e.message }
   }
+}
+
+/** `clean`, for the checkpoint readers: also quick (CPU time) and with file text escaped in the message. */
+function cleanBounded<T>(fn: () => T, cpuMs = 2000): ReturnType<typeof clean<T>> {
+  const start = process.cpuUsage()
+  const r = clean(fn)
+  const used = process.cpuUsage(start)
+  assert.ok((used.user + used.system) / 1000 < cpuMs, `one case took ${(used.user + used.system) / 1000} ms of CPU`)
+  if (!r.ok) assert.ok(!/[\u0000-\u001f\u007f-\u009f]/.test(r.message), `control characters escaped: ${JSON.stringify(r.message)}`)
+  return r
+}
+
+/** config.json keys → AlbertConfig fields, for the sizes CONFIG_LIMITS bounds. */
+const CONFIG_FIELDS = {
+  vocab_size: 'vocabSize',
+  embedding_size: 'embeddingSize',
+  hidden_size: 'hiddenSize',
+  num_hidden_layers: 'numHiddenLayers',
+  num_hidden_groups: 'numHiddenGroups',
+  num_attention_heads: 'numAttentionHeads',
+  intermediate_size: 'intermediateSize',
+  inner_group_num: 'innerGroupNum',
+  max_position_embeddings: 'maxPositionEmbeddings',
+  type_vocab_size: 'typeVocabSize',
+} as const
+
+/** Small files of the hostile shapes (each readable or cleanly refused), as bases for the fuzz. */
+function hostileTorchBases(): Buffer[] {
+  const bin = (dir: string) => fs.readFileSync(path.join(dir, 'pytorch_model.bin'))
+  const deflatedPkl = dictPickle([['w', tensorOps({ key: '0', numel: 4096, size: [64, 64], stride: [64, 1] })], ['e', tensorOps({ key: '1', numel: 4, size: [4, 256], stride: [1, 0] })]])
+  return [
+    bin(stride0Checkpoint(path.join(work, 'fuzz-stride0'), 3, 1000)),
+    bin(torchCheckpoint(path.join(work, 'fuzz-deflated'), torchZip(deflatedPkl, { 0: deflatedZeros(16384), 1: deflatedZeros(16) }, { deflatePickle: true }))),
+    bin(nestedRebuildCheckpoint(path.join(work, 'fuzz-nested'), 20)),
+    bin(appendsCheckpoint(path.join(work, 'fuzz-appends'), 1000)),
+  ]
 }
 
 function rng(seed: number) {
@@ -140,14 +181,15 @@ describe('hostile corpus', () => {
 describe('bounded fuzz', () => {
   const CASES = 1500
 
-  it(`safetensors: ${CASES} mutations of a valid file`, () => {
+  it(`safetensors: ${CASES} mutations of a valid file and of a header nested deep`, () => {
     const base = fs.readFileSync(path.join(fixtureDir('albert-model'), 'model.safetensors'))
+    const deep = fs.readFileSync(path.join(deepSafetensorsCheckpoint(path.join(work, 'fuzz-deep'), 200), 'model.safetensors'))
     const next = rng(1)
     let ok = 0
     const file = path.join(work, 'fuzz.safetensors')
     for (let i = 0; i < CASES; i++) {
-      fs.writeFileSync(file, mutate(base, next))
-      if (clean(() => readSafetensors(file)).ok) ok++
+      fs.writeFileSync(file, mutate(i % 8 === 7 ? deep : base, next))
+      if (cleanBounded(() => readSafetensors(file)).ok) ok++
     }
     assert.ok(ok < CASES, 'most mutations are caught')
   })
@@ -170,13 +212,20 @@ describe('bounded fuzz', () => {
     }
   })
 
-  it(`pytorch_model.bin (zip and legacy): ${CASES} mutations`, () => {
-    const bases = [path.join(fixtureDir('albert-mlm-bin'), 'pytorch_model.bin'), path.join(fixtureDir('torch-bin'), 'legacy-mlm.bin')].map((f) => fs.readFileSync(f))
+  it(`pytorch_model.bin (zip, legacy, stride-0 views, deflated members, nesting, APPENDS): ${CASES} mutations`, () => {
+    const real = [path.join(fixtureDir('albert-mlm-bin'), 'pytorch_model.bin'), path.join(fixtureDir('torch-bin'), 'legacy-mlm.bin')].map((f) => fs.readFileSync(f))
+    const bases = [...real, ...hostileTorchBases()]
+    // Unmutated, the stride-0 and deflated files read; the nested and APPENDS ones are refused.
+    const outcomes = bases.slice(2).map((b) => {
+      fs.writeFileSync(path.join(work, 'base.bin'), b)
+      return cleanBounded(() => readTorchBin(path.join(work, 'base.bin'))).ok
+    })
+    assert.deepEqual(outcomes, [true, true, false, false])
     const next = rng(4)
     const file = path.join(work, 'fuzz.bin')
     for (let i = 0; i < CASES; i++) {
-      fs.writeFileSync(file, mutate(bases[i % 2]!, next))
-      clean(() => readTorchBin(file))
+      fs.writeFileSync(file, mutate(bases[i % bases.length]!, next))
+      cleanBounded(() => readTorchBin(file))
     }
   })
 
@@ -188,7 +237,7 @@ describe('bounded fuzz', () => {
     for (let i = 0; i < CASES / 2; i++) {
       const f = files[i % files.length]!
       fs.writeFileSync(path.join(dir, f), mutate(originals.get(f)!, next))
-      clean(() => openCheckpoint(dir))
+      cleanBounded(() => openCheckpoint(dir))
       fs.writeFileSync(path.join(dir, f), originals.get(f)!)
     }
   })
@@ -204,7 +253,20 @@ describe('bounded fuzz', () => {
       } catch {
         continue
       }
-      clean(() => parseConfig(json, 'config.json'))
+      cleanBounded(() => parseConfig(json, 'config.json'))
+    }
+    // Absurd numbers (and non-numbers) for every size: refused, or within the limits.
+    const absurd: unknown[] = [0, -1, 1.5, 257, 65537, 1e9, 1e18, 2 ** 53, 1e308, '12', null, true, [], {}, '\u001b[2J']
+    const keys = [...Object.keys(CONFIG_LIMITS), 'num_labels']
+    for (let i = 0; i < CASES / 2; i++) {
+      const cfg: Record<string, unknown> = { model_type: 'albert' }
+      for (let k = 1 + next(3); k > 0; k--) cfg[keys[next(keys.length)]!] = absurd[next(absurd.length)]
+      const r = cleanBounded(() => parseConfig(cfg, 'config.json'))
+      if (!r.ok) continue
+      for (const [key, max] of Object.entries(CONFIG_LIMITS)) {
+        const v = r.value[CONFIG_FIELDS[key as keyof typeof CONFIG_LIMITS]]
+        assert.ok(v >= 1 && v <= max, `${key} ${v} passed the limit ${max}`)
+      }
     }
     const dir = copyFixture('albert-model')
     const st = readSafetensors(path.join(dir, 'model.safetensors'))
@@ -213,7 +275,7 @@ describe('bounded fuzz', () => {
     const indexFile = path.join(dir, 'model.safetensors.index.json')
     for (let i = 0; i < CASES / 2; i++) {
       fs.writeFileSync(indexFile, mutate(index, next))
-      clean(() => openCheckpoint(dir))
+      cleanBounded(() => openCheckpoint(dir))
     }
   })
 })

@@ -6,6 +6,7 @@ import { attrFloat } from '../ir/graph.js'
 import type { Value } from '../ir/graph.js'
 import type { GraphBuilder } from '../ir/builder.js'
 import { fail } from '../util/errors.js'
+import { printable } from '../util/printable.js'
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI)
 
@@ -75,8 +76,8 @@ export const SUPPORTED_ACTIVATIONS = Object.keys(ACTIVATIONS)
 export function checkActivation(name: string, where: string): void {
   if (ACTIVATIONS[name]) return
   const why = UNSUPPORTED[name]
-  if (why) fail(where, `hidden_act '${name}' is not supported: ${why}`)
-  fail(where, `hidden_act '${name}' is not an activation transformers knows (supported: ${SUPPORTED_ACTIVATIONS.join(', ')})`)
+  if (why) fail(where, `hidden_act '${printable(name)}' is not supported: ${why}`)
+  fail(where, `hidden_act '${printable(name)}' is not an activation transformers knows (supported: ${SUPPORTED_ACTIVATIONS.join(', ')})`)
 }
 
 /** Emit activation `name` on x. `slope` supplies the learned weight for prelu. */

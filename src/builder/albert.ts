@@ -14,6 +14,7 @@ import { Tensor } from '../ir/tensor.js'
 import { groupOfLayer, type AlbertConfig } from '../checkpoint/config.js'
 import type { WeightEntry } from '../checkpoint/index.js'
 import { UserError, fail } from '../util/errors.js'
+import { printable } from '../util/printable.js'
 import { buildActivation, checkActivation } from './activations.js'
 
 export const TASKS = [
@@ -62,13 +63,13 @@ export const INPUT_NAMES = ['input_ids', 'attention_mask', 'token_type_ids'] as 
 export function resolveTask(config: AlbertConfig, requested: string | undefined, configFile: string): Task {
   if (requested) {
     const t = (TASKS as readonly string[]).includes(requested) ? (requested as Task) : TASK_ALIASES[requested]
-    if (!t) throw new UserError(`unknown task '${requested}' (choose one of ${TASKS.join(', ')})`)
+    if (!t) throw new UserError(`unknown task '${printable(requested)}' (choose one of ${TASKS.join(', ')})`)
     return t
   }
   const arch = config.architectures[0]
   if (arch === undefined) return 'feature-extraction'
   const t = TASK_OF_ARCHITECTURE[arch]
-  if (!t) fail(configFile, `architecture '${arch}' is not an ALBERT head albertkit knows (${Object.keys(TASK_OF_ARCHITECTURE).join(', ')}); pass --task`)
+  if (!t) fail(configFile, `architecture '${printable(arch)}' is not an ALBERT head albertkit knows (${Object.keys(TASK_OF_ARCHITECTURE).join(', ')}); pass --task`)
   return t
 }
 
@@ -92,18 +93,25 @@ class WeightSource {
     return this.resolve(name, base) !== undefined
   }
 
-  /** The initializer for checkpoint tensor `name`, checked against `shape`; created once. */
-  get(name: string, shape: number[], base = true): Value {
+  /** The checkpoint's key for tensor `name`, which must exist with `shape`; nothing is added to the graph. */
+  expect(name: string, shape: number[], base = true): string {
     const key = this.resolve(name, base)
     if (key === undefined) {
       fail(this.where, `missing tensor '${base ? `albert.${name}` : name}' (expected shape [${shape.join(', ')}])`)
     }
-    const cached = this.values.get(key)
-    if (cached) return cached
     const { tensor, file } = this.weights.get(key)!
     if (tensor.dims.length !== shape.length || tensor.dims.some((d, i) => d !== shape[i])) {
       fail(file, `tensor '${key}' has shape [${tensor.dims.join(', ')}], expected [${shape.join(', ')}]`)
     }
+    return key
+  }
+
+  /** The initializer for checkpoint tensor `name`, checked against `shape`; created once. */
+  get(name: string, shape: number[], base = true): Value {
+    const key = this.expect(name, shape, base)
+    const cached = this.values.get(key)
+    if (cached) return cached
+    const { tensor, file } = this.weights.get(key)!
     let t = tensor
     const bad = firstNonFinite(t)
     if (bad !== undefined) fail(file, `tensor '${key}' holds a non-finite value (${bad}); the checkpoint is damaged`)
@@ -159,6 +167,17 @@ export function buildAlbert(config: AlbertConfig, weights: Map<string, WeightEnt
   const V = config.vocabSize
   const E = config.embeddingSize
   const H = config.hiddenSize
+  // Before building: the sizes the config names against the weights that must hold them, and every
+  // layer group and inner layer it names (the config's limits bound how many) present.
+  w.expect('embeddings.word_embeddings.weight', [V, E])
+  w.expect('encoder.embedding_hidden_mapping_in.weight', [H, E])
+  for (let g = 0; g < config.numHiddenGroups; g++) {
+    for (let j = 0; j < config.innerGroupNum; j++) {
+      const p = `encoder.albert_layer_groups.${g}.albert_layers.${j}.`
+      w.expect(`${p}attention.query.weight`, [H, H])
+      w.expect(`${p}ffn.weight`, [config.intermediateSize, H])
+    }
+  }
 
   // Inputs.
   const multipleChoice = task === 'multiple-choice'

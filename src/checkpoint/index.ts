@@ -6,7 +6,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Tensor } from '../ir/tensor.js'
 import { fail } from '../util/errors.js'
+import { printable } from '../util/printable.js'
 import { readConfig, type AlbertConfig } from './config.js'
+import { readJsonFile } from './read.js'
 import { readSafetensors } from './safetensors.js'
 import { readTorchBin } from './torch-bin.js'
 import { findTfCheckpoint, readTfCheckpoint } from './tf-checkpoint.js'
@@ -33,6 +35,8 @@ const SAFETENSORS_INDEX = 'model.safetensors.index.json'
 const TORCH_BIN = 'pytorch_model.bin'
 const TORCH_BIN_INDEX = 'pytorch_model.bin.index.json'
 const TF_CONFIG = 'albert_config.json'
+/** A shard index lists every tensor once (some 100 bytes each) in one object, beside a metadata object. */
+const SHARD_INDEX_LIMITS = { what: 'a shard index', maxBytes: 64 << 20, maxDepth: 8, maxContainers: 1000 }
 
 /** Open a Hugging Face checkpoint folder (or a file inside one). */
 export function openCheckpoint(where: string): Checkpoint {
@@ -83,19 +87,15 @@ export function readShardedSafetensors(indexFile: string): { weightFiles: string
 
 /** A sharded checkpoint: the index maps each tensor to a shard; every shard is read once with `read`. */
 function readShards(indexFile: string, read: (file: string) => Map<string, Tensor>): { weightFiles: string[]; weights: Map<string, WeightEntry> } {
-  let json: unknown
-  try {
-    json = JSON.parse(fs.readFileSync(indexFile, 'utf8'))
-  } catch (e) {
-    fail(indexFile, `not a readable JSON index (${(e as Error).message})`)
-  }
+  const json = readJsonFile(indexFile, SHARD_INDEX_LIMITS)
   const map = (json as { weight_map?: unknown } | null)?.weight_map
   if (typeof map !== 'object' || map === null || Array.isArray(map)) fail(indexFile, "no 'weight_map' object")
   const dir = path.dirname(indexFile)
   const byShard = new Map<string, Set<string>>()
   for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || shard === '' || shard !== path.basename(shard) || shard === '..') {
-      fail(indexFile, `tensor '${name}' maps to ${JSON.stringify(shard)}, not a file name in the checkpoint folder`)
+    // A shard's name becomes part of every message about it: no control characters.
+    if (typeof shard !== 'string' || shard === '' || shard !== path.basename(shard) || shard === '..' || printable(shard) !== shard) {
+      fail(indexFile, `tensor '${printable(name)}' maps to ${printable(JSON.stringify(shard) ?? String(shard), 80)}, not a file name in the checkpoint folder`)
     }
     const set = byShard.get(shard) ?? new Set<string>()
     set.add(name)
@@ -110,12 +110,12 @@ function readShards(indexFile: string, read: (file: string) => Map<string, Tenso
     weightFiles.push(file)
     for (const name of names) {
       const tensor = tensors.get(name)
-      if (!tensor) fail(file, `tensor '${name}' is listed in ${path.basename(indexFile)} but not in this shard`)
+      if (!tensor) fail(file, `tensor '${printable(name)}' is listed in ${path.basename(indexFile)} but not in this shard`)
     }
     for (const [name, tensor] of tensors) {
       const prev = weights.get(name)
-      if (prev) fail(file, `tensor '${name}' is also in ${path.basename(prev.file)}`)
-      if (!names.has(name)) fail(file, `tensor '${name}' is in this shard but ${path.basename(indexFile)} does not list it here`)
+      if (prev) fail(file, `tensor '${printable(name)}' is also in ${path.basename(prev.file)}`)
+      if (!names.has(name)) fail(file, `tensor '${printable(name)}' is in this shard but ${path.basename(indexFile)} does not list it here`)
       weights.set(name, { tensor, file })
     }
   }

@@ -14,8 +14,10 @@
  * PERSID) and the text opcodes of protocol 0 are refused, as is anything unknown.
  *
  * Bounds: every length is checked against the bytes left before anything is read or decoded;
- * the stack, the memo and MARK nesting have fixed ceilings; the machine never recurses, so
- * self-referencing containers are harmless. Ints are bigints, floats are numbers.
+ * the values a pickle may build (every push counts), the stack, the memo and MARK nesting have
+ * fixed ceilings, so memory stays proportional to a state dict's size however the opcodes are
+ * arranged; the machine never recurses, so self-referencing containers are harmless. Ints are
+ * bigints, floats are numbers.
  */
 import { fail } from '../util/errors.js'
 
@@ -31,10 +33,14 @@ export class PyList {
 }
 
 export class PyDict {
-  readonly items = new Map<DictKey, PyValue>()
+  private map: Map<DictKey, PyValue> | undefined
   /** Instance attributes set by BUILD (a state dict's OrderedDict carries `_metadata`). */
   attributes: PyDict | null = null
   constructor(readonly typeName: string = 'dict') {}
+  /** Made on first use: a state dict pickles one empty OrderedDict per tensor (its hooks). */
+  get items(): Map<DictKey, PyValue> {
+    return (this.map ??= new Map())
+  }
 }
 
 /** A value from the caller's allow-list: a function, a type, a storage, a tensor. */
@@ -65,8 +71,14 @@ export interface Unpickled {
   end: number
 }
 
+/**
+ * Values one pickle may push (built or fetched from the memo): a state dict pushes about 25 per
+ * tensor and memoizes about 10, so these allow some 40,000 tensors in one file while bounding
+ * what any arrangement of opcodes can allocate (about 100 bytes a value at most).
+ */
+export const MAX_VALUES = 1_000_000
 export const MAX_STACK = 1_000_000
-export const MAX_MEMO = 10_000_000
+export const MAX_MEMO = 500_000
 export const MAX_MARK_DEPTH = 1000
 export const HIGHEST_PROTOCOL = 5
 /** Longest LONG1/LONG4 integer accepted, in bytes (a state dict needs 8; torch's magic is 10). */
@@ -113,8 +125,12 @@ const REFUSED: Record<number, string> = {
   0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER',
 }
 
+/** BININT1's 256 values, made once: a pickle of small ints allocates nothing per int. */
+const SMALL_INTS = Array.from({ length: 256 }, (_, i) => BigInt(i))
+
 class Machine {
   private stack: PyValue[] = []
+  private pushed = 0
   private marks: number[] = []
   readonly memo = new Map<number, PyValue>()
   private readonly view: DataView
@@ -153,47 +169,43 @@ class Machine {
 
   // --- reading operands -------------------------------------------------------------------
 
-  take(n: number, what: string): Uint8Array {
+  /** Move past `n` bytes (checked against what is left) and return where they start. */
+  skip(n: number, what: string): number {
     const left = this.bytes.byteLength - this.pos
     if (n > left) this.fail(`${what} needs ${n} bytes but only ${left} are left (truncated?)`)
-    const out = this.bytes.subarray(this.pos, this.pos + n)
+    const at = this.pos
     this.pos += n
-    return out
+    return at
+  }
+
+  take(n: number, what: string): Uint8Array {
+    const at = this.skip(n, what)
+    return this.bytes.subarray(at, at + n)
   }
 
   u8(): number {
-    return this.take(1, 'operand')[0]!
+    return this.bytes[this.skip(1, 'operand')]!
   }
 
   u16(): number {
-    const at = this.pos
-    this.take(2, 'operand')
-    return this.view.getUint16(at, true)
+    return this.view.getUint16(this.skip(2, 'operand'), true)
   }
 
   i32(): number {
-    const at = this.pos
-    this.take(4, 'operand')
-    return this.view.getInt32(at, true)
+    return this.view.getInt32(this.skip(4, 'operand'), true)
   }
 
   u32(): number {
-    const at = this.pos
-    this.take(4, 'operand')
-    return this.view.getUint32(at, true)
+    return this.view.getUint32(this.skip(4, 'operand'), true)
   }
 
   u64(): number {
-    const at = this.pos
-    this.take(8, 'operand')
-    const v = this.view.getBigUint64(at, true)
+    const v = this.view.getBigUint64(this.skip(8, 'operand'), true)
     return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v)
   }
 
   f64be(): number {
-    const at = this.pos
-    this.take(8, 'operand')
-    return this.view.getFloat64(at, false)
+    return this.view.getFloat64(this.skip(8, 'operand'), false)
   }
 
   utf8(n: number, what: string): string {
@@ -235,6 +247,7 @@ class Machine {
 
   push(v: PyValue): void {
     if (this.stack.length >= MAX_STACK) this.fail(`stack is deeper than ${MAX_STACK} items`)
+    if (++this.pushed > MAX_VALUES) this.fail(`builds more than ${MAX_VALUES} values, more than a state dict's pickle needs (refusing to go on)`)
     this.stack.push(v)
   }
 
@@ -349,7 +362,7 @@ const OPS: Record<number, Op> = {
   0x88: (m) => m.push(true),
   0x89: (m) => m.push(false),
   0x4a: (m) => m.push(BigInt(m.i32())),
-  0x4b: (m) => m.push(BigInt(m.u8())),
+  0x4b: (m) => m.push(SMALL_INTS[m.u8()]!),
   0x4d: (m) => m.push(BigInt(m.u16())),
   0x8a: (m) => m.push(m.long(m.u8())),
   0x8b: (m) => m.push(m.long(m.i32())),
@@ -377,7 +390,8 @@ const OPS: Record<number, Op> = {
   },
   0x65: (m) => {
     const items = m.popMark()
-    m.list().items.push(...items)
+    const list = m.list().items
+    for (const v of items) list.push(v) // not push(...items): a spread of 300,000 arguments overflows the call stack
   },
   0x7d: (m) => m.push(new PyDict()),
   0x64: (m) => {

@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import { constants as bufferConstants } from 'node:buffer'
 import { fail } from '../util/errors.js'
+import { printable } from '../util/printable.js'
 
 /** Open `file` for reading, run `use(fd, size)`, close. */
 export function withFile<T>(file: string, use: (fd: number, size: number) => T): T {
@@ -40,4 +41,56 @@ export function readWholeFile(file: string): Buffer {
     readExactly(fd, buf, 0, file)
     return buf
   })
+}
+
+/** Most dimensions a tensor may have (torch and ONNX Runtime stop at 64 too). */
+export const MAX_RANK = 64
+
+/** What a small JSON file (a config, a shard index) may hold, checked before JSON.parse sees it. */
+export interface JsonLimits {
+  /** what the file is, for messages: 'a config.json' */
+  what: string
+  maxBytes: number
+  /** brackets nested deeper than this are refused */
+  maxDepth: number
+  /** objects and lists in all (parsing a million empty ones takes seconds and hundreds of MB) */
+  maxContainers: number
+}
+
+/**
+ * A small JSON file: its size checked before reading, its nesting and number of objects and
+ * lists before parsing, so neither a huge file nor brackets nested or repeated a million times
+ * reach JSON.parse.
+ */
+export function readJsonFile(file: string, limits: JsonLimits): unknown {
+  const text = withFile(file, (fd, size) => {
+    if (size > limits.maxBytes) fail(file, `${size} bytes, over the ${limits.maxBytes}-byte limit for ${limits.what}`)
+    const buf = Buffer.allocUnsafe(size)
+    readExactly(fd, buf, 0, file)
+    return buf.toString('utf8')
+  })
+  const problem = jsonShapeProblem(text, limits.maxDepth, limits.maxContainers)
+  if (problem !== undefined) fail(file, `not valid JSON for ${limits.what}: ${problem}`)
+  try {
+    return JSON.parse(text)
+  } catch (e) {
+    fail(file, `not valid JSON (${printable((e as Error).message)})`)
+  }
+}
+
+/** Where JSON `text` nests deeper than `maxDepth` or opens more than `maxContainers` brackets (strings skipped), if it does. */
+export function jsonShapeProblem(text: string, maxDepth: number, maxContainers: number): string | undefined {
+  let depth = 0
+  let containers = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) {
+      // a string: skip to its closing quote
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > maxDepth) return `nested deeper than ${maxDepth} levels at character ${i}`
+      if (++containers > maxContainers) return `more than ${maxContainers} objects and lists (at character ${i})`
+    } else if (c === 0x7d || c === 0x5d) depth--
+  }
+  return undefined
 }

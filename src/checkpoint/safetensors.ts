@@ -2,12 +2,15 @@
  * A strict safetensors reader. The format: 8 bytes little-endian header length N, N bytes of JSON
  * ({name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}), then the data
  * section. Every size a file states is checked against the file before anything is allocated,
- * tensors must tile the data section exactly, and every error names the file and the tensor.
+ * tensors must tile the data section exactly, and every error names the file and the tensor
+ * (escaped: names and dtypes are the file's text). The header's nesting is checked before it is
+ * parsed: brackets nested a million deep never reach JSON.parse.
  */
 import { DataType, byteLengthOf } from '../ir/dtype.js'
 import { Tensor, elementCount } from '../ir/tensor.js'
 import { fail } from '../util/errors.js'
-import { readExactly, withFile } from './read.js'
+import { printable } from '../util/printable.js'
+import { MAX_RANK, readExactly, withFile } from './read.js'
 
 /** Largest header accepted, as the reference implementation does. */
 export const MAX_HEADER_BYTES = 100_000_000
@@ -77,15 +80,17 @@ export function parseHeader(headerBuf: Uint8Array, file: string, dataLen: number
     fail(file, 'header is not valid UTF-8')
   }
   if (!text.trimStart().startsWith('{')) fail(file, 'header is not a JSON object')
+  const deep = tooDeep(text)
+  if (deep !== undefined) fail(file, `header nests deeper than {name: {dtype, shape: [...], data_offsets: [...]}} at character ${deep}`)
   let json: unknown
   try {
     json = JSON.parse(text)
   } catch (e) {
-    fail(file, `header is not valid JSON (${(e as Error).message})`)
+    fail(file, `header is not valid JSON (${printable((e as Error).message)})`)
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) fail(file, 'header is not a JSON object')
   const dup = firstDuplicateKey(text)
-  if (dup !== undefined) fail(file, `tensor '${dup}' appears twice in the header`)
+  if (dup !== undefined) fail(file, `tensor '${printable(dup)}' appears twice in the header`)
 
   const metadata: Record<string, string> = {}
   const entries: Entry[] = []
@@ -93,7 +98,7 @@ export function parseHeader(headerBuf: Uint8Array, file: string, dataLen: number
     if (name === '__metadata__') {
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(file, '__metadata__ is not an object')
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(file, `__metadata__ value '${k}' is not a string`)
+        if (typeof v !== 'string') fail(file, `__metadata__ value '${printable(k)}' is not a string`)
         metadata[k] = v
       }
       continue
@@ -104,9 +109,9 @@ export function parseHeader(headerBuf: Uint8Array, file: string, dataLen: number
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end)
   let at = 0
   for (const e of entries) {
-    if (e.begin < at) fail(file, `tensor '${e.name}' overlaps the tensor before it (starts at ${e.begin}, previous ends at ${at})`)
-    if (e.begin > at) fail(file, `tensor '${e.name}' starts at ${e.begin}, leaving a gap after byte ${at}`)
-    if (e.end > dataLen) fail(file, `tensor '${e.name}' ends at byte ${e.end}, past the data section's ${dataLen} bytes (truncated file?)`)
+    if (e.begin < at) fail(file, `tensor '${printable(e.name)}' overlaps the tensor before it (starts at ${e.begin}, previous ends at ${at})`)
+    if (e.begin > at) fail(file, `tensor '${printable(e.name)}' starts at ${e.begin}, leaving a gap after byte ${at}`)
+    if (e.end > dataLen) fail(file, `tensor '${printable(e.name)}' ends at byte ${e.end}, past the data section's ${dataLen} bytes (truncated file?)`)
     at = e.end
   }
   if (at !== dataLen) fail(file, `data section has ${dataLen} bytes but the tensors cover ${at}`)
@@ -114,15 +119,16 @@ export function parseHeader(headerBuf: Uint8Array, file: string, dataLen: number
 }
 
 function parseEntry(name: string, raw: unknown, file: string): Entry {
-  const where = `tensor '${name}'`
+  const where = `tensor '${printable(name)}'`
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(file, `${where}: entry is not an object`)
   const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>
   if (typeof dtype !== 'string') fail(file, `${where}: no dtype`)
   const dt = SAFETENSORS_DTYPES[dtype]
-  if (dt === undefined) fail(file, `${where}: unknown dtype '${dtype}'`)
+  if (dt === undefined) fail(file, `${where}: unknown dtype '${printable(dtype, 40)}'`)
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     fail(file, `${where}: shape is not a list of non-negative integers`)
   }
+  if (shape.length > MAX_RANK) fail(file, `${where}: shape has ${shape.length} dimensions, more than ${MAX_RANK}`)
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
     fail(file, `${where}: data_offsets is not [begin, end]`)
   }
@@ -135,6 +141,24 @@ function parseEntry(name: string, raw: unknown, file: string): Entry {
     fail(file, `${where}: ${dtype}[${shape.join(', ')}] needs ${want} bytes but data_offsets span ${end - begin}`)
   }
   return { name, dtype: dt, shape: shape as number[], begin, end }
+}
+
+/**
+ * Where the header first nests deeper than a safetensors header can: objects at levels 1 and 2,
+ * lists (shape, data_offsets) at level 3, nothing below. A linear scan; strings are skipped.
+ */
+function tooDeep(text: string): number | undefined {
+  let depth = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++
+      if (depth > 3 || (depth === 3 && c === 0x7b)) return i
+    } else if (c === 0x7d || c === 0x5d) depth--
+  }
+  return undefined
 }
 
 /**

@@ -10,8 +10,10 @@
  * (in, out)) is transposed to nn.Linear's (out, in). Optimizer slots (`.../adam_m`, `.../adam_v`)
  * and `global_step` are skipped; any other unknown variable is an error. The config's keys are
  * Google's: `hidden_act` "gelu" there is the tanh approximation (HF's gelu_new). Sizes, offsets and
- * shards are checked against the files before anything is read; every tensor read is checked
- * against its CRC-32C; errors are one line naming the file.
+ * shards are checked against the files before anything is read, and no two tensors may share a
+ * shard's bytes (so the bytes read are at most the shards' size, however many entries the index
+ * holds); every tensor read is checked against its CRC-32C; errors are one line naming the file,
+ * variable names escaped.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -21,8 +23,9 @@ import { Tensor, elementCount } from '../ir/tensor.js'
 import { ProtoReader, WIRE_I32, WIRE_LEN, WIRE_VARINT, WireError } from '../onnx/wire.js'
 import { crc32c, unmaskCrc } from '../util/crc32c.js'
 import { fail } from '../util/errors.js'
-import { parseConfig, type AlbertConfig } from './config.js'
-import { readExactly } from './read.js'
+import { printable } from '../util/printable.js'
+import { CONFIG_JSON_LIMITS, parseConfig, type AlbertConfig } from './config.js'
+import { MAX_RANK, readExactly, readJsonFile } from './read.js'
 import type { WeightEntry } from './index.js'
 import { readTable, showKey } from './tf-table.js'
 
@@ -38,6 +41,8 @@ export interface TfCheckpoint {
 /** Largest index file read (an albert-xxlarge index with optimizer slots is a few kB). */
 export const MAX_INDEX_BYTES = 256 * 1024 * 1024
 const STATE_FILE = 'checkpoint'
+/** The `checkpoint` state file is a few lines of text. */
+const MAX_STATE_FILE_BYTES = 1 << 20
 
 // ---------------------------------------------------------------------------------------------
 // Finding the checkpoint
@@ -55,19 +60,21 @@ export function findTfCheckpoint(dir: string): string | undefined {
 function prefixFromStateFile(dir: string): string | undefined {
   const file = path.join(dir, STATE_FILE)
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) return undefined
+  const size = fs.statSync(file).size
+  if (size > MAX_STATE_FILE_BYTES) fail(file, `${size} bytes, over the ${MAX_STATE_FILE_BYTES}-byte limit for a checkpoint state file`)
   const match = /^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"/m.exec(fs.readFileSync(file, 'utf8'))
   if (!match) fail(file, 'no model_checkpoint_path line')
   let named: string
   try {
     named = JSON.parse(`"${match[1]!}"`) as string
   } catch {
-    fail(file, `cannot read the model_checkpoint_path string ${match[1]!}`)
+    fail(file, `cannot read the model_checkpoint_path string ${printable(match[1]!)}`)
   }
   // The state file may hold an absolute path from the machine that trained: try it, then this folder.
   for (const prefix of [path.resolve(dir, named), path.join(dir, path.basename(named))]) {
     if (fs.existsSync(`${prefix}.index`)) return prefix
   }
-  fail(file, `model_checkpoint_path "${named}" has no ${path.basename(named)}.index in ${dir}`)
+  fail(file, `model_checkpoint_path "${printable(named)}" has no ${printable(path.basename(named))}.index in ${dir}`)
 }
 
 function listIndexes(dir: string): string[] {
@@ -85,7 +92,7 @@ function latestIndex(dir: string, indexes: string[]): string {
   if (indexes.length === 1) return indexes[0]!
   const steps = indexes.map((n) => /-(\d+)\.index$/.exec(n)?.[1])
   if (steps.some((s) => s === undefined)) {
-    fail(dir, `several checkpoints (${indexes.join(', ')}) and no '${STATE_FILE}' file naming one; keep one or add the file`)
+    fail(dir, `several checkpoints (${printable(indexes.join(', '))}) and no '${STATE_FILE}' file naming one; keep one or add the file`)
   }
   let best = 0
   for (let i = 1; i < indexes.length; i++) if (BigInt(steps[i]!) > BigInt(steps[best]!)) best = i
@@ -99,7 +106,7 @@ function latestIndex(dir: string, indexes: string[]): string {
 export function readTfCheckpoint(dir: string, configFile: string): TfCheckpoint {
   const indexFile = findTfCheckpoint(dir)
   if (!indexFile) fail(dir, `has ${path.basename(configFile)} but no TensorFlow checkpoint (no '${STATE_FILE}' file and no *.index)`)
-  const googleConfig = readJson(configFile)
+  const googleConfig = readJsonFile(configFile, { ...CONFIG_JSON_LIMITS, what: 'an albert_config.json' })
   const bundle = readBundleIndex(indexFile)
   const { mapped, skipped } = mapVariables(indexFile, bundle.entries)
   const config = tfConfig(googleConfig, configFile, architectureOf(mapped))
@@ -112,20 +119,6 @@ export function readTfCheckpoint(dir: string, configFile: string): TfCheckpoint 
     return { config, weightFiles: [indexFile, ...shards.map((s) => s.file)], weights, skipped }
   } finally {
     for (const s of shards) fs.closeSync(s.fd)
-  }
-}
-
-function readJson(file: string): unknown {
-  let text: string
-  try {
-    text = fs.readFileSync(file, 'utf8')
-  } catch (e) {
-    fail(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
-  }
-  try {
-    return JSON.parse(text)
-  } catch (e) {
-    fail(file, `not valid JSON (${(e as Error).message})`)
   }
 }
 
@@ -232,6 +225,7 @@ function parseShape(file: string, what: string, bytes: Uint8Array): number[] {
         size = safeInt(file, what, 'dimension', d.int64())
         return true
       })
+      if (dims.length === MAX_RANK) fail(file, `${what}: shape has more than ${MAX_RANK} dimensions`)
       dims.push(size)
     } else if (field === 3 && wire === WIRE_VARINT) {
       if (r.bool()) fail(file, `${what}: shape of unknown rank`)
@@ -355,13 +349,13 @@ function mapVariables(file: string, entries: BundleEntry[]): { mapped: MappedVar
     else if (m === undefined) unknown.push(entry.name)
     else {
       const prev = seen.get(m.hfName)
-      if (prev) fail(file, `variables '${prev}' and '${entry.name}' both map to '${m.hfName}'`)
+      if (prev) fail(file, `variables '${printable(prev)}' and '${printable(entry.name)}' both map to '${m.hfName}'`)
       seen.set(m.hfName, entry.name)
       mapped.push({ entry, ...m })
     }
   }
   if (unknown.length > 0) {
-    const shown = unknown.slice(0, 3).map((n) => `'${n}'`).join(', ')
+    const shown = unknown.slice(0, 3).map((n) => `'${printable(n)}'`).join(', ')
     fail(file, `variable${unknown.length > 1 ? 's' : ''} ${shown}${unknown.length > 3 ? ` and ${unknown.length - 3} more` : ''} not part of an ALBERT pre-training checkpoint (embeddings, encoder, pooler, cls/predictions, cls/seq_relationship; optimizer slots and global_step are skipped)`)
   }
   if (mapped.length === 0) fail(file, 'no ALBERT variables in this checkpoint')
@@ -380,7 +374,7 @@ function checkLayerIndices(file: string, mapped: MappedVariable[], config: Alber
   for (const m of mapped) {
     if (!m.layer) continue
     if (m.layer.group >= config.numHiddenGroups || m.layer.inner >= config.innerGroupNum) {
-      fail(file, `variable '${m.entry.name}' is in group_${m.layer.group}/inner_group_${m.layer.inner}, but ${path.basename(configFile)} has num_hidden_groups ${config.numHiddenGroups}, inner_group_num ${config.innerGroupNum}`)
+      fail(file, `variable '${printable(m.entry.name)}' is in group_${m.layer.group}/inner_group_${m.layer.inner}, but ${path.basename(configFile)} has num_hidden_groups ${config.numHiddenGroups}, inner_group_num ${config.innerGroupNum}`)
     }
   }
 }
@@ -419,7 +413,7 @@ export function tfConfig(json: unknown, file: string, architecture: string): Alb
   if (google.vocab_size === undefined) fail(file, "no 'vocab_size' (Google's ALBERT config requires it)")
   const act = google.hidden_act ?? 'gelu'
   const hfAct = typeof act === 'string' ? GOOGLE_ACTIVATIONS[act.toLowerCase()] : act === null ? 'linear' : undefined
-  if (hfAct === undefined) fail(file, `hidden_act ${JSON.stringify(act)}: Google's ALBERT code knows linear, relu, gelu and tanh`)
+  if (hfAct === undefined) fail(file, `hidden_act ${printable(JSON.stringify(act) ?? String(act), 80)}: Google's ALBERT code knows linear, relu, gelu and tanh`)
   const raw: Record<string, unknown> = { architectures: [architecture], model_type: 'albert' }
   for (const k of GOOGLE_KEYS) if (google[k] !== undefined) raw[k] = google[k]
   Object.assign(raw, { hidden_act: hfAct, layer_norm_eps: google.layer_norm_eps ?? 1e-12, num_labels: 2, tie_word_embeddings: true })
@@ -458,12 +452,23 @@ function openShards(indexFile: string, numShards: number): Shard[] {
   return shards
 }
 
-/** Every entry (skipped ones too) must lie inside its shard: a short shard is a broken download. */
+/**
+ * Every entry (skipped ones too) must lie inside its shard (a short shard is a broken download),
+ * and no two may share bytes: TensorFlow writes each tensor once, so the bytes read stay within
+ * the shards' size however many entries point at the same place.
+ */
 function checkBounds(entries: BundleEntry[], shards: Shard[]): void {
   for (const e of entries) {
     const shard = shards[e.shardId]!
     if (e.offset + e.size > shard.size) {
-      fail(shard.file, `tensor '${e.name}' at bytes ${e.offset}..${e.offset + e.size} runs past the end of this ${shard.size}-byte shard (truncated?)`)
+      fail(shard.file, `tensor '${printable(e.name)}' at bytes ${e.offset}..${e.offset + e.size} runs past the end of this ${shard.size}-byte shard (truncated?)`)
+    }
+  }
+  const placed = entries.filter((e) => e.size > 0).sort((a, b) => a.shardId - b.shardId || a.offset - b.offset)
+  for (let i = 1; i < placed.length; i++) {
+    const [prev, e] = [placed[i - 1]!, placed[i]!]
+    if (e.shardId === prev.shardId && e.offset < prev.offset + prev.size) {
+      fail(shards[e.shardId]!.file, `tensor '${printable(e.name)}' at bytes ${e.offset}..${e.offset + e.size} overlaps tensor '${printable(prev.name)}' at bytes ${prev.offset}..${prev.offset + prev.size}; a bundle stores each tensor once`)
     }
   }
 }
@@ -489,7 +494,7 @@ const TF_DTYPES: Record<number, DataType> = {
 function readTensor(m: MappedVariable, shards: Shard[]): Tensor {
   const { entry: e } = m
   const shard = shards[e.shardId]!
-  const where = `tensor '${e.name}'`
+  const where = `tensor '${printable(e.name)}'`
   if (e.slices > 0) fail(shard.file, `${where} is a partitioned variable (${e.slices} slices); albertkit reads whole tensors only`)
   const dtype = TF_DTYPES[e.tfDtype]
   if (dtype === undefined) fail(shard.file, `${where} has TensorFlow dtype ${e.tfDtype}, not a fixed-width numeric type`)

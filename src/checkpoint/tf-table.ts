@@ -7,16 +7,23 @@
  * of uint32 restart offsets and their count; each block is followed by a 1-byte compression type
  * and the masked CRC-32C of block + type. Every handle is checked against the file, every
  * checksum is verified, and every error is one line naming the file.
+ *
+ * Prefix compression lets each entry repeat a long key for a few bytes, so a small block could
+ * expand into gigabytes of keys: the expanded keys of a whole table may take MAX_KEY_BYTES in all
+ * (a checkpoint index's keys are variable names, a few kB together), checked entry by entry.
  */
 import { ProtoReader, WireError } from '../onnx/wire.js'
 import { crc32c, maskCrc } from '../util/crc32c.js'
 import { fail } from '../util/errors.js'
+import { printable } from '../util/printable.js'
 
 export const TABLE_MAGIC = 0xdb4775248b80fb57n
 export const FOOTER_BYTES = 48
 /** Compression type byte and masked CRC after every block. */
 export const BLOCK_TRAILER_BYTES = 5
 const COMPRESSION_NAMES: Record<number, string> = { 1: 'Snappy', 2: 'Zlib', 3: 'LZ4', 4: 'ZSTD' }
+/** Bytes all of a table's keys may take once expanded. */
+export const MAX_KEY_BYTES = 16 << 20
 
 export interface BlockHandle {
   offset: number
@@ -35,13 +42,14 @@ export function readTable(file: string, bytes: Uint8Array): TableEntry[] {
   readBlock(file, bytes, metaindex, 'metaindex block', dataEnd) // checked, not used: TF writes no filters
   const indexEntries = parseBlock(file, readBlock(file, bytes, index, 'index block', dataEnd), 'index block')
   const entries: TableEntry[] = []
+  const keyBudget = { left: MAX_KEY_BYTES }
   for (const [i, ie] of indexEntries.entries()) {
     const handle = decodeHandle(file, ie.value, `index entry ${i}`)
     if (handle.offset + handle.size + BLOCK_TRAILER_BYTES > index.offset) {
       fail(file, `index entry ${i} points at bytes ${handle.offset}..${handle.offset + handle.size}, not before the index block at ${index.offset}`)
     }
     const what = `data block ${i} (bytes ${handle.offset}..${handle.offset + handle.size})`
-    for (const e of parseBlock(file, readBlock(file, bytes, handle, what, dataEnd), what)) {
+    for (const e of parseBlock(file, readBlock(file, bytes, handle, what, dataEnd), what, keyBudget)) {
       const prev = entries[entries.length - 1]
       if (prev && Buffer.compare(prev.key, e.key) >= 0) fail(file, `key ${showKey(e.key)} in ${what} is not after ${showKey(prev.key)}`)
       entries.push(e)
@@ -85,7 +93,7 @@ export function readBlock(file: string, bytes: Uint8Array, handle: BlockHandle, 
 }
 
 /** The entries of one block, keys expanded; restart points checked. */
-export function parseBlock(file: string, block: Uint8Array, what: string): TableEntry[] {
+export function parseBlock(file: string, block: Uint8Array, what: string, keyBudget = { left: MAX_KEY_BYTES }): TableEntry[] {
   if (block.byteLength < 4) fail(file, `${what}: ${block.byteLength} bytes, too short for a block`)
   const view = new DataView(block.buffer, block.byteOffset, block.byteLength)
   const numRestarts = view.getUint32(block.byteLength - 4, true)
@@ -104,6 +112,8 @@ export function parseBlock(file: string, block: Uint8Array, what: string): Table
     if (shared > key.byteLength) fail(file, `${what}: entry at byte ${start} shares ${shared} key bytes with a ${key.byteLength}-byte key`)
     if (restarts.has(start) && shared !== 0) fail(file, `${what}: entry at restart point ${start} shares key bytes`)
     if (r.pos + unshared + valueLen > restartsAt) fail(file, `${what}: entry at byte ${start} runs past the entries' ${restartsAt} bytes`)
+    keyBudget.left -= shared + unshared
+    if (keyBudget.left < 0) fail(file, `${what}: entry at byte ${start} expands the table's keys past ${MAX_KEY_BYTES} bytes in all (prefix-compressed keys repeating a ${shared}-byte prefix)`)
     const next = new Uint8Array(shared + unshared)
     next.set(key.subarray(0, shared))
     next.set(block.subarray(r.pos, r.pos + unshared), shared)
@@ -143,7 +153,7 @@ function hex32(n: number): string {
   return n.toString(16).padStart(8, '0')
 }
 
-/** A key for messages: its text when printable, quoted. */
+/** A key for messages: its text, quoted, control characters escaped, length capped. */
 export function showKey(key: Uint8Array): string {
-  return JSON.stringify(Buffer.from(key).toString('utf8'))
+  return `"${printable(Buffer.from(key.subarray(0, 400)).toString('utf8'))}"`
 }

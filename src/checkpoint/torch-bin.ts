@@ -26,11 +26,19 @@
  * strides (a transposed or sliced view) give a contiguous copy. Every size is checked: a storage's
  * numel × element size against its bytes, a tensor's offset, sizes and strides against its
  * storage. Errors are one line naming the file, and the tensor or storage where there is one.
+ *
+ * Budgets, each checked before the work it bounds and named in its error: data.pkl is at most
+ * MAX_PICKLE_BYTES; a deflated storage entry must inflate to exactly the bytes its storage
+ * declares, and all deflated entries together within the archive's inflation budget (zip.ts);
+ * the tensors together within the file's tensor budget (TENSOR_BYTES_PER_STORAGE_BYTE × its
+ * storage bytes + TENSOR_SLACK_BYTES), views and copies alike: stride-0 views of a small storage
+ * cannot expand into gigabytes, and thousands of views of one storage cannot make every later step
+ * read it thousands of times.
  */
 import { DataType, byteLengthOf, dtypeName } from '../ir/dtype.js'
 import { Tensor } from '../ir/tensor.js'
 import { fail } from '../util/errors.js'
-import { readWholeFile } from './read.js'
+import { MAX_RANK, readWholeFile } from './read.js'
 import { printable } from '../util/printable.js'
 import { PyCallable, PyDict, PyList, PyObject, PyTuple, aType, typeName, unpickle, type PyValue, type UnpickleHooks } from './pickle.js'
 import { looksLikeZip, readZip, type ZipArchive } from './zip.js'
@@ -38,8 +46,17 @@ import { looksLikeZip, readZip, type ZipArchive } from './zip.js'
 /** torch's legacy-format magic number and protocol version. */
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn
 const LEGACY_PROTOCOL = 1001n
-/** A tensor with overlapping strides (stride 0: expanded) may be copied out up to this size. */
-export const MAX_EXPANDED_BYTES = 64 << 20
+/**
+ * The tensors of one file may take this many times the bytes of its storages: room for tied
+ * weights (T5 names one embedding four times) and transposed copies, plus TENSOR_SLACK_BYTES for
+ * a small expanded (stride-0) buffer; never gigabytes from a few bytes.
+ */
+export const TENSOR_BYTES_PER_STORAGE_BYTE = 4
+export const TENSOR_SLACK_BYTES = 16 << 20
+/** Largest data.pkl read: a state dict's pickle takes a few hundred bytes per tensor. */
+export const MAX_PICKLE_BYTES = 64 << 20
+/** Largest byteorder record ('little' or 'big'). */
+const MAX_BYTEORDER_BYTES = 16
 
 /** Read a torch.save state dict without running any code it names. Tensor names as in the pickle. */
 export function readTorchBin(file: string): Map<string, Tensor> {
@@ -198,6 +215,7 @@ function rebuildTensor(file: string, fn: string, a: readonly PyValue[], min: num
   const offset = nonNegative(file, where, 'storage offset', a[1]!)
   const size = intTuple(file, where, 'size', a[2]!)
   const stride = intTuple(file, where, 'stride', a[3]!)
+  if (size.length > MAX_RANK) fail(file, `${where}: size has ${size.length} dimensions, more than ${MAX_RANK}`)
   if (size.length !== stride.length) fail(file, `${where}: size has ${size.length} dimensions but stride has ${stride.length}`)
   if (a.length > 4) checkGradArgs(file, where, a[4]!, a[5]!)
   let dtype = storage.type.dtype
@@ -227,6 +245,8 @@ function rebuildFromType(file: string, a: readonly PyValue[]): TensorRef {
   if (!(newType instanceof TensorType)) fail(file, `${where}: type is ${aType(newType)}, not a tensor type`)
   if (!(args instanceof PyTuple)) fail(file, `${where}: args is ${aType(args)}, not a tuple`)
   if (state !== null && !(state instanceof PyDict)) fail(file, `${where}: state is ${aType(state)}, not a dict`)
+  // torch.save wraps a rebuild function in it once; nesting it would recurse once per level.
+  if (func.typeName === where) fail(file, `${where}: func is ${where} itself; torch.save never nests it`)
   const t = func.apply(args.items)
   if (!(t instanceof TensorRef)) fail(file, `${where}: ${func.typeName} gave ${aType(t)}, not a tensor`)
   return t
@@ -347,11 +367,17 @@ function readZipFormat(file: string, buf: Buffer): Map<string, Tensor> {
   const zip = readZip(file, buf)
   const prefix = archivePrefix(file, zip)
   checkByteOrder(file, zip, prefix)
-  const pkl = zip.read(`${prefix}data.pkl`)
+  const pklName = `${prefix}data.pkl`
+  const pklSize = zip.entries.get(pklName)!.size
+  if (pklSize > MAX_PICKLE_BYTES) fail(file, `'${printable(pklName)}' is ${pklSize} bytes, over the ${MAX_PICKLE_BYTES}-byte limit for a state dict's pickle`)
+  const pkl = zip.read(pklName)
   const storages = new Map<string, Storage>()
-  const { value } = unpickle(pkl, 0, file, `${prefix}data.pkl`, stateDictHooks(file, zipPersistentLoad(file, storages)))
-  for (const s of storages.values()) s.bytes = zipStorageBytes(file, zip, prefix, s)
-  return stateDict(file, value)
+  const { value } = unpickle(pkl, 0, file, printable(pklName), stateDictHooks(file, zipPersistentLoad(file, storages)))
+  // Every entry must hold exactly its storage's bytes, and all of them fit the inflation budget, before one is inflated.
+  const names = [...storages.values()].map((s) => zipStorageEntry(file, zip, prefix, s))
+  zip.checkInflation(names)
+  for (const s of storages.values()) s.bytes = zip.read(`${prefix}data/${s.key}`)
+  return stateDict(file, value, storages.values())
 }
 
 /** The archive's folder: the one `<name>/data.pkl` entry. */
@@ -364,19 +390,22 @@ function archivePrefix(file: string, zip: ZipArchive): string {
 
 function checkByteOrder(file: string, zip: ZipArchive, prefix: string): void {
   const name = `${prefix}byteorder`
-  if (!zip.entries.has(name)) return // torch < 1.10 wrote none; its files are little-endian
+  const entry = zip.entries.get(name)
+  if (!entry) return // torch < 1.10 wrote none; its files are little-endian
+  if (entry.size > MAX_BYTEORDER_BYTES) fail(file, `'${printable(name)}' is ${entry.size} bytes; torch writes 'little' or 'big'`)
   const order = Buffer.from(zip.read(name)).toString('latin1').trim()
   if (order !== 'little') fail(file, `byte order '${printable(order)}' is not supported (only little-endian checkpoints)`)
 }
 
-function zipStorageBytes(file: string, zip: ZipArchive, prefix: string, s: Storage): Uint8Array {
+/** The entry holding storage `s`, its (inflated) size checked against the storage's bytes. */
+function zipStorageEntry(file: string, zip: ZipArchive, prefix: string, s: Storage): string {
   const name = `${prefix}data/${s.key}`
-  if (!zip.entries.has(name)) fail(file, `storage '${s.key}' has no entry '${printable(name)}' in the archive`)
-  const bytes = zip.read(name)
-  if (bytes.byteLength !== s.nbytes) {
-    fail(file, `storage '${s.key}': ${s.type.name} of ${s.nbytes / elementSize(s.type.dtype)} elements needs ${s.nbytes} bytes but '${printable(name)}' holds ${bytes.byteLength}`)
+  const entry = zip.entries.get(name)
+  if (!entry) fail(file, `storage '${s.key}' has no entry '${printable(name)}' in the archive`)
+  if (entry.size !== s.nbytes) {
+    fail(file, `storage '${s.key}': ${s.type.name} of ${s.nbytes / elementSize(s.type.dtype)} elements needs ${s.nbytes} bytes but '${printable(name)}' holds ${entry.size}`)
   }
-  return bytes
+  return name
 }
 
 // --- the legacy format ---------------------------------------------------------------------------
@@ -406,7 +435,7 @@ function readLegacyFormat(file: string, buf: Buffer): Map<string, Tensor> {
   const end = readLegacyStorages(file, buf, keys.end, keys.value, storages)
   if (end !== buf.length) fail(file, `${buf.length - end} bytes after the last storage (legacy format)`)
   for (const v of views.values()) v.bytes = v.view!.root.bytes!.subarray(v.view!.byteOffset, v.view!.byteOffset + v.nbytes)
-  return stateDict(file, main.value)
+  return stateDict(file, main.value, storages.values())
 }
 
 function checkSysInfo(file: string, info: PyValue): void {
@@ -438,20 +467,31 @@ function readLegacyStorages(file: string, buf: Buffer, start: number, keys: PyVa
 
 // --- tensors -------------------------------------------------------------------------------------
 
-/** The root object must be a dict of name → tensor. */
-function stateDict(file: string, root: PyValue): Map<string, Tensor> {
+/** Bytes the file's tensors (views and copies) may still take, out of `total`. */
+interface TensorBudget {
+  total: number
+  storageBytes: number
+  left: number
+}
+
+/** The root object must be a dict of name → tensor. `storages` (roots, not views) set the tensor budget. */
+function stateDict(file: string, root: PyValue, storages: Iterable<Storage>): Map<string, Tensor> {
   if (!(root instanceof PyDict)) fail(file, `holds ${aType(root)}, not a state dict (a dict of name → tensor)`)
+  let storageBytes = 0
+  for (const s of storages) storageBytes += s.nbytes
+  const total = TENSOR_BYTES_PER_STORAGE_BYTE * storageBytes + TENSOR_SLACK_BYTES
+  const budget: TensorBudget = { total, storageBytes, left: total }
   const out = new Map<string, Tensor>()
   for (const [name, value] of root.items) {
     if (typeof name !== 'string') fail(file, `state dict key ${printable(String(name))} is not a string`)
     if (!(value instanceof TensorRef)) fail(file, `'${printable(name)}' holds ${aType(value)}, not a tensor`)
-    out.set(name, materialize(file, name, value))
+    out.set(name, materialize(file, name, value, budget))
   }
   return out
 }
 
-/** A Tensor for `t`: a view of its storage's bytes when contiguous, else a contiguous copy. */
-function materialize(file: string, name: string, t: TensorRef): Tensor {
+/** A Tensor for `t`, charged to `budget`: a view of its storage's bytes when contiguous, else a contiguous copy. */
+function materialize(file: string, name: string, t: TensorRef, budget: TensorBudget): Tensor {
   const where = `tensor '${printable(name)}'`
   const bytes = t.storage.bytes!
   const es = elementSize(t.dtype)
@@ -467,14 +507,31 @@ function materialize(file: string, name: string, t: TensorRef): Tensor {
     fail(file, `${where}: ${shape} at offset ${t.offset} with strides (${t.stride.join(', ')}) reaches byte ${reach} of storage '${t.storage.key}', which has ${bytes.byteLength}`)
   }
   const outBytes = numel * BigInt(es)
-  if (outBytes > BigInt(bytes.byteLength) && outBytes > BigInt(MAX_EXPANDED_BYTES)) {
-    fail(file, `${where}: ${shape} overlaps itself (strides (${t.stride.join(', ')})) and would take ${outBytes} bytes from a ${bytes.byteLength}-byte storage`)
-  }
   const size = t.size.map(Number)
   const stride = t.stride.map(Number)
   const start = Number(t.offset) * es
-  if (isContiguous(size, stride)) return new Tensor(t.dtype, size, bytes.subarray(start, start + Number(outBytes)))
+  const contiguous = isContiguous(size, stride)
+  if (outBytes > BigInt(budget.left)) {
+    const strides = `strides (${t.stride.join(', ')})`
+    const what = contiguous ? `a view of storage '${t.storage.key}'` : overlapsItself(t.size, t.stride) ? `expanded by ${strides}` : `a copy for ${strides}`
+    const left = budget.left === budget.total ? '' : ` (${budget.left} of them left)`
+    fail(file, `${where}: ${shape}, ${what}, would take ${outBytes} bytes, over the file's tensor budget of ${budget.total} bytes${left}: ${TENSOR_BYTES_PER_STORAGE_BYTE} × its ${budget.storageBytes} bytes of storages + ${TENSOR_SLACK_BYTES}`)
+  }
+  budget.left -= Number(outBytes)
+  if (contiguous) return new Tensor(t.dtype, size, bytes.subarray(start, start + Number(outBytes)))
   return new Tensor(t.dtype, size, gather(bytes, es, start, size, stride))
+}
+
+/** Whether two index tuples of a view reach the same element (sizes ≥ 1; torch's conservative test). */
+export function overlapsItself(size: readonly bigint[], stride: readonly bigint[]): boolean {
+  const dims = size.map((n, i) => ({ n, s: stride[i]! })).filter((d) => d.n > 1n)
+  dims.sort((a, b) => (a.s < b.s ? -1 : a.s > b.s ? 1 : 0))
+  let span = 1n
+  for (const d of dims) {
+    if (d.s < span) return true
+    span += (d.n - 1n) * d.s
+  }
+  return false
 }
 
 /** Row-major strides (dimensions of size 1 may have any stride). */

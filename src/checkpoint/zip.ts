@@ -9,14 +9,20 @@
  * optional comment of up to 65535 bytes. torch.save writes every entry STORED (method 0), sets
  * general-purpose bit 3 (sizes in a data descriptor after the data, zeros in the local header) and
  * always writes the zip64 records. Supported: methods 0 and 8 (deflate, inflated in memory with
- * node:zlib up to MAX_INFLATED_BYTES), zip64 sizes and offsets. Refused: encryption, multi-disk
- * archives, duplicate names, entries that overlap each other or the central directory.
+ * node:zlib up to MAX_INFLATED_BYTES an entry), zip64 sizes and offsets. Refused: encryption,
+ * multi-disk archives, duplicate names, entries that overlap each other or the central directory.
+ *
+ * Inflation budget: all the entries read from one archive may inflate to at most
+ * INFLATE_SLACK_BYTES + INFLATE_RATIO × the compressed bytes of its deflated entries; an entry
+ * whose declared size would pass it is refused before it is inflated, so a megabyte of deflated
+ * zeros cannot become gigabytes. `checkInflation` checks a whole set of entries up front.
  *
  * CRC-32 is checked when an entry is read, except where the stored CRC is 0: torch.save writes 0
  * for every entry under `torch.serialization.set_crc32_options(False)` and torch.load accepts that.
  */
 import zlib from 'node:zlib'
 import { fail } from '../util/errors.js'
+import { printable } from '../util/printable.js'
 
 const EOCD_SIG = 0x06054b50
 const EOCD_LEN = 22
@@ -40,6 +46,10 @@ const DEFLATED = 8
 
 /** Largest entry inflated in memory (a deflated entry declares its size; bigger ones are refused). */
 export const MAX_INFLATED_BYTES = 1 << 30
+/** Inflation budget: this much, plus INFLATE_RATIO × the archive's deflated (compressed) bytes. */
+export const INFLATE_SLACK_BYTES = 64 << 20
+/** Weights deflate to 80–95% of their size; zeros 1000× smaller. 16× covers any real checkpoint. */
+export const INFLATE_RATIO = 16
 
 export interface ZipEntry {
   name: string
@@ -57,8 +67,12 @@ export interface ZipEntry {
 export interface ZipArchive {
   file: string
   entries: Map<string, ZipEntry>
+  /** Bytes all reads of deflated entries may inflate to, together. */
+  inflateBudget: number
   /** An entry's bytes, CRC checked: a view of the buffer when stored, an inflated copy when deflated. */
   read(name: string): Uint8Array
+  /** Refuse (before inflating anything) when reading all of `names` would pass the inflation budget. */
+  checkInflation(names: readonly string[]): void
 }
 
 interface Directory {
@@ -74,12 +88,49 @@ export function readZip(file: string, buf: Buffer): ZipArchive {
   const dir = locateDirectory(file, buf, findEndRecord(file, buf))
   const list = readCentralDirectory(file, buf, dir)
   const entries = new Map<string, ZipEntry>()
+  let deflatedBytes = 0
   for (const e of list) {
-    if (entries.has(e.name)) fail(file, `ZIP entry '${e.name}' appears twice`)
+    if (entries.has(e.name)) fail(file, `ZIP entry '${printable(e.name)}' appears twice`)
     entries.set(e.name, e)
+    if (e.method === DEFLATED) deflatedBytes += e.compressedSize
   }
   checkLocalHeaders(file, buf, list, dir.offset)
-  return { file, entries, read: (name) => readEntry(file, buf, entries, name) }
+  const inflateBudget = INFLATE_SLACK_BYTES + INFLATE_RATIO * deflatedBytes
+  const budgetText = `this archive's inflation budget of ${inflateBudget} bytes (${INFLATE_SLACK_BYTES} + ${INFLATE_RATIO} × its ${deflatedBytes} deflated bytes)`
+  const inflated = new Set<string>()
+  let spent = 0
+  /** Bytes that inflating the not yet inflated deflated entries among `names` would add. */
+  const cost = (names: Iterable<string>) => {
+    let n = 0
+    for (const name of new Set(names)) {
+      const e = entries.get(name)
+      if (e && e.method === DEFLATED && !inflated.has(name)) n += e.size
+    }
+    return n
+  }
+  return {
+    file,
+    entries,
+    inflateBudget,
+    read: (name) => {
+      const more = cost([name])
+      if (spent + more > inflateBudget) {
+        fail(file, `ZIP entry '${printable(name)}' inflates to ${more} bytes, which with the ${spent} inflated before passes ${budgetText}`)
+      }
+      const bytes = readEntry(file, buf, entries, name)
+      if (more > 0) {
+        inflated.add(name)
+        spent += more
+      }
+      return bytes
+    },
+    checkInflation: (names) => {
+      const more = cost(names)
+      if (spent + more > inflateBudget) {
+        fail(file, `its deflated entries would inflate to ${spent + more} bytes in all, over ${budgetText}`)
+      }
+    },
+  }
 }
 
 /** Whether `buf` starts like a ZIP archive (a local header, or the end record of an empty one). */
@@ -188,7 +239,7 @@ function decodeName(file: string, bytes: Uint8Array, at: number): string {
 
 /** Sizes and offset of 0xffffffff (disk 0xffff) are in the zip64 extra field (id 1), in that order. */
 function applyZip64Extra(file: string, e: ZipEntry, disk: number, extra: Buffer): void {
-  const where = `ZIP entry '${e.name}'`
+  const where = `ZIP entry '${printable(e.name)}'`
   for (let p = 0; p + 4 <= extra.length; ) {
     const id = extra.readUInt16LE(p)
     const len = extra.readUInt16LE(p + 2)
@@ -215,7 +266,7 @@ function applyZip64Extra(file: string, e: ZipEntry, disk: number, extra: Buffer)
 }
 
 function checkEntryKind(file: string, e: ZipEntry): void {
-  const where = `ZIP entry '${e.name}'`
+  const where = `ZIP entry '${printable(e.name)}'`
   if (e.flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION)) fail(file, `${where} is encrypted`)
   if (e.method !== STORED && e.method !== DEFLATED) fail(file, `${where} uses compression method ${e.method} (only stored and deflated entries are supported)`)
   if (e.method === STORED && e.compressedSize !== e.size) {
@@ -238,13 +289,13 @@ function checkLocalHeaders(file: string, buf: Buffer, entries: ZipEntry[], limit
     const cur = sorted[i]!
     const prevEnd = prev.dataOffset + prev.compressedSize
     if (cur.headerOffset < prevEnd) {
-      fail(file, `ZIP entry '${cur.name}' starts at byte ${cur.headerOffset}, inside entry '${prev.name}' (which ends at ${prevEnd}): bad offsets`)
+      fail(file, `ZIP entry '${printable(cur.name)}' starts at byte ${cur.headerOffset}, inside entry '${printable(prev.name)}' (which ends at ${prevEnd}): bad offsets`)
     }
   }
 }
 
 function checkLocalHeader(file: string, buf: Buffer, e: ZipEntry, limit: number): number {
-  const where = `ZIP entry '${e.name}'`
+  const where = `ZIP entry '${printable(e.name)}'`
   const at = e.headerOffset
   if (at + LOCAL_LEN > limit) fail(file, `${where}: local header offset ${at} is past the entries' area (${limit} bytes): bad offset`)
   if (buf.readUInt32LE(at) !== LOCAL_SIG) fail(file, `${where}: no local header at byte ${at}: bad offset`)
@@ -270,15 +321,15 @@ function checkLocalSizes(file: string, buf: Buffer, e: ZipEntry, at: number): vo
   const comp = buf.readUInt32LE(at + 18)
   const size = buf.readUInt32LE(at + 22)
   const sizesAgree = (comp === U32_MAX || comp === e.compressedSize) && (size === U32_MAX || size === e.size)
-  if (crc !== e.crc32 || !sizesAgree) fail(file, `ZIP entry '${e.name}': local header and central directory disagree on CRC or sizes`)
+  if (crc !== e.crc32 || !sizesAgree) fail(file, `ZIP entry '${printable(e.name)}': local header and central directory disagree on CRC or sizes`)
 }
 
 function readEntry(file: string, buf: Buffer, entries: Map<string, ZipEntry>, name: string): Uint8Array {
   const e = entries.get(name)
-  if (!e) fail(file, `no ZIP entry '${name}'`)
+  if (!e) fail(file, `no ZIP entry '${printable(name)}'`)
   const raw = buf.subarray(e.dataOffset, e.dataOffset + e.compressedSize)
   const bytes = e.method === STORED ? raw : inflate(file, e, raw)
-  if (e.crc32 !== 0 && crc32(bytes) !== e.crc32) fail(file, `ZIP entry '${name}': CRC-32 mismatch (the file is damaged)`)
+  if (e.crc32 !== 0 && crc32(bytes) !== e.crc32) fail(file, `ZIP entry '${printable(name)}': CRC-32 mismatch (the file is damaged)`)
   return bytes
 }
 
@@ -287,9 +338,9 @@ function inflate(file: string, e: ZipEntry, raw: Uint8Array): Uint8Array {
   try {
     out = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size) })
   } catch (err) {
-    fail(file, `ZIP entry '${e.name}': cannot inflate (${(err as Error).message.split('\n')[0]})`)
+    fail(file, `ZIP entry '${printable(e.name)}': cannot inflate (${(err as Error).message.split('\n')[0]})`)
   }
-  if (out.length !== e.size) fail(file, `ZIP entry '${e.name}': inflates to ${out.length} bytes, not the ${e.size} its header says`)
+  if (out.length !== e.size) fail(file, `ZIP entry '${printable(e.name)}': inflates to ${out.length} bytes, not the ${e.size} its header says`)
   return out
 }
 

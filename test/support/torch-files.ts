@@ -12,6 +12,11 @@ export interface ZipInput {
   data: Uint8Array
   /** Deflate this entry (method 8). */
   deflate?: boolean
+  /**
+   * An entry deflated already (method 8): `data` is ignored, `body` is written as the compressed
+   * bytes and `size` as the inflated size, with CRC 0 (unchecked, as torch.load allows).
+   */
+  deflated?: { body: Uint8Array; size: number }
 }
 
 export interface ZipOptions {
@@ -26,9 +31,11 @@ export function makeZip(inputs: ZipInput[], opts: ZipOptions = {}): Buffer {
   let offset = 0
   for (const input of inputs) {
     const name = Buffer.from(input.name, 'utf8')
-    const body = input.deflate ? zlib.deflateRawSync(input.data) : Buffer.from(input.data)
-    const crc = crc32(input.data)
-    const method = input.deflate ? 8 : 0
+    const pre = input.deflated
+    const body = pre ? Buffer.from(pre.body) : input.deflate ? zlib.deflateRawSync(input.data) : Buffer.from(input.data)
+    const crc = pre ? 0 : crc32(input.data)
+    const method = pre || input.deflate ? 8 : 0
+    const size = pre ? pre.size : input.data.byteLength
     const local = Buffer.alloc(30)
     local.writeUInt32LE(0x04034b50, 0)
     local.writeUInt16LE(20, 4)
@@ -36,10 +43,10 @@ export function makeZip(inputs: ZipInput[], opts: ZipOptions = {}): Buffer {
     local.writeUInt16LE(method, 8)
     local.writeUInt32LE(crc, 14)
     local.writeUInt32LE(body.length, 18)
-    local.writeUInt32LE(input.data.byteLength, 22)
+    local.writeUInt32LE(size, 22)
     local.writeUInt16LE(name.length, 26)
     parts.push(local, name, body)
-    central.push(centralEntry(name, method, crc, body.length, input.data.byteLength, offset, opts.zip64 ?? false))
+    central.push(centralEntry(name, method, crc, body.length, size, offset, opts.zip64 ?? false))
     offset += local.length + name.length + body.length
   }
   const cd = Buffer.concat(central)
@@ -147,6 +154,9 @@ export const op = {
   ints: (ns: readonly (number | bigint)[]) => [...op.mark, ...ns.flatMap((n) => op.int(n)), ...op.tuple],
   binput: (i: number) => [0x71, i],
   binget: (i: number) => [0x68, i],
+  longBinput: (i: number) => [0x72, i & 0xff, (i >>> 8) & 0xff, (i >>> 16) & 0xff, i >>> 24],
+  longBinget: (i: number) => [0x6a, i & 0xff, (i >>> 8) & 0xff, (i >>> 16) & 0xff, i >>> 24],
+  pop: [0x30],
 }
 
 export interface TensorSpec {
@@ -189,10 +199,16 @@ export function dictPickle(items: [string, number[]][]): Uint8Array {
 }
 
 /** A torch.save-shaped ZIP: archive/data.pkl, archive/byteorder, archive/data/<key> for each storage. */
-export function torchZip(pkl: Uint8Array, storages: Record<string, Uint8Array>, opts: ZipOptions & { byteorder?: string; deflatePickle?: boolean } = {}): Buffer {
-  const entries: ZipInput[] = [{ name: 'archive/data.pkl', data: pkl, deflate: opts.deflatePickle ?? false }]
+export function torchZip(
+  pkl: Uint8Array | ZipInput['deflated'],
+  storages: Record<string, Uint8Array | ZipInput['deflated']>,
+  opts: ZipOptions & { byteorder?: string; deflatePickle?: boolean } = {},
+): Buffer {
+  const entry = (name: string, data: Uint8Array | ZipInput['deflated'], deflate = false): ZipInput =>
+    data instanceof Uint8Array ? { name, data, deflate } : { name, data: new Uint8Array(0), deflated: data }
+  const entries: ZipInput[] = [entry('archive/data.pkl', pkl, opts.deflatePickle ?? false)]
   entries.push({ name: 'archive/byteorder', data: Buffer.from(opts.byteorder ?? 'little') })
-  for (const [key, data] of Object.entries(storages)) entries.push({ name: `archive/data/${key}`, data })
+  for (const [key, data] of Object.entries(storages)) entries.push(entry(`archive/data/${key}`, data))
   entries.push({ name: 'archive/version', data: Buffer.from('3\n') })
   return makeZip(entries, opts)
 }
@@ -219,6 +235,21 @@ export function legacyFile(main: Uint8Array, storages: [key: string, numel: numb
     parts.push(n, bytes)
   }
   return Buffer.concat(parts)
+}
+
+/**
+ * A raw deflate stream that inflates to `size` zero bytes, made without allocating them: one MiB
+ * of zeros deflated with a sync flush (byte-aligned, and its back-references reach only zeros) is
+ * repeated, then the rest and a final empty block. About 1 KB per MiB.
+ */
+export function deflatedZeros(size: number): { body: Uint8Array; size: number } {
+  const MiB = 1 << 20
+  const sync = { level: 9, finishFlush: zlib.constants.Z_SYNC_FLUSH }
+  const chunk = zlib.deflateRawSync(Buffer.alloc(MiB), sync)
+  const parts: Buffer[] = new Array<Buffer>(Math.floor(size / MiB)).fill(chunk)
+  if (size % MiB) parts.push(zlib.deflateRawSync(Buffer.alloc(size % MiB), sync))
+  parts.push(Buffer.from([0x03, 0x00]))
+  return { body: Buffer.concat(parts), size }
 }
 
 export function floats(...values: number[]): Uint8Array {
