@@ -22,6 +22,7 @@ import {
   type TextInput,
 } from '../src/tokenizer/index.js'
 import { readConfig } from '../src/checkpoint/config.js'
+import { superLinearReason } from '../src/tokenizer/pattern.js'
 
 const MLM = fixtureDir('albert-mlm')
 const SPIECE = path.join(MLM, 'spiece.model')
@@ -344,6 +345,129 @@ describe('hostile tokenizer files', () => {
     fs.writeFileSync(path.join(badJson, 'tokenizer.json'), '{"model": ')
     assert.throws(() => openTokenizer(badJson), (e: unknown) => e instanceof UserError && /tokenizer\.json: not valid JSON/.test(e.message))
     fs.writeFileSync(path.join(badJson, 'tokenizer.json'), '{"model": {"type": "Nonesuch"}, "added_tokens": []}')
-    assert.throws(() => openTokenizer(badJson), (e: unknown) => e instanceof UserError && /tokenizer\.json: cannot load this tokenizer/.test(e.message))
+    assert.throws(() => openTokenizer(badJson), (e: unknown) => e instanceof UserError && e.message === `${path.join(badJson, 'tokenizer.json')}: model.type 'Nonesuch' is not one of Unigram, WordPiece, BPE`)
+  })
+})
+
+describe('linear-time patterns', () => {
+  it('passes the shapes ALBERT-family tokenizers use', () => {
+    for (const p of [' {2,}', '\\s+', '\\p{N}{1,3}', "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}", '``', '[[:alpha:]]+', '(?<w>ab)|c+', 'a{1,3}?b', 'x*', '', '𝒜+']) {
+      assert.equal(superLinearReason(p), undefined, p)
+    }
+  })
+
+  it('refuses what backtracks more than linearly, saying why', () => {
+    const cases: [string, string][] = [
+      ['(a+)+$', "an unbounded repeat at offset 4 applies to a group; '+', '*' and '{n,}' may only repeat one character"],
+      ['(a|a)*', "an unbounded repeat at offset 5 applies to a group; '+', '*' and '{n,}' may only repeat one character"],
+      ['a+b', "an unbounded repeat at offset 1 is followed by more pattern; '+', '*' and '{n,}' may only end an alternative"],
+      ['\\s+(?!\\S)', "an unbounded repeat at offset 2 is followed by more pattern; '+', '*' and '{n,}' may only end an alternative"],
+      ['(a|a){30}', 'up to millions of ways to match at each position, reading up to 30 characters each (at most 256 ways × characters)'],
+      ['\\p{L}{1,100}', 'up to 100 ways to match at each position, reading up to 100 characters each (at most 256 ways × characters)'],
+      ['(a)\\1', "a backreference ('\\1') at offset 3, which no linear-time engine can match"],
+      ['(?<x>a)\\k<x>', "a backreference ('\\k') at offset 7, which no linear-time engine can match"],
+      ['(?>a)', "an unsupported group '(?>' at offset 0 (atomic groups, conditionals, comments and subroutines are refused)"],
+      ['a++', 'a repeat of a repeat at offset 1 (nested or possessive quantifier)'],
+      ['a{2000}', 'a repeat count above 1000 at offset 1'],
+      ['[a-z', 'the character class opened at offset 0 is not closed'],
+      ['(ab', 'the group opened at offset 0 is not closed'],
+      ['ab)', "an unmatched ')' at offset 2"],
+      ['x'.repeat(1025), '1025 characters long, more than 1024'],
+    ]
+    for (const [p, why] of cases) assert.equal(superLinearReason(p), why, p)
+  })
+
+  it('the refused shapes really are slow in JavaScript, the passed ones are not', () => {
+    const time = (source: string, text: string) => {
+      const t0 = performance.now()
+      text.replaceAll(new RegExp(source, 'gu'), '')
+      return performance.now() - t0
+    }
+    const run = 'a'.repeat(20_000)
+    assert.ok(time('a+b', run) > 20 * time('a+', run), 'a+b is quadratic where a+ is linear')
+    assert.ok(time('(a+)+$', 'a'.repeat(22) + '!') > 10 * time('a+', 'a'.repeat(22) + '!'), '(a+)+$ is exponential')
+  })
+})
+
+describe('tokenizer.json limits', () => {
+  const dir = tempDir('albertkit-tok-limits-')
+  const base = () => readJson(path.join(MLM, 'tokenizer.json'))
+  let k = 0
+  /** openTokenizer on the fixture's tokenizer.json edited by `edit` (and a tokenizer_config.json); the message, or '' when it opens. */
+  function open(edit: (j: Record<string, any>) => void, config?: Record<string, unknown>): { file: string; message: string } {
+    const folder = path.join(dir, String(k++))
+    fs.mkdirSync(folder)
+    const j = base()
+    edit(j)
+    const file = path.join(folder, 'tokenizer.json')
+    fs.writeFileSync(file, JSON.stringify(j))
+    if (config) fs.writeFileSync(path.join(folder, 'tokenizer_config.json'), JSON.stringify(config))
+    try {
+      openTokenizer(folder)
+      return { file, message: '' }
+    } catch (e) {
+      assert.ok(e instanceof UserError, `a UserError: ${e}`)
+      return { file, message: e.message }
+    }
+  }
+  const refusedWith = (r: { file: string; message: string }, problem: string) => assert.equal(r.message, `${r.file}: ${problem}`)
+
+  it('opens the committed tokenizers unchanged', () => {
+    assert.equal(open(() => {}).message, '')
+  })
+
+  it('refuses replacements JavaScript would read as patterns ($&, $`) and long ones', () => {
+    refusedWith(
+      open((j) => j.normalizer.normalizers.push({ type: 'Replace', pattern: { String: 'a' }, content: '$`' })),
+      "normalizer.normalizers[6].content '$`' holds '$', which the JavaScript tokenizer would read as a replacement pattern",
+    )
+    refusedWith(open((j) => (j.pre_tokenizer.pretokenizers[1].replacement = '▁'.repeat(17))), 'pre_tokenizer.pretokenizers[1].replacement is 17 characters long, more than 16')
+  })
+
+  it('refuses a FixedLength of 0 (an endless loop), a huge WordPiece word limit, deep Sequences', () => {
+    refusedWith(open((j) => (j.pre_tokenizer = { type: 'FixedLength', length: 0 })), 'pre_tokenizer.length must be an integer from 1 to 65536, got 0')
+    refusedWith(
+      open((j) => (j.model = { type: 'WordPiece', vocab: { '[UNK]': 0, a: 1 }, unk_token: '[UNK]', max_input_chars_per_word: 1e9 })),
+      'model.max_input_chars_per_word must be an integer from 1 to 100, got 1000000000',
+    )
+    let deep: Record<string, unknown> = { type: 'Lowercase' }
+    for (let i = 0; i < 5; i++) deep = { type: 'Sequence', normalizers: [deep] }
+    refusedWith(open((j) => (j.normalizer = deep)), 'normalizer.normalizers[0].normalizers[0].normalizers[0].normalizers[0] nests Sequences more than 4 deep')
+  })
+
+  it('refuses malformed post-processors field by field', () => {
+    refusedWith(open((j) => (j.post_processor.single[1] = { Nonsense: {} })), 'post_processor.single[1] must be {"SpecialToken": {...}} or {"Sequence": {...}}, got {"Nonsense":{}}')
+    refusedWith(open((j) => (j.post_processor.pair[3].Sequence.id = 'C')), "post_processor.pair[3].Sequence.id must be \"A\" or \"B\", got 'C'")
+    refusedWith(open((j) => (j.post_processor = { type: 'BertProcessing', cls: ['[CLS]'], sep: ['[SEP]', 3] })), 'post_processor.cls[1] must be an integer from 0 to 2147483647, got undefined')
+  })
+
+  it('refuses too many added tokens or special tokens, and escapes what it quotes', () => {
+    refusedWith(
+      open((j) => {
+        for (let i = 0; i < 4100; i++) j.added_tokens.push({ id: 200 + i, content: `<extra_${i}>`, special: true })
+      }),
+      'added_tokens has 4105 entries, more than the 4096 albertkit loads',
+    )
+    const config = { additional_special_tokens: Array.from({ length: 5000 }, (_, i) => `<s${i}>`) }
+    const r = open(() => {}, config)
+    assert.equal(r.message, `${path.join(path.dirname(r.file), 'tokenizer_config.json')}: additional_special_tokens has 5000 entries, more than the 4096 albertkit loads`)
+    refusedWith(open((j) => (j.normalizer.type = 'Evil\x1b[2J')), "normalizer.type 'Evil\\x1b[2J' is not one of BertNormalizer, Precompiled, Sequence, Replace, NFC, NFD, NFKC, NFKD, Strip, StripAccents, Lowercase, Prepend")
+  })
+
+  it('bounds the work on each text: a long text, a pre-tokenizer that multiplies it', () => {
+    const tok = openTokenizer(MLM)
+    assert.throws(() => encodeTexts(tok, [{ text: 'ok' }, { text: 'a'.repeat(40_000) }], { maxLength: 512 }), (e: unknown) => e instanceof UserError && e.message === 'text 2: 40000 characters, more than the 32768 a text may have')
+    const long = open((j) => j.normalizer.normalizers.push({ type: 'Replace', pattern: { String: 'a' }, content: 'aaa' }))
+    assert.throws(
+      () => encodeTexts(openTokenizer(path.dirname(long.file)), [{ text: 'a'.repeat(30_000) }], { maxLength: 512 }),
+      (e: unknown) => e instanceof UserError && e.message === `${long.file}: text 1 has a word of 90001 characters after normalization, more than 65536`,
+    )
+    const r = open((j) => (j.pre_tokenizer = { type: 'Sequence', pretokenizers: Array.from({ length: 6 }, () => ({ type: 'Replace', pattern: { String: ' ' }, content: '    ' })) }))
+    assert.equal(r.message, '')
+    const grown = openTokenizer(path.dirname(r.file))
+    assert.throws(
+      () => encodeTexts(grown, [{ text: 'a b c d e f g h i j' }, { text: ' '.repeat(30_000) }], { maxLength: 512 }),
+      (e: unknown) => e instanceof UserError && e.message === `${r.file}: pre_tokenizer.pretokenizers[1] (Replace) turns text 2 into more than 262144 characters`,
+    )
   })
 })

@@ -6,7 +6,7 @@ import { DEFAULT_INPUTS, type InputRequest, type Thresholds } from '../verify/ve
 import { UserError, fail } from '../util/errors.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
 import type { Task } from '../builder/albert.js'
-import { textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
+import { LIMITS, textFeeds, textTooLong, textsTooMany, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 
 export const verifyFlags = {
   seed: Flags.integer({ description: 'seed of the random verification inputs', default: DEFAULT_INPUTS.seed }),
@@ -72,19 +72,26 @@ function textInput(line: string, where: string, file?: string): TextInput {
     if (file) fail(file, `${where}: ${problem}`)
     throw new UserError(`${where}: ${problem}`)
   }
-  const parts = line.split('\t')
-  if (parts.length > 2) complain(`${parts.length - 1} TABs; one TAB separates a pair (question<TAB>context), texts cannot contain more`)
+  const long = textTooLong({ text: line })
+  if (long) complain(long)
+  const parts = line.split('\t', 3)
+  if (parts.length > 2) complain(`${line.split('\t').length - 1} TABs; one TAB separates a pair (question<TAB>context), texts cannot contain more`)
   const [text = '', pair] = parts
   if (text.trim() === '') complain(pair === undefined ? 'empty text' : 'empty text before the TAB')
   if (pair !== undefined && pair.trim() === '') complain('empty second text after the TAB')
   return pair === undefined ? { text } : { text, pair }
 }
 
-/** Texts from a file: one per line, a TAB splitting a pair, blank lines skipped. */
+/** The most bytes a text file may have: LIMITS.totalTextChars characters of up to 4 UTF-8 bytes. */
+export const TEXT_FILE_BYTES = 4 * LIMITS.totalTextChars
+
+/** Texts from a file: one per line, a TAB splitting a pair, blank lines skipped; its size checked before it is read. */
 export function readTextFile(file: string): TextInput[] {
   let bytes: Buffer
   try {
-    if (!fs.statSync(file).isFile()) fail(file, 'not a file')
+    const stat = fs.statSync(file)
+    if (!stat.isFile()) fail(file, 'not a file')
+    if (stat.size > TEXT_FILE_BYTES) fail(file, `is ${stat.size} bytes, more than the ${TEXT_FILE_BYTES} a text file may have (split it over several runs)`)
     bytes = fs.readFileSync(file)
   } catch (e) {
     if (e instanceof UserError) throw e
@@ -98,12 +105,19 @@ export function readTextFile(file: string): TextInput[] {
     fail(file, 'not UTF-8 text')
   }
   const texts: TextInput[] = []
-  text
-    .replace(/^\uFEFF/, '')
-    .split(/\r?\n/)
-    .forEach((line, i) => {
-      if (line.trim() !== '') texts.push(textInput(line, `line ${i + 1}`, file))
-    })
+  let chars = 0
+  let start = text.startsWith('\uFEFF') ? 1 : 0
+  for (let i = 1; start <= text.length; i++) {
+    const newline = text.indexOf('\n', start)
+    const end = newline < 0 ? text.length : newline
+    const line = text.slice(start, end > start && text[end - 1] === '\r' ? end - 1 : end)
+    start = end + 1
+    if (line.trim() === '') continue
+    texts.push(textInput(line, `line ${i}`, file))
+    chars += line.length
+    if (texts.length > LIMITS.texts) fail(file, `has more than ${LIMITS.texts} texts, the most one run verifies (split it over several runs)`)
+    if (chars > LIMITS.totalTextChars) fail(file, `has more than ${LIMITS.totalTextChars} characters of text, the most one run verifies (split it over several runs)`)
+  }
   if (texts.length === 0) fail(file, 'no texts (the file is empty or has only blank lines)')
   return texts
 }
@@ -112,7 +126,10 @@ export function readTextFile(file: string): TextInput[] {
 export function textsFrom(flags: { text?: string[] | undefined; 'text-file'?: string | undefined }): { texts: TextInput[]; source: string } | undefined {
   if (flags['text-file'] !== undefined) return { texts: readTextFile(flags['text-file']), source: flags['text-file'] }
   if (flags.text !== undefined && flags.text.length > 0) {
-    return { texts: flags.text.map((t, i) => textInput(t, `--text #${i + 1}`)), source: '--text' }
+    const texts = flags.text.map((t, i) => textInput(t, `--text #${i + 1}`))
+    const many = textsTooMany(texts.length, texts.reduce((n, t) => n + t.text.length + (t.pair?.length ?? 0), 0))
+    if (many) throw new UserError(`--text: ${many}`)
+    return { texts, source: '--text' }
   }
   return undefined
 }

@@ -3,6 +3,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Model, Value } from '../ir/graph.js'
 import { fail, describe } from '../util/errors.js'
+import { printable } from '../util/printable.js'
+import { readExactly } from '../checkpoint/read.js'
 import { writeFilesAtomic, writePiecesAtomic } from '../util/atomic.js'
 import { DecodeError, decodeModel, type ExternalRef } from './decode.js'
 import { encodeModel, type ExternalPlacement } from './encode.js'
@@ -11,37 +13,93 @@ import { concatPieces } from './wire.js'
 /** protobuf cannot hold a message of 2 GiB or more. */
 export const PROTOBUF_LIMIT = 2 ** 31 - 1
 
-/** Load a model file; tensors stored in external files beside it are read (each file once). */
+/** A regular file opened for reading without blocking on a FIFO; its fd and size, or the reason it cannot be read. */
+function openRegular(file: string): { fd: number; size: number } | { problem: string } {
+  let fd: number
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+  } catch (e) {
+    return { problem: `cannot read: ${(e as NodeJS.ErrnoException).code ?? describe(e)}` }
+  }
+  const stat = fs.fstatSync(fd)
+  if (!stat.isFile()) {
+    fs.closeSync(fd)
+    return { problem: 'not a regular file' }
+  }
+  return { fd, size: stat.size }
+}
+
+interface ExternalFile {
+  fd: number
+  size: number
+  /** byte ranges already read, by "offset:length": tensors that share bytes share one copy */
+  ranges: Map<string, Uint8Array>
+  /** bytes read so far: never more than the file holds */
+  read: number
+}
+
+/**
+ * Load a model file; tensors stored in external files beside it are read range by range. An
+ * external file must resolve (symlinks followed) to a regular file inside the model's folder, each
+ * tensor's bytes must lie within its real size, and no more bytes are read from it than it holds
+ * (tensors whose ranges overlap are refused, except exact repeats, which share one copy).
+ */
 export function readModelFile(file: string): Model {
+  const opened = openRegular(file)
+  if ('problem' in opened) fail(file, opened.problem)
   let bytes: Buffer
   try {
-    bytes = fs.readFileSync(file)
-  } catch (e) {
-    fail(file, `cannot read: ${describe(e)}`)
+    if (opened.size > PROTOBUF_LIMIT) fail(file, `is ${opened.size} bytes, more than protobuf's 2 GiB limit for a model file`)
+    bytes = Buffer.allocUnsafe(opened.size)
+    readExactly(opened.fd, bytes, 0, file)
+  } finally {
+    fs.closeSync(opened.fd)
   }
   const dir = path.dirname(path.resolve(file))
-  const files = new Map<string, Buffer>()
+  let realDir: string | undefined
+  const files = new Map<string, ExternalFile>()
+  const openExternal = (ref: ExternalRef): ExternalFile => {
+    const shown = `tensor '${printable(ref.tensorName)}': external data '${printable(ref.location)}'`
+    let real: string
+    try {
+      real = fs.realpathSync(path.join(dir, ref.location))
+      realDir ??= fs.realpathSync(dir)
+    } catch (e) {
+      throw new DecodeError(`${shown} cannot be read: ${(e as NodeJS.ErrnoException).code ?? describe(e)}`)
+    }
+    const rel = path.relative(realDir, real)
+    if (rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
+      throw new DecodeError(`${shown} resolves to '${printable(real)}', outside the model's folder`)
+    }
+    const f = openRegular(real)
+    if ('problem' in f) throw new DecodeError(`${shown} is ${f.problem === 'not a regular file' ? f.problem : `unreadable (${f.problem})`}`)
+    return { ...f, ranges: new Map(), read: 0 }
+  }
   const external = (ref: ExternalRef): Uint8Array => {
     if (path.isAbsolute(ref.location) || ref.location.split(/[\\/]/).includes('..')) {
-      throw new DecodeError(`tensor '${ref.tensorName}' points outside the model's folder ('${ref.location}')`)
+      throw new DecodeError(`tensor '${printable(ref.tensorName)}' points outside the model's folder ('${printable(ref.location)}')`)
     }
-    let data = files.get(ref.location)
+    let f = files.get(ref.location)
+    if (!f) {
+      f = openExternal(ref)
+      files.set(ref.location, f)
+    }
+    const length = ref.length ?? f.size - ref.offset
+    if (ref.offset > f.size || length > f.size - ref.offset) {
+      throw new DecodeError(`tensor '${printable(ref.tensorName)}' needs bytes ${ref.offset}..${ref.offset + length} of '${printable(ref.location)}', which has ${f.size}`)
+    }
+    const key = `${ref.offset}:${length}`
+    let data = f.ranges.get(key)
     if (!data) {
-      const where = path.join(dir, ref.location)
-      try {
-        data = fs.readFileSync(where)
-      } catch (e) {
-        throw new DecodeError(`tensor '${ref.tensorName}': cannot read external data '${ref.location}': ${describe(e)}`)
+      if (f.read + length > f.size) {
+        throw new DecodeError(`tensor '${printable(ref.tensorName)}' overlaps other tensors in '${printable(ref.location)}': together they ask for more than its ${f.size} bytes`)
       }
-      files.set(ref.location, data)
+      data = Buffer.allocUnsafe(length)
+      readExactly(f.fd, data, ref.offset, path.join(dir, ref.location))
+      f.read += length
+      f.ranges.set(key, data)
     }
-    const length = ref.length ?? data.byteLength - ref.offset
-    if (ref.offset + length > data.byteLength) {
-      throw new DecodeError(
-        `tensor '${ref.tensorName}' needs bytes ${ref.offset}..${ref.offset + length} of '${ref.location}', which has ${data.byteLength}`,
-      )
-    }
-    return data.subarray(ref.offset, ref.offset + length)
+    return data
   }
   let model: Model
   try {
@@ -49,6 +107,8 @@ export function readModelFile(file: string): Model {
   } catch (e) {
     if (e instanceof DecodeError || e instanceof RangeError) fail(file, e.message)
     throw e
+  } finally {
+    for (const f of files.values()) fs.closeSync(f.fd)
   }
   try {
     model.graph.toposort()

@@ -6,6 +6,7 @@ import { readSafetensors } from '../checkpoint/safetensors.js'
 import { buildAlbert, resolveTask } from '../builder/albert.js'
 import { modelBytes, readModelFile } from '../onnx/file.js'
 import { fail } from '../util/errors.js'
+import { ModelRunError } from '../verify/runtime.js'
 import { silentProgress, type Progress } from '../util/progress.js'
 import { textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import {
@@ -79,6 +80,22 @@ export function describeTextInputs(t: TextFeeds): string {
   return `${t.rows.length} text${t.rows.length === 1 ? '' : 's'} from ${t.source}, ${t.longest} tokens (longest)`
 }
 
+/**
+ * `work`, with onnxruntime's refusals of a user's files as input errors: a candidate it cannot
+ * load or run names the candidate, inputs that do not fit name the --inputs file. Anything else
+ * (albertkit's own reference graph failing) stays an internal error.
+ */
+async function blaming<T>(candidate: string | undefined, inputs: string | undefined, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (e) {
+    if (!(e instanceof ModelRunError)) throw e
+    if (inputs && (e.stage === 'inputs' || !candidate)) fail(inputs, `cannot drive ${candidate ?? "albertkit's reference graph"}: ${e.message}`)
+    if (candidate) fail(candidate, e.message)
+    throw e
+  }
+}
+
 export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   const progress = opts.progress ?? silentProgress
   // Everything is read (checkpoint, inputs, candidates) before anything runs: a bad file stops the
@@ -103,14 +120,15 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   let reference = golden
   if (!reference) {
     const building = progress.start(`running the fp32 reference (${task})`)
-    reference = await referenceOutputs(modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model), feeds)
+    const graph = modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model)
+    reference = await blaming(undefined, opts.inputs, () => referenceOutputs(graph, feeds))
     building.done()
   }
   const checking = progress.start('verifying', candidates.length)
   const artifacts: ArtifactVerdict[] = []
   for (const c of candidates) {
     checking.running(c.path)
-    artifacts.push(...(await verifyCandidates(reference, feeds, [c], opts.thresholds)))
+    artifacts.push(...(await blaming(c.path, opts.inputs, () => verifyCandidates(reference!, feeds, [c], opts.thresholds))))
     checking.tick()
   }
   checking.done(`${artifacts.filter((a) => a.pass).length} of ${artifacts.length} within tolerance`)

@@ -13,9 +13,11 @@ import type { Task } from '../builder/albert.js'
 import { UserError, describe, fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
 import { tokenizerFilesFromSentencepiece, type AlbertTokenizerOptions } from './sentencepiece.js'
+import { LIMITS, boundTokenizerWork, checkTokenizerConfig, checkTokenizerJson } from './limits.js'
 
 export { tokenizerFilesFromSentencepiece, albertTokenizerFiles, parseSentencepiece, readSentencepiece, PieceType } from './sentencepiece.js'
 export type { AlbertTokenizerOptions, TokenizerFiles, SentencePieceModel, Piece } from './sentencepiece.js'
+export { LIMITS } from './limits.js'
 
 /** Files that hold a tokenizer, in order of preference. */
 export const TOKENIZER_FILES = ['tokenizer.json', 'spiece.model', '30k-clean.model'] as const
@@ -28,6 +30,8 @@ export interface TextTokenizer {
   tokenizer: Tokenizer
   /** id written at padded positions */
   padId: number
+  /** starts counting the work on the next text (see boundTokenizerWork) */
+  begin(label: string): void
 }
 
 export interface TextInput {
@@ -53,11 +57,15 @@ export interface EncodedTexts {
   warnings: string[]
 }
 
-function readJson(file: string): Record<string, unknown> {
+/** A JSON object file of at most `maxBytes`, its size checked before it is read. */
+function readJson(file: string, maxBytes: number): Record<string, unknown> {
   let text: string
   try {
+    const size = fs.statSync(file).size
+    if (size > maxBytes) fail(file, `is ${size} bytes, more than the ${maxBytes} albertkit reads from a tokenizer file`)
     text = fs.readFileSync(file, 'utf8')
   } catch (e) {
+    if (e instanceof UserError) throw e
     fail(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? describe(e)}`)
   }
   let json: unknown
@@ -88,7 +96,9 @@ function isFile(p: string): boolean {
 /** A folder's tokenizer_config.json, read strictly; an empty object when there is none. */
 export function readTokenizerConfig(dir: string): { file: string; config: Record<string, unknown> } {
   const file = path.join(dir, 'tokenizer_config.json')
-  return { file, config: isFile(file) ? readJson(file) : {} }
+  const config = isFile(file) ? readJson(file, LIMITS.configFileBytes) : {}
+  checkTokenizerConfig(config, file)
+  return { file, config }
 }
 
 /** The casing options a tokenizer_config.json sets for a SentencePiece model (AlbertTokenizer's defaults otherwise). */
@@ -122,7 +132,7 @@ export function openTokenizer(dir: string): TextTokenizer {
   let json: Record<string, unknown>
   let kind: TextTokenizer['kind']
   if (path.basename(found) === 'tokenizer.json') {
-    json = readJson(found)
+    json = readJson(found, LIMITS.tokenizerFileBytes)
     kind = 'tokenizer.json'
   } else {
     const files = tokenizerFilesFromSentencepiece(found, sentencepieceOptions(config, configFile))
@@ -130,13 +140,17 @@ export function openTokenizer(dir: string): TextTokenizer {
     for (const [k, v] of Object.entries(files['tokenizer_config.json'])) if (!(k in config)) config[k] = v
     kind = 'sentencepiece'
   }
+  // Bounded before the library builds anything: its vocabulary trie, its regexes (which run on a
+  // backtracking engine) and its loops are only as cheap as the file lets them be.
+  checkTokenizerJson(json, found)
   let tokenizer: Tokenizer
   try {
     tokenizer = new Tokenizer(json, config)
   } catch (e) {
     fail(found, `cannot load this tokenizer: ${describe(e)}`)
   }
-  return { file: found, kind, tokenizer, padId: padIdOf(tokenizer, json, config) }
+  const { begin } = boundTokenizerWork(tokenizer, json, found)
+  return { file: found, kind, tokenizer, padId: padIdOf(tokenizer, json, config), begin }
 }
 
 function padIdOf(tokenizer: Tokenizer, json: Record<string, unknown>, config: Record<string, unknown>): number {
@@ -172,6 +186,19 @@ function truncateLongestFirst(a: string[], b: string[] | null, budget: number): 
   return dropped
 }
 
+/** Why one text is too long to encode (LIMITS.textChars), or undefined. */
+export function textTooLong(input: TextInput): string | undefined {
+  const chars = input.text.length + (input.pair?.length ?? 0)
+  return chars > LIMITS.textChars ? `${chars} characters, more than the ${LIMITS.textChars} a text may have` : undefined
+}
+
+/** Why a set of texts is too many or too much to encode in one run, or undefined. */
+export function textsTooMany(count: number, chars: number): string | undefined {
+  if (count > LIMITS.texts) return `${count} texts, more than the ${LIMITS.texts} one run verifies (split them over several runs)`
+  if (chars > LIMITS.totalTextChars) return `${chars} characters of text, more than the ${LIMITS.totalTextChars} one run verifies (split them over several runs)`
+  return undefined
+}
+
 /**
  * Encode texts (and pairs) as the model's input batch: the tokenizer's special tokens and token
  * types, each row cut to `maxLength` tokens where it is longer (longest segment first, special
@@ -179,18 +206,38 @@ function truncateLongestFirst(a: string[], b: string[] | null, budget: number): 
  */
 export function encodeTexts(tok: TextTokenizer, texts: readonly TextInput[], opts: { maxLength: number }): EncodedTexts {
   if (texts.length === 0) throw new UserError('no texts to encode')
+  let chars = 0
+  for (const [r, input] of texts.entries()) {
+    const long = textTooLong(input)
+    if (long) throw new UserError(`text ${r + 1}: ${long}`)
+    chars += input.text.length + (input.pair?.length ?? 0)
+  }
+  const many = textsTooMany(texts.length, chars)
+  if (many) throw new UserError(many)
   const { tokenizer } = tok
   const added = addedTokenIds(tokenizer)
   const unk = tokenizer.model?.unk_token_id
   const warnings: string[] = []
   const typeRows: (number[] | undefined)[] = []
+  /** The library's work on the tokenizer's file: whatever it throws is the file's problem, named. */
+  const library = <T>(r: number, fn: () => T): T => {
+    try {
+      return fn()
+    } catch (e) {
+      if (e instanceof UserError) throw e
+      fail(tok.file, `cannot tokenize text ${r + 1}: ${describe(e)}`)
+    }
+  }
   const rows: EncodedRow[] = texts.map((input, r) => {
-    const a = tokenizer.tokenize(input.text)
-    const b = input.pair !== undefined && input.pair !== '' ? tokenizer.tokenize(input.pair) : null
+    tok.begin(`text ${r + 1}`)
+    const a = library(r, () => tokenizer.tokenize(input.text))
+    const b = input.pair !== undefined && input.pair !== '' ? library(r, () => tokenizer.tokenize(input.pair!)) : null
     const frame = (x: string[], y: string[] | null): { tokens: string[]; types: number[] | undefined } => {
       if (!tokenizer.post_processor) return { tokens: [...x, ...(y ?? [])], types: undefined }
-      const out: { tokens: string[]; token_type_ids?: number[] } = tokenizer.post_processor(x, y, true)
-      return { tokens: out.tokens, types: out.token_type_ids }
+      const out: { tokens?: unknown; token_type_ids?: unknown } = library(r, () => tokenizer.post_processor!(x, y, true))
+      if (!Array.isArray(out.tokens) || !out.tokens.every((t) => typeof t === 'string')) fail(tok.file, `its post_processor gives no tokens for text ${r + 1}`)
+      const types = Array.isArray(out.token_type_ids) && out.token_type_ids.every((t) => Number.isInteger(t)) ? (out.token_type_ids as number[]) : undefined
+      return { tokens: out.tokens as string[], types }
     }
     let framed = frame(a, b)
     let truncated = 0
@@ -212,7 +259,8 @@ export function encodeTexts(tok: TextTokenizer, texts: readonly TextInput[], opt
     typeRows.push(framed.types?.length === ids.length ? framed.types : undefined)
     return row
   })
-  const longest = Math.max(...rows.map((r) => r.ids.length))
+  let longest = 0
+  for (const row of rows) longest = Math.max(longest, row.ids.length)
   const n = rows.length * longest
   const ids = new BigInt64Array(n).fill(BigInt(tok.padId))
   const mask = new BigInt64Array(n)

@@ -9,8 +9,10 @@
  * keep_accents), lowercases (when do_lower_case) and applies the model's precompiled charsmap,
  * whitespace splitting plus Metaspace (▁) before the model, and [CLS] A [SEP] (B [SEP]) after it.
  */
+import fs from 'node:fs'
 import { ProtoReader, WIRE_I32, WIRE_LEN, WIRE_VARINT, WireError } from '../onnx/wire.js'
 import { readWholeFile } from '../checkpoint/read.js'
+import { LIMITS, trieNodes } from './limits.js'
 import { UserError, describe, fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
 
@@ -97,6 +99,7 @@ export function parseSentencepiece(bytes: Uint8Array, file: string): SentencePie
       seen.add(field)
       if (field === 1) {
         rd.expect(wire, WIRE_LEN, 'a piece')
+        if (model.pieces.length === LIMITS.vocabEntries) fail(file, `has more than ${LIMITS.vocabEntries} pieces, the most albertkit loads`)
         model.pieces.push(readPiece(r.message(), rd, model.pieces.length))
       } else if (field === 2) {
         rd.expect(wire, WIRE_LEN, 'trainer_spec')
@@ -140,6 +143,7 @@ function readPiece(r: ProtoReader, rd: SpmReader, index: number): Piece {
     } else r.skip(wire, start)
   }
   if (piece === undefined) rd.problem(`piece ${index} has no text`)
+  if (piece.length > LIMITS.pieceChars) fail(rd.file, `piece ${index} is ${piece.length} characters long, more than the ${LIMITS.pieceChars} albertkit loads`)
   if (!Number.isFinite(score)) rd.problem(`piece ${index} ('${printable(piece)}') has score ${score}`)
   if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) rd.problem(`piece ${index} ('${printable(piece)}') has unknown type ${type}`)
   return { piece, score, type }
@@ -217,6 +221,14 @@ function check(m: SentencePieceModel, rd: SpmReader): void {
     if (before !== undefined) rd.problem(`piece '${printable(p.piece)}' appears twice (ids ${before} and ${i})`)
     seen.set(p.piece, i)
   })
+  // What the tokenizer built from the pieces will hold: a trie over them, and the control and
+  // user-defined pieces as added tokens.
+  const nodes = trieNodes(m.pieces.map((p) => p.piece))
+  if (nodes > LIMITS.trieNodes) fail(rd.file, `its pieces spell ${nodes} distinct prefixes, more than the ${LIMITS.trieNodes} albertkit loads`)
+  const added = m.pieces.filter((p) => p.type === PieceType.CONTROL || p.type === PieceType.USER_DEFINED)
+  if (added.length > LIMITS.addedTokens) fail(rd.file, `has ${added.length} control and user-defined pieces, more than the ${LIMITS.addedTokens} albertkit loads`)
+  const long = added.find((p) => p.piece.length > LIMITS.addedTokenChars)
+  if (long) fail(rd.file, `control or user-defined piece '${printable(long.piece, 40)}' is ${long.piece.length} characters long, more than ${LIMITS.addedTokenChars}`)
   const unk = m.trainer.unkId
   const unknowns = m.pieces.flatMap((p, i) => (p.type === PieceType.UNKNOWN ? [i] : []))
   if (unknowns.length !== 1) rd.problem(`${unknowns.length} pieces have type UNKNOWN, expected exactly 1`)
@@ -231,8 +243,15 @@ function check(m: SentencePieceModel, rd: SpmReader): void {
   }
 }
 
-/** Read and check a SentencePiece model file. */
+/** Read and check a SentencePiece model file (its size checked before it is read). */
 export function readSentencepiece(file: string): SentencePieceModel {
+  let size: number
+  try {
+    size = fs.statSync(file).size
+  } catch (e) {
+    fail(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? describe(e)}`)
+  }
+  if (size > LIMITS.tokenizerFileBytes) fail(file, `is ${size} bytes, more than the ${LIMITS.tokenizerFileBytes} albertkit reads from a tokenizer file`)
   return parseSentencepiece(readWholeFile(file), file)
 }
 
