@@ -1,15 +1,15 @@
 /**
  * Help as oclif users expect it: -h/--help/help [COMMAND], -v/--version/version, "did you mean"
  * for commands and flags (a usage error, never a question), flags grouped by purpose, USAGE lines
- * that say what a command takes, each command's own exit codes. Shell completion from oclif's
- * plugin, offline.
+ * that say what a command takes, each command's own exit codes, and --help read from the oclif
+ * manifest without importing any command. Shell completion from oclif's plugin, offline.
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { Config } from '@oclif/core'
+import { Config, Plugin } from '@oclif/core'
 import { BIN, ROOT, fixtureDir, tempDir } from './support/helpers.js'
 import { FLAG_GROUPS, type ExitCodeRows } from '../src/cli/help.js'
 import { closest, didYouMean } from '../src/cli/suggest.js'
@@ -245,6 +245,56 @@ describe('did you mean', () => {
       assert.equal(r.stdout, '')
     }
     assert.ok(!fs.existsSync(out))
+  })
+})
+
+describe('the oclif manifest', () => {
+  it('is the one the built commands make (npm run build writes it; it is never committed)', async () => {
+    const file = path.join(ROOT, 'oclif.manifest.json')
+    assert.ok(fs.existsSync(file), 'oclif.manifest.json: run npm run build')
+    const plugin = new Plugin({ root: ROOT, type: 'core', isRoot: true, ignoreManifest: true, errorOnManifestCreate: true, respectNoCacheDefault: true })
+    await plugin.load()
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), JSON.parse(JSON.stringify(plugin.manifest)), 'stale: run npm run build')
+    assert.deepEqual(Object.keys(plugin.manifest.commands).sort(), COMMANDS)
+    const ignored = spawnSync('git', ['check-ignore', '-q', 'oclif.manifest.json'], { cwd: ROOT })
+    assert.equal(ignored.status, 0, '.gitignore lists oclif.manifest.json')
+  })
+
+  it('--help imports no command, no pipeline and no onnxruntime: only @oclif/core and the help class', () => {
+    // Every module the process loads: ES modules through a resolve hook, CommonJS from require.cache at exit.
+    const hook = `export async function resolve(s, c, next) { const r = await next(s, c); if (r.url.startsWith('file:')) process.stderr.write('module ' + r.url + '\\n'); return r }`
+    const tracer = [
+      `import { register, createRequire } from 'node:module'`,
+      `register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}))`,
+      `const require = createRequire(${JSON.stringify(BIN)})`,
+      `process.on('exit', () => { for (const k of Object.keys(require.cache)) process.stderr.write('module ' + k + '\\n') })`,
+    ].join('\n')
+    for (const args of [['--help'], ['convert', '--help'], ['-v']]) {
+      const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(tracer)}`, BIN, ...args], { encoding: 'utf8', cwd: ROOT })
+      assert.equal(r.status, 0, r.stderr)
+      const modules = [...new Set(r.stderr.split('\n').filter((l) => l.startsWith('module ')).map((l) => l.slice(7).replace(/^file:\/\//, '')))]
+      const ours = modules.filter((m) => m.startsWith(path.join(ROOT, 'dist'))).map((m) => path.relative(ROOT, m))
+      assert.deepEqual(ours, args[0] === '-v' ? [] : ['dist/src/cli/help.js'], args.join(' '))
+      assert.ok(!modules.some((m) => /onnxruntime|@huggingface|protobuf/.test(m)), args.join(' '))
+      // @oclif/core's execute path and what it needs; all of @oclif/core is ~160, with the commands ~460.
+      assert.ok(modules.length <= 130, `${args.join(' ')}: ${modules.length} modules`)
+    }
+  })
+
+  it('--help starts in about the time of bare Node (a generous bound: npm run bench has the figure)', () => {
+    // Runs alternate so that a busy machine slows both alike; the best of three of each.
+    const [bare, helped]: number[][] = [[], []]
+    for (let i = 0; i < 3; i++) {
+      for (const [times, args] of [[bare, ['-e', '0']], [helped, [BIN, 'convert', '--help']]] as const) {
+        const t = process.hrtime.bigint()
+        const r = spawnSync(process.execPath, args, { stdio: 'ignore' })
+        assert.equal(r.status, 0)
+        times.push(Number(process.hrtime.bigint() - t) / 1e6)
+      }
+    }
+    const [b, h] = [Math.min(...bare), Math.min(...helped)]
+    // About 3 times bare Node on a quiet machine; importing the commands and onnxruntime made it 10.
+    assert.ok(h < 6 * b + 300, `convert --help ${h.toFixed(0)} ms, bare Node ${b.toFixed(0)} ms`)
   })
 })
 

@@ -3,8 +3,12 @@
  * purpose, in a fixed order; tables after the description (a command's static `helpTables`); and
  * an EXIT CODES section listing each command's own codes and their causes (its static `exitCodes`). A help subject that is no command is the same usage
  * error as an unknown command (hooks/command-not-found.ts).
+ *
+ * Every --help goes through this module and oclif.manifest.json alone, without importing any
+ * command: keep its imports to @oclif/core.
  */
-import { CommandHelp, Help, type Command, type Interfaces } from '@oclif/core'
+import { CommandHelp, Help } from '@oclif/core/help'
+import type { Command, Interfaces } from '@oclif/core'
 
 /** Exit codes as a command's --help lists them: each code with its causes for that command. */
 export type ExitCodeRows = readonly (readonly [code: number, causes: string])[]
