@@ -195,7 +195,9 @@ describe('did you mean', () => {
   it('finds near names only', () => {
     assert.deepEqual(closest('forse', ['force', 'out', 'format']), ['force'])
     assert.deepEqual(closest('froce', ['force', 'out']), ['force'], 'two letters swapped')
+    assert.deepEqual(closest('hepl', ['help', 'version']), ['help'])
     assert.deepEqual(closest('out', ['top1', 'json']), [])
+    assert.deepEqual(closest('otu', ['out']), [], 'three letters allow one edit')
     assert.deepEqual(closest('sed', ['seed', 'sequence']), ['seed'])
     assert.deepEqual(closest('cnvert', ['convert', 'inspect']), ['convert'])
     assert.deepEqual(closest('xyz', ['convert', 'inspect', 'optimize', 'verify']), [])
@@ -213,6 +215,7 @@ describe('did you mean', () => {
     }
     const far = albertkit(['transmogrify'])
     assert.equal(far.stderr, "Error: unknown command 'transmogrify' (commands: convert, inspect, optimize, verify; see albertkit --help)\n")
+    assert.equal(albertkit(['-x']).stderr, "Error: unknown flag '-x' (commands: convert, inspect, optimize, verify; see albertkit --help)\n")
     const flag = albertkit(['--hepl'])
     assert.equal(flag.code, 2)
     assert.equal(flag.stderr, "Error: unknown flag '--hepl'; did you mean --help? (commands: convert, inspect, optimize, verify; see albertkit --help)\n")

@@ -69,11 +69,12 @@ export abstract class AlbertkitCommand extends Command {
  */
 export function suggestFlags(err: Error & { flags?: unknown }, flags: Record<string, { char?: string; allowNo?: boolean; type?: string } | undefined>): void {
   if (!Array.isArray(err.flags) || !/^Nonexistent flags?: /.test(err.message)) return
-  const names = ['--help', ...Object.entries(flags).flatMap(([name, f]) => [`--${name}`, ...(f?.type === 'boolean' && f.allowNo ? [`--no-${name}`] : [])])]
+  const names = ['help', ...Object.entries(flags).flatMap(([name, f]) => [name, ...(f?.type === 'boolean' && f.allowNo ? [`no-${name}`] : [])])]
   const hints: string[] = []
   for (const typed of err.flags as unknown[]) {
+    // Long flags only: a mistyped one-letter flag has no near names worth naming.
     if (typeof typed !== 'string' || !typed.startsWith('--')) continue
-    const near = closest(typed.split('=')[0]!, names)
+    const near = closest(typed.slice(2).split('=')[0]!, names).map((n) => `--${n}`)
     if (near.length > 0) hints.push(err.flags.length === 1 ? near.join(' or ') : `${near.join(' or ')} for ${typed}`)
   }
   if (hints.length === 0) return

@@ -1,8 +1,9 @@
 /**
  * albertkit's --help (package.json `oclif.helpClass`): oclif's help with flags shown in groups by
  * purpose, in a fixed order; tables after the description (a command's static `helpTables`); and
- * an EXIT CODES section listing each command's own codes and their causes (its static `exitCodes`). A help subject that is no command is the same usage
- * error as an unknown command (hooks/command-not-found.ts).
+ * an EXIT CODES section listing each command's own codes and their causes (its static
+ * `exitCodes`). A help subject that is no command is the same usage error as an unknown command
+ * (hooks/command-not-found.ts).
  *
  * Every --help goes through this module and oclif.manifest.json alone, without importing any
  * command: keep its imports to @oclif/core.

@@ -3,12 +3,12 @@ import { distance } from 'fastest-levenshtein'
 
 /**
  * The names nearest to `typed` by edit distance (Levenshtein), when they are near enough to be a
- * typo: about one edit in three letters, at least one (`forse` finds `force`, `froce` finds it with
- * two edits, `out` finds nothing in `top1`). Ties all come back, in the order given; none when
- * nothing is close.
+ * typo: one edit in three letters, rounded up, so that two swapped letters (two edits) count from
+ * four letters on (`forse` and `froce` find `force`, `hepl` finds `help`, `out` finds nothing in
+ * `top1`). Ties all come back, in the order given; none when nothing is close.
  */
 export function closest(typed: string, names: readonly string[]): string[] {
-  const limit = Math.max(1, Math.round(typed.length / 3))
+  const limit = Math.max(1, Math.ceil(typed.length / 3))
   let best = Infinity
   let found: string[] = []
   for (const name of names) {
@@ -20,7 +20,7 @@ export function closest(typed: string, names: readonly string[]): string[] {
   return found
 }
 
-/** ` (did you mean X?)`-style text: `X`, `X or Y`, `X, Y or Z`; empty when there is nothing to suggest. */
+/** `did you mean X?`, `X or Y?`, `X, Y or Z?`; empty when there is nothing to suggest. */
 export function didYouMean(suggestions: readonly string[]): string {
   if (suggestions.length === 0) return ''
   const last = suggestions[suggestions.length - 1]!

@@ -14,8 +14,9 @@ const hook: Hook.CommandNotFound = async function (opts) {
   const own = visible.filter((c) => c.pluginName === opts.config.name).map((c) => c.id).sort()
   const word = opts.id.split(':')[0]!
   const flag = word.startsWith('-')
-  const candidates = flag ? ['--help', '-h', '--version', '-v'] : visible.map((c) => c.id).sort()
-  const hint = didYouMean(closest(word, candidates))
+  // Before a command, only --help and --version mean anything (a one-letter flag gets no guess).
+  const near = !flag ? closest(word, visible.map((c) => c.id).sort()) : word.startsWith('--') ? closest(word.slice(2), ['help', 'version']).map((n) => `--${n}`) : []
+  const hint = didYouMean(near)
   const message = `unknown ${flag ? 'flag' : 'command'} '${word}'${hint ? `; ${hint}` : ''} (commands: ${own.join(', ')}; see ${opts.config.bin} --help)`
   if (opts.argv?.includes('--json')) {
     process.stdout.write(JSON.stringify({ error: { message, kind: 'usage', exitCode: EXIT.usage } }, null, 2) + '\n')
