@@ -11,6 +11,7 @@ import { ALBERT_BASE, writeSyntheticCheckpoint } from '../test/support/synthetic
 import { compressionFigures, printCompression, type CompressionFigures } from './compression.js'
 import { chainFigures, printChain, type ChainFigures } from './chain.js'
 import { largeFigures, printLarge, type LargeFigures } from './large.js'
+import { printStartup, startupFigures } from './startup.js'
 
 const RUNS = 5
 
@@ -65,6 +66,9 @@ async function main(): Promise<void> {
   chain = await chainFigures(chainDir, 15)
   printChain(chain)
 
+  const startup = startupFigures()
+  printStartup(startup)
+
   let large: LargeFigures | undefined
   if (process.argv.includes('--large')) {
     large = largeFigures()
@@ -80,6 +84,7 @@ async function main(): Promise<void> {
     convertVerified: { medianSeconds: verified.seconds, medianPeakMB: verified.peakMB, all: verified.runs },
     compression,
     chain,
+    startup,
     large,
   }
   const file = path.join(ROOT, 'bench', 'results.json')

@@ -214,7 +214,7 @@ describe('an unknown command', () => {
   it('is a usage error naming the commands there are, as JSON with --json', () => {
     const plain = albertkit('conver', 'fixtures/albert-mlm')
     assert.equal(plain.code, 2)
-    assert.equal(plain.stderr, "Error: unknown command 'conver' (commands: convert, inspect, optimize, verify; see albertkit --help)\n")
+    assert.equal(plain.stderr, "Error: unknown command 'conver'; did you mean convert? (commands: convert, inspect, optimize, verify; see albertkit --help)\n")
     const json = albertkit('nosuch', '--json')
     assert.equal(json.code, 2)
     assert.deepEqual(JSON.parse(json.stdout), { error: { message: "unknown command 'nosuch' (commands: convert, inspect, optimize, verify; see albertkit --help)", kind: 'usage', exitCode: 2 } })
@@ -317,14 +317,14 @@ describe('--help', () => {
     it(`${c} --help documents exit codes, --json and --quiet, with examples`, () => {
       const r = albertkit(c, '--help')
       assert.equal(r.code, 0)
-      assert.match(r.stdout, /Exit codes \(docs\/exit-codes\.md\):/)
+      assert.match(r.stdout, /^EXIT CODES\n {2}0 +success: [^]*docs\/exit-codes\.md/m)
       assert.match(r.stdout, /^ +2 +usage: /m)
       assert.match(r.stdout, /^ +3 +input\/output: /m)
       assert.match(r.stdout, /^ +4 +internal error/m)
       if (c === 'convert' || c === 'verify') assert.match(r.stdout, /^ +1 +parity check failed/m)
       else assert.doesNotMatch(r.stdout, /parity check failed/)
       assert.match(r.stdout, /-q, --quiet +print nothing on stderr but errors/)
-      assert.match(r.stdout, /--json +Format output as json/)
+      assert.match(r.stdout, /--json +print exactly one JSON document on stdout/)
       assert.match(r.stdout, /EXAMPLES[\s\S]*\$ albertkit [\s\S]*--json/, 'an example shows --json')
     })
   }

@@ -2,6 +2,8 @@ import { Command, Flags } from '@oclif/core'
 import { UsageError, UserError } from '../util/errors.js'
 import { EXIT, classify, isOclifExit } from './exit-codes.js'
 import { createProgress, type Progress } from '../util/progress.js'
+import { closest, didYouMean } from './suggest.js'
+import type { FlagGroup } from './help.js'
 
 /**
  * Every albertkit command. A problem is one line on stderr (set ALBERTKIT_DEBUG=1 for the stack)
@@ -11,7 +13,12 @@ import { createProgress, type Progress } from '../util/progress.js'
  */
 export abstract class AlbertkitCommand extends Command {
   static override baseFlags = {
-    quiet: Flags.boolean({ char: 'q', description: 'print nothing on stderr but errors (no progress, no warnings); results still go to stdout', default: false }),
+    // oclif's own --json ("Format output as json") said nothing of errors or of stderr.
+    json: Flags.boolean({
+      description: 'print exactly one JSON document on stdout and nothing else: the result, or {"error": {"message", "kind", "exitCode"}} for exit codes 2 to 4; progress and warnings stay on stderr',
+      helpGroup: 'OUTPUT' satisfies FlagGroup,
+    }),
+    quiet: Flags.boolean({ char: 'q', description: 'print nothing on stderr but errors (no progress, no warnings); results still go to stdout', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
   }
 
   private reporter: Progress | undefined
@@ -42,6 +49,7 @@ export abstract class AlbertkitCommand extends Command {
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     this.reporter?.close()
     if (isOclifExit(err)) throw err
+    suggestFlags(err, { ...this.ctor.baseFlags, ...this.ctor.flags })
     const c = classify(err, `${this.config.bin} ${this.id ?? ''}`.trim())
     process.stderr.write(`Error: ${c.message}\n`)
     if (process.env.ALBERTKIT_DEBUG) process.stderr.write(`${err.stack}\n`)
@@ -53,6 +61,25 @@ export abstract class AlbertkitCommand extends Command {
     this.reporter?.close()
     return super.finally(err)
   }
+}
+
+/**
+ * oclif's "Nonexistent flag: --forse" with the command's nearest flags: "Nonexistent flag: --forse;
+ * did you mean --force?" (the message is changed in place; other errors are left alone).
+ */
+export function suggestFlags(err: Error & { flags?: unknown }, flags: Record<string, { char?: string; allowNo?: boolean; type?: string } | undefined>): void {
+  if (!Array.isArray(err.flags) || !/^Nonexistent flags?: /.test(err.message)) return
+  const names = ['help', ...Object.entries(flags).flatMap(([name, f]) => [name, ...(f?.type === 'boolean' && f.allowNo ? [`no-${name}`] : [])])]
+  const hints: string[] = []
+  for (const typed of err.flags as unknown[]) {
+    // Long flags only: a mistyped one-letter flag has no near names worth naming.
+    if (typeof typed !== 'string' || !typed.startsWith('--')) continue
+    const near = closest(typed.slice(2).split('=')[0]!, names).map((n) => `--${n}`)
+    if (near.length > 0) hints.push(err.flags.length === 1 ? near.join(' or ') : `${near.join(' or ')} for ${typed}`)
+  }
+  if (hints.length === 0) return
+  const [first = '', ...rest] = err.message.split('\n')
+  err.message = [`${first}; ${didYouMean(hints)}`, ...rest].join('\n')
 }
 
 let interruptHandled = false

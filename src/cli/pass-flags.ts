@@ -2,17 +2,18 @@
 import { Flags } from '@oclif/core'
 import type { PassOptions } from '../passes/pass.js'
 import { UsageError } from '../util/errors.js'
+import type { FlagGroup } from './help.js'
 
 const list = (s: string | undefined) => (s ? s.split(',').map((x) => x.trim()).filter(Boolean) : undefined)
 
 export const passFlags = {
-  'per-tensor': Flags.boolean({ description: 'int8: one scale per weight instead of per output channel', default: false }),
-  'keep-nodes': Flags.string({ description: 'quantize/fp16: comma-separated node names to keep in float32' }),
-  'keep-ops': Flags.string({ description: 'quantize/fp16: comma-separated op types to keep in float32 (e.g. Gather)' }),
-  'standard-ops': Flags.boolean({ description: 'use standard ONNX ops only (no com.microsoft contrib ops)', default: false }),
-  'block-size': Flags.integer({ description: 'int4: weights per quantization block along K', default: 32 }),
-  asymmetric: Flags.boolean({ description: 'int4: asymmetric blocks with zero points', default: false }),
-  refactor: Flags.boolean({ description: 'factorization-check: restore a folded embedding factorization', default: false }),
+  'standard-ops': Flags.boolean({ description: 'standard ONNX ops only, no com.microsoft contrib ops', default: false, helpGroup: 'GRAPH' satisfies FlagGroup }),
+  refactor: Flags.boolean({ description: 'factorization-check: restore a folded embedding factorization', default: false, helpGroup: 'GRAPH' satisfies FlagGroup }),
+  'per-tensor': Flags.boolean({ description: 'int8: one scale per weight instead of one per output channel', default: false, helpGroup: 'QUANTIZATION' satisfies FlagGroup }),
+  'block-size': Flags.integer({ description: 'int4: weights per quantization block along K (a power of two, 16 or more)', default: 32, helpValue: '<n>', helpGroup: 'QUANTIZATION' satisfies FlagGroup }),
+  asymmetric: Flags.boolean({ description: 'int4: asymmetric blocks with zero points', default: false, helpGroup: 'QUANTIZATION' satisfies FlagGroup }),
+  'keep-nodes': Flags.string({ description: 'int8, int4, fp16: comma-separated node names to keep in float32', helpValue: '<names>', helpGroup: 'QUANTIZATION' satisfies FlagGroup }),
+  'keep-ops': Flags.string({ description: 'int8, int4, fp16: comma-separated op types to keep in float32 (e.g. Gather)', helpValue: '<ops>', helpGroup: 'QUANTIZATION' satisfies FlagGroup }),
 }
 
 /** convert and optimize: what each pass did, and on a terminal each step's summary, on stderr. */
@@ -20,6 +21,7 @@ export const verboseFlag = {
   verbose: Flags.boolean({
     description: 'also print what each pass did (nodes, tensors, size, its own figures) and, for convert, each verdict and file as it goes; on a terminal, keep each step\'s summary line',
     default: false,
+    helpGroup: 'OUTPUT' satisfies FlagGroup,
   }),
 }
 

@@ -13,10 +13,13 @@ import { PRECISIONS, type Precision } from '../recipes/precision.js'
 import { TARGETS, type Target } from '../recipes/targets.js'
 import { UsageError, describe } from '../util/errors.js'
 import type { ThresholdOverrides, Thresholds } from '../verify/verify.js'
+import type { FlagGroup } from './help.js'
 
 export const recipeFlag = {
   recipe: Flags.string({
-    description: 'JSON file pinning task, target, precisions, pass options, verification inputs and thresholds (docs/recipe.md); flags given here win over it',
+    description: 'JSON file pinning task, target, precisions, passes, pass options, verification inputs and thresholds (docs/recipe.md); flags typed on the command line win over it',
+    helpValue: '<file>',
+    helpGroup: 'RECIPE' satisfies FlagGroup,
   }),
 }
 

@@ -7,14 +7,15 @@ import { UserError, fail } from '../util/errors.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
 import type { Task } from '../builder/albert.js'
 import { LIMITS, textFeeds, textTooLong, textsTooMany, type TextFeeds, type TextInput } from '../tokenizer/index.js'
+import type { FlagGroup } from './help.js'
 
 export const verifyFlags = {
-  seed: Flags.integer({ description: 'seed of the random verification inputs', default: DEFAULT_INPUTS.seed }),
-  batch: Flags.integer({ description: 'rows of the random verification inputs', default: DEFAULT_INPUTS.batch }),
-  sequence: Flags.integer({ description: `tokens per row of the random verification inputs (default ${DEFAULT_INPUTS.sequence}, or the model's max_position_embeddings when fewer; more than that is refused)` }),
-  'max-abs': Flags.string({ description: 'fail when an output’s max abs error exceeds this (overrides the precision default)' }),
-  cosine: Flags.string({ description: 'fail when an output’s cosine similarity is below this (overrides the precision default)' }),
-  top1: Flags.string({ description: 'fail when top-1 agreement of logits is below this share, 0..1 (overrides the precision default)' }),
+  seed: Flags.integer({ description: 'seed of the random verification inputs', default: DEFAULT_INPUTS.seed, helpValue: '<n>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+  batch: Flags.integer({ description: 'rows of the random verification inputs', default: DEFAULT_INPUTS.batch, helpValue: '<n>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+  sequence: Flags.integer({ description: `tokens per row of the random verification inputs (default ${DEFAULT_INPUTS.sequence}, or the model's max_position_embeddings when fewer; more than that is refused)`, helpValue: '<n>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+  'max-abs': Flags.string({ description: 'fail when an output’s max abs error is above this (instead of the precision’s default)', helpValue: '<x>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+  cosine: Flags.string({ description: 'fail when an output’s cosine similarity is below this (instead of the precision’s default)', helpValue: '<x>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+  top1: Flags.string({ description: 'fail when the top-1 agreement of logits is below this share, 0 to 1 (instead of the precision’s default)', helpValue: '<share>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
 }
 
 function number(name: string, text: string | undefined): number | undefined {
@@ -55,14 +56,18 @@ export function inputSpecFrom(flags: { seed: number; batch: number; sequence?: n
  */
 export const textFlags = {
   text: Flags.string({
-    description: 'verify on this text instead of random inputs, through the checkpoint’s tokenizer (repeatable; a TAB splits a pair: question<TAB>context)',
+    description: 'verify on this text instead of random inputs, through the checkpoint’s tokenizer; repeatable; a TAB splits a pair (question<TAB>context)',
     multiple: true,
     multipleNonGreedy: true,
-    exclusive: ['text-file', 'inputs'],
+    exclusive: ['text-file'],
+    helpValue: '<text>',
+    helpGroup: 'VERIFICATION' satisfies FlagGroup,
   }),
   'text-file': Flags.string({
-    description: 'verify on the texts of this UTF-8 file, one per line (a TAB splits a pair: question<TAB>context; blank lines skipped)',
-    exclusive: ['text', 'inputs'],
+    description: 'verify on the texts of this UTF-8 file, one a line (blank lines skipped); a TAB splits a pair',
+    exclusive: ['text'],
+    helpValue: '<file>',
+    helpGroup: 'VERIFICATION' satisfies FlagGroup,
   }),
 }
 

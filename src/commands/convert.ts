@@ -13,14 +13,19 @@ import { type ParsedFlags, given, readRecipe, recipeFlag, thresholdsWith, withRe
 import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contradictions.js'
 import { formatVerdict } from '../verify/verify.js'
 import { verboseFlag } from '../cli/pass-flags.js'
-import { EXIT_CODES_HELP } from '../cli/help.js'
+import type { ExitCodeRows, FlagGroup } from '../cli/help.js'
+import { EXIT } from '../cli/exit-codes.js'
 
 export default class Convert extends AlbertkitCommand {
   static override summary = 'Build ONNX models from an ALBERT checkpoint.'
-  static override description =
-    'Reads an ALBERT checkpoint — a Hugging Face folder (config.json with model.safetensors, sharded safetensors or pytorch_model.bin) or an original Google TF1 checkpoint — and writes a folder transformers.js loads as it is: <out>/onnx/model.onnx built straight from the weights (opset 17, each shared ALBERT tensor stored once), one more model per --precision or the models of a --target (model_int8.onnx also under transformers.js\'s q8 name, model_quantized.onnx), config.json, the tokenizer files (tokenizer.json made from spiece.model when the checkpoint has none), and <out>/report.json. The head comes from config.architectures unless --task names one. Every model is checked against the fp32 graph — on seeded random inputs, or on real text with --text / --text-file — unless --no-verify. Nothing is left at <out> when anything fails.\n\n' +
-    'Progress goes to stderr (one redrawn line on a terminal, plain lines in CI and pipes); the list of files, or with --json the report, goes to stdout.\n\n' +
-    EXIT_CODES_HELP
+  static override description = [
+    'Reads an ALBERT checkpoint and writes a folder that transformers.js loads as it is. The checkpoint is a Hugging Face folder (config.json with model.safetensors, sharded safetensors or pytorch_model.bin) or an original Google TF1 checkpoint.',
+    'The folder holds onnx/model.onnx, built straight from the weights (opset 17, each shared ALBERT tensor stored once); one more model per --precision, or the models of a --target; config.json; the tokenizer files (tokenizer.json made from spiece.model when the checkpoint has none); and report.json.',
+    'The head comes from config.architectures unless --task names one.',
+    'Every model is checked against the fp32 graph, on seeded random inputs or on real text (--text, --text-file), unless --no-verify.',
+    'Progress goes to stderr: one redrawn line on a terminal, plain lines in CI and pipes. The files written, or with --json the report, go to stdout. Nothing is left at the output folder when anything fails.',
+  ].join('\n\n')
+  static override usage = '<%= command.id %> CHECKPOINT -o <folder> [FLAGS]'
   static override examples = [
     '<%= config.bin %> convert fixtures/albert-mlm --out build/albert-mlm',
     '<%= config.bin %> convert ./my-albert --out ./onnx-albert --task text-classification',
@@ -37,21 +42,28 @@ export default class Convert extends AlbertkitCommand {
       command: '<%= config.bin %> convert ./my-albert --out build/albert --recipe albertkit.json --quiet',
     },
   ]
+  static exitCodes: ExitCodeRows = [
+    [EXIT.ok, 'success: the folder was written and every model is within tolerance'],
+    [EXIT.parity, 'parity check failed: a model is out of tolerance; the folder and its report.json are still written'],
+    [EXIT.usage, 'usage: an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file, an output that --force may not replace; nothing was read or written'],
+    [EXIT.input, 'input/output: an unreadable, malformed or unsupported checkpoint, a bad --text-file or --calibration file, an output folder that exists (no --force) or cannot be written; nothing is left at the output'],
+    [EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'],
+  ]
   static override args = {
     checkpoint: Args.string({ description: 'checkpoint folder (or a file inside it)', required: true }),
   }
   static override flags = {
-    out: Flags.string({ char: 'o', description: 'output folder', required: true }),
-    task: Flags.string({ description: `head to build (default: from config.architectures): ${TASKS.join(', ')}` }),
-    force: Flags.boolean({ char: 'f', description: 'replace the output folder if it exists', default: false }),
-    target: Flags.string({ description: `optimize for a deployment target: ${TARGETS.join(', ')} (fixes the models emitted; see the README)` }),
-    precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (files model.onnx, model_int8.onnx, model_q4.onnx, model_fp16.onnx)`, default: 'fp32' }),
-    'fixed-shape': Flags.string({ description: 'pin batch and sequence sizes to B,S (e.g. 1,128): shape arithmetic folded, attention as 2-D MatMuls at batch 1; models then take exactly [B, S]' }),
-    calibration: Flags.string({ description: 'static int8 (--target mobile): safetensors file of sample inputs (input_ids, attention_mask, token_type_ids) to calibrate activation scales on (default: seeded random inputs)' }),
-    verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true }),
-    ...verifyFlags,
-    ...textFlags,
+    out: Flags.string({ char: 'o', description: 'output folder', required: true, helpValue: '<folder>', helpGroup: 'OUTPUT' satisfies FlagGroup }),
+    force: Flags.boolean({ char: 'f', description: 'replace the output folder if it exists', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
+    task: Flags.string({ description: `head to build, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    target: Flags.string({ description: `the models and passes for a runtime: ${TARGETS.join(', ')} (see the README)`, helpValue: '<target>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (model.onnx, model_int8.onnx, model_q4.onnx, model_fp16.onnx)`, default: 'fp32', helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    'fixed-shape': Flags.string({ description: '--target mobile: pin batch and sequence sizes (e.g. 1,128); the models then take exactly [B, S]', helpValue: '<B,S>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    calibration: Flags.string({ description: '--target mobile: safetensors of sample inputs (input_ids, attention_mask, token_type_ids) to calibrate static int8 on (default: seeded random inputs)', helpValue: '<file>', helpGroup: 'MODEL' satisfies FlagGroup }),
     ...passFlags,
+    verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+    ...textFlags,
+    ...verifyFlags,
     ...recipeFlag,
     ...verboseFlag,
   }

@@ -2,13 +2,17 @@ import { Args } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { inspect, type InspectReport } from '../report/inspect.js'
 import { formatBytes } from './convert.js'
-import { EXIT_CODES_HELP_NO_PARITY } from '../cli/help.js'
+import type { ExitCodeRows } from '../cli/help.js'
+import { EXIT } from '../cli/exit-codes.js'
 
 export default class Inspect extends AlbertkitCommand {
   static override summary = 'Show what an ALBERT checkpoint or ONNX file holds.'
-  static override description =
-    'Prints the config summary, parameters stored, unique (equal tensors counted once) and as-if-unshared (one copy per layer call), bytes per dtype, and the embedding factorization: V, E, H, V·E + E·H parameters against V·H unfactorized.\n\n' +
-    EXIT_CODES_HELP_NO_PARITY
+  static override description = [
+    'Prints the config summary; the parameters stored, unique (equal tensors counted once) and as-if-unshared (one copy per layer call); the bytes per dtype; and for an ONNX file its producer, opsets, inputs, outputs and op counts.',
+    'It also finds the embedding factorization: V, E and H, and V·E + E·H parameters against V·H unfactorized.',
+    'Nothing is written. The summary, or with --json the whole report, goes to stdout.',
+  ].join('\n\n')
+  static override usage = '<%= command.id %> TARGET [FLAGS]'
   static override examples = [
     '<%= config.bin %> inspect fixtures/albert-mlm',
     '<%= config.bin %> inspect build/albert-mlm/onnx/model.onnx --json',
@@ -16,6 +20,12 @@ export default class Inspect extends AlbertkitCommand {
       description: 'The embedding size of a checkpoint, for a script:',
       command: "<%= config.bin %> inspect ./my-albert --json | jq .factorization.E",
     },
+  ]
+  static exitCodes: ExitCodeRows = [
+    [EXIT.ok, 'success: the summary was printed'],
+    [EXIT.usage, 'usage: an unknown flag, a missing or extra argument'],
+    [EXIT.input, 'input/output: a checkpoint or ONNX file that is missing, unreadable, malformed or unsupported'],
+    [EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'],
   ]
   static override args = {
     target: Args.string({ description: 'checkpoint folder or .onnx file', required: true }),

@@ -9,29 +9,45 @@ import { formatBytes } from './convert.js'
 import { passByName } from '../passes/index.js'
 import { type ParsedFlags, readRecipe, recipeFlag, withRecipe } from '../cli/recipe.js'
 import { checkOptimizeFlags, checkVerbosity } from '../cli/contradictions.js'
-import { EXIT_CODES_HELP_NO_PARITY } from '../cli/help.js'
+import type { ExitCodeRows, FlagGroup, HelpTable } from '../cli/help.js'
+import { EXIT } from '../cli/exit-codes.js'
 
 export default class Optimize extends AlbertkitCommand {
   static override summary = 'Run graph passes on any ONNX file.'
-  static override description =
-    `Loads an ONNX model (albertkit's or another exporter's, external data included), runs the passes named by --passes in order, and writes the result. Passes: ${[...PASSES.values()].map((p) => `${p.name} (${p.description})`).join('; ')}.\n\n` +
-    'What each pass did goes to stdout (with --json, the report); progress goes to stderr. A recipe file can pin the passes ("passes") and their options ("options").\n\n' +
-    EXIT_CODES_HELP_NO_PARITY
+  static override description = [
+    'Loads an ONNX model (albertkit’s or another exporter’s, external data included), runs the passes --passes names, in order, and writes the result to a new file.',
+    'What each pass did goes to stdout (with --json, the report); progress goes to stderr.',
+    'A recipe file (--recipe) can pin the passes ("passes") and their options ("options").',
+  ].join('\n\n')
+  static override usage = '<%= command.id %> INPUT -o <file> [FLAGS]'
   static override examples = [
-    '<%= config.bin %> optimize exported/model.onnx --out exported/model_int8.onnx --passes dedup,quantize-int8',
-    '<%= config.bin %> optimize model.onnx --out model_q4.onnx --passes dedup,quantize-int4 --block-size 64',
+    {
+      description: 'Quantize a model another exporter wrote to int8:',
+      command: '<%= config.bin %> optimize exported/model.onnx --out exported/model_int8.onnx --passes dedup,quantize-int8',
+    },
+    {
+      description: 'int4 weights in blocks of 64:',
+      command: '<%= config.bin %> optimize model.onnx --out model_q4.onnx --passes dedup,quantize-int4 --block-size 64',
+    },
     {
       description: 'Passes and options from the repository\'s recipe, the report as JSON, no progress:',
       command: '<%= config.bin %> optimize model.onnx --out model_int8.onnx --recipe albertkit.json --json --quiet',
     },
   ]
+  static helpTables: readonly HelpTable[] = [{ header: 'PASSES', rows: [...PASSES.values()].map((p) => [p.name, p.description]) }]
+  static exitCodes: ExitCodeRows = [
+    [EXIT.ok, 'success: the passes ran and the model was written'],
+    [EXIT.usage, 'usage: an unknown or missing flag or argument, an unknown pass, a bad flag value, a bad recipe file, an output that --force may not replace; nothing was read or written'],
+    [EXIT.input, 'input/output: an unreadable or malformed ONNX file, an output file that exists (no --force) or cannot be written; nothing is left at the output'],
+    [EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'],
+  ]
   static override args = {
     input: Args.string({ description: 'ONNX file to read', required: true }),
   }
   static override flags = {
-    out: Flags.string({ char: 'o', description: 'ONNX file to write', required: true }),
-    passes: Flags.string({ char: 'p', description: 'comma-separated passes, run in order', default: 'dedup,fold-constants,remove-unused,sort-and-name' }),
-    force: Flags.boolean({ char: 'f', description: 'replace the output file if it exists', default: false }),
+    out: Flags.string({ char: 'o', description: 'ONNX file to write', required: true, helpValue: '<file>', helpGroup: 'OUTPUT' satisfies FlagGroup }),
+    force: Flags.boolean({ char: 'f', description: 'replace the output file if it exists', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
+    passes: Flags.string({ char: 'p', description: 'comma-separated passes, run in order', default: 'dedup,fold-constants,remove-unused,sort-and-name', helpValue: '<list>', helpGroup: 'GRAPH' satisfies FlagGroup }),
     ...passFlags,
     ...recipeFlag,
     ...verboseFlag,

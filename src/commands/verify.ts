@@ -6,7 +6,8 @@ import { formatVerdict } from '../verify/verify.js'
 import { tokenPreview } from '../tokenizer/index.js'
 import { type ParsedFlags, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
 import { checkVerifyFlags, sequenceSource } from '../cli/contradictions.js'
-import { EXIT_CODES_HELP } from '../cli/help.js'
+import type { ExitCodeRows, FlagGroup } from '../cli/help.js'
+import { EXIT } from '../cli/exit-codes.js'
 import { TASKS } from '../builder/albert.js'
 import { UserError } from '../util/errors.js'
 
@@ -15,28 +16,50 @@ const PREVIEW_ROWS = 5
 
 export default class Verify extends AlbertkitCommand {
   static override summary = 'Check ONNX models against the checkpoint they came from.'
-  static override description =
-    'Runs the checkpoint through albertkit’s plain fp32 graph (onnxruntime optimizations off) — or takes PyTorch goldens with --golden — and each candidate on the same inputs (seeded random batches with padding, --inputs, or real text through the checkpoint’s own tokenizer with --text / --text-file), then reports per output the max abs error, mean abs error, cosine similarity and, for logits, top-1 agreement. Thresholds follow each model’s precision (fp32: max abs 1e-4; fp16: cosine 0.9999; int8: cosine 0.999 and top-1 99%; int4: cosine 0.99) unless overridden by --max-abs, --cosine, --top1 or a recipe file (which can set them per precision).\n\n' +
-    EXIT_CODES_HELP
+  static override description = [
+    'Runs the checkpoint through albertkit’s plain fp32 graph (onnxruntime optimizations off), or takes PyTorch goldens with --golden, and each candidate on the same inputs: seeded random batches with padding, a safetensors file (--inputs), or real text through the checkpoint’s own tokenizer (--text, --text-file).',
+    'It reports per output the max abs error, the mean abs error, the cosine similarity and, for logits, the top-1 agreement.',
+    'Thresholds follow each model’s precision (fp32: max abs 1e-4; fp16: cosine 0.9999; int8: cosine 0.999 and top-1 99%; int4: cosine 0.99) unless --max-abs, --cosine, --top1 or a recipe file (which can set them per precision) say otherwise.',
+    'Nothing is written. The verdicts, or with --json the report, go to stdout; progress goes to stderr.',
+  ].join('\n\n')
+  static override usage = '<%= command.id %> CHECKPOINT CANDIDATES... [FLAGS]'
   static override examples = [
-    '<%= config.bin %> verify fixtures/albert-mlm build/albert-mlm/onnx/model.onnx build/albert-mlm/onnx/model_int8.onnx',
-    '<%= config.bin %> verify ./ckpt model.onnx --golden golden.safetensors --inputs inputs.safetensors --json',
-    '<%= config.bin %> verify fixtures/albert-mlm model.onnx --text "The quick brown fox." --text $\'Where is it?\\tIn the box.\'',
-    '<%= config.bin %> verify ./ckpt model.onnx --text-file questions.tsv',
+    {
+      description: 'Check an fp32 and an int8 model against the checkpoint they came from:',
+      command: '<%= config.bin %> verify fixtures/albert-mlm build/albert-mlm/onnx/model.onnx build/albert-mlm/onnx/model_int8.onnx',
+    },
+    {
+      description: 'Compare with PyTorch outputs computed on given inputs, the verdict as JSON:',
+      command: '<%= config.bin %> verify ./ckpt model.onnx --golden golden.safetensors --inputs inputs.safetensors --json',
+    },
+    {
+      description: 'Verify on real text; a TAB splits a question from its context:',
+      command: '<%= config.bin %> verify ./ckpt model.onnx --text "The quick brown fox." --text $\'Where is it?\\tIn the box.\'',
+    },
+    {
+      description: 'Verify on the texts of a file, one a line:',
+      command: '<%= config.bin %> verify ./ckpt model.onnx --text-file questions.tsv',
+    },
     {
       description: 'Inputs and thresholds as the repository pins them, the verdict as JSON for CI, nothing on stderr but errors:',
       command: '<%= config.bin %> verify ./ckpt build/onnx/model.onnx build/onnx/model_int8.onnx --recipe albertkit.json --json --quiet > verdict.json',
     },
   ]
-  static override strict = false
+  static exitCodes: ExitCodeRows = [
+    [EXIT.ok, 'success: every candidate is within tolerance'],
+    [EXIT.parity, 'parity check failed: a candidate is out of tolerance; the report still prints'],
+    [EXIT.usage, 'usage: an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file; nothing was read'],
+    [EXIT.input, 'input/output: an unreadable, malformed or unsupported checkpoint or candidate, a bad --golden, --inputs or --text-file file'],
+    [EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'],
+  ]
   static override args = {
     checkpoint: Args.string({ description: 'the original checkpoint folder', required: true }),
-    candidates: Args.string({ description: 'ONNX models to check (one or more)', required: true }),
+    candidates: Args.string({ description: 'ONNX models to check (one or more)', required: true, multiple: true }),
   }
   static override flags = {
-    task: Flags.string({ description: 'head of the reference graph (default: from config.architectures)' }),
-    golden: Flags.string({ description: 'safetensors of PyTorch outputs to compare against (needs --inputs)' }),
-    inputs: Flags.string({ description: 'safetensors of input_ids, attention_mask, token_type_ids to run on' }),
+    task: Flags.string({ description: `head of the reference graph, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+    golden: Flags.string({ description: 'safetensors of PyTorch outputs to compare against, instead of the fp32 graph (needs --inputs)', helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+    inputs: Flags.string({ description: 'safetensors of input_ids, attention_mask, token_type_ids to run on', exclusive: ['text', 'text-file'], helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     ...textFlags,
     ...verifyFlags,
     ...recipeFlag,
@@ -45,8 +68,8 @@ export default class Verify extends AlbertkitCommand {
 
   async run(): Promise<unknown> {
     const parsed = await this.parse(Verify)
-    const { args, argv } = parsed
-    const candidates = (argv as string[]).slice(1)
+    const { args } = parsed
+    const candidates = args.candidates
     const recipe = parsed.flags.recipe ? readRecipe(parsed.flags.recipe) : undefined
     const flags = withRecipe(parsed, recipe, Verify.flags)
     // Flag values are checked before any file is read: a bad one is a usage error (exit code 2).
