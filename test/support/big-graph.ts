@@ -33,21 +33,7 @@ export interface ChainOptions {
 }
 
 function valueInfo(name: string, width: number): ProtoWriter {
-  const dims = new ProtoWriter()
-  for (const d of [1, width]) {
-    const dim = new ProtoWriter()
-    dim.int64(1, d)
-    dims.message(1, dim)
-  }
-  const tensor = new ProtoWriter()
-  tensor.int64(1, DataType.FLOAT)
-  tensor.message(2, dims)
-  const type = new ProtoWriter()
-  type.message(1, tensor)
-  const w = new ProtoWriter()
-  w.string(1, name)
-  w.message(2, type)
-  return w
+  return tensorInfo(name, [1, width])
 }
 
 function floatTensor(name: string, dims: number[], values: Float32Array): ProtoWriter {
@@ -121,10 +107,75 @@ export function chainModel(o: ChainOptions): Uint8Array[] {
 
 /** Write a chain model to `file`; returns its size in bytes. */
 export function writeChainModel(file: string, o: ChainOptions): number {
+  return writePiecesTo(file, chainModel(o))
+}
+
+/**
+ * A small file whose constant folding would be huge: `gather` is a constant [1, N] table read by a
+ * Gather of `repeat` zero indices ([repeat, N] out); `concat` is one constant [N] read `repeat`
+ * times by a Concat. The folded node feeds an Add with the graph input, so it is not an output.
+ */
+export function foldBombModel(kind: 'gather' | 'concat', n: number, repeat: number): Uint8Array[] {
+  const graph = new ProtoWriter(1 << 16)
+  const table = new Float32Array(n).map((_, i) => (i % 97) / 97)
+  const outDims = kind === 'gather' ? [repeat, n] : [repeat * n]
+  if (kind === 'gather') {
+    const idx = new ProtoWriter()
+    idx.int64(1, repeat)
+    idx.int64(2, DataType.INT64)
+    idx.string(8, 'indices')
+    idx.bytes(9, new Uint8Array(8 * repeat))
+    graph.message(1, node('Gather', ['table', 'indices'], ['big'], 'bomb'))
+    graph.message(5, floatTensor('table', [1, n], table))
+    graph.message(5, idx)
+  } else {
+    const concat = node('Concat', new Array<string>(repeat).fill('table'), ['big'], 'bomb')
+    const axis = new ProtoWriter()
+    axis.string(1, 'axis')
+    axis.int64(3, 0)
+    axis.int64(20, 2)
+    concat.message(5, axis)
+    graph.message(1, concat)
+    graph.message(5, floatTensor('table', [n], table))
+  }
+  graph.message(1, node('Add', ['big', 'x'], ['y'], 'add'))
+  graph.string(2, 'fold-bomb')
+  graph.message(11, tensorInfo('x', outDims))
+  graph.message(12, tensorInfo('y', outDims))
+  const model = new ProtoWriter()
+  model.int64(1, 8)
+  model.string(2, 'albertkit-test')
+  model.message(7, graph)
+  const opset = new ProtoWriter()
+  opset.int64(2, 17)
+  model.message(8, opset)
+  return model.finish()
+}
+
+function tensorInfo(name: string, dimsList: number[]): ProtoWriter {
+  const dims = new ProtoWriter()
+  for (const d of dimsList) {
+    const dim = new ProtoWriter()
+    dim.int64(1, d)
+    dims.message(1, dim)
+  }
+  const tensor = new ProtoWriter()
+  tensor.int64(1, DataType.FLOAT)
+  tensor.message(2, dims)
+  const type = new ProtoWriter()
+  type.message(1, tensor)
+  const w = new ProtoWriter()
+  w.string(1, name)
+  w.message(2, type)
+  return w
+}
+
+/** Write pieces to a file; returns its size. */
+export function writePiecesTo(file: string, pieces: Uint8Array[]): number {
   const fd = fs.openSync(file, 'w')
   let bytes = 0
   try {
-    for (const p of chainModel(o)) bytes += fs.writeSync(fd, p)
+    for (const p of pieces) bytes += fs.writeSync(fd, p)
   } finally {
     fs.closeSync(fd)
   }
