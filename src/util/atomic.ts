@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { stagedOutput } from './staged-registry.js'
 
 const live = new Set<string>()
 let handlersInstalled = false
@@ -31,6 +32,7 @@ export function writePiecesAtomic(file: string, pieces: readonly Uint8Array[]): 
   removeStaleTemporaries(file)
   const tmp = tempNameFor(file)
   live.add(tmp)
+  stagedOutput(tmp, file)
   installSignalCleanup()
   try {
     const total = writePieces(tmp, pieces)
@@ -41,6 +43,7 @@ export function writePiecesAtomic(file: string, pieces: readonly Uint8Array[]): 
     throw e
   } finally {
     live.delete(tmp)
+    stagedOutput(tmp, null)
   }
 }
 
@@ -125,6 +128,7 @@ export class StagedDir {
     fs.mkdirSync(parent, { recursive: true })
     removeStaleTemporaries(this.target)
     this.path = tempNameFor(this.target)
+    stagedOutput(this.path, this.target)
     fs.mkdirSync(this.path)
     live.add(this.path)
     installSignalCleanup()
@@ -142,6 +146,7 @@ export class StagedDir {
       fs.renameSync(this.path, this.target)
     }
     live.delete(this.path)
+    stagedOutput(this.path, null)
     this.done = true
   }
 
@@ -149,6 +154,7 @@ export class StagedDir {
     if (this.done) return
     fs.rmSync(this.path, { recursive: true, force: true })
     live.delete(this.path)
+    stagedOutput(this.path, null)
     this.done = true
   }
 }
