@@ -40,6 +40,13 @@ export class DecodeError extends Error {
 /** Limit on nesting of subgraphs, so a hostile file cannot exhaust the stack. */
 const MAX_DEPTH = 64
 
+/**
+ * The most graph entries — nodes, initializers, inputs, outputs and value_info, subgraphs
+ * included — a model may have: each costs about a kilobyte in memory and some time in every pass,
+ * and an ALBERT graph has a few thousand. Counted before any node or value is made.
+ */
+export const MAX_GRAPH_ENTRIES = 1_000_000
+
 export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model {
   try {
     return new Decoder(opts).model(new ProtoReader(bytes))
@@ -49,8 +56,17 @@ export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model 
   }
 }
 
+interface EntryCounts {
+  nodes: number
+  initializers: number
+  io: number
+  infos: number
+}
+
 class Decoder {
   private depth = 0
+  private readonly counts: EntryCounts = { nodes: 0, initializers: 0, io: 0, infos: 0 }
+  private entries = 0
   constructor(private readonly opts: DecodeOptions) {}
 
   model(r: ProtoReader): Model {
@@ -128,6 +144,10 @@ class Decoder {
     while (!r.done) {
       const start = r.pos
       const [field, wire] = r.tag()
+      if (this.overLimit(field)) {
+        r.skip(wire, start)
+        continue
+      }
       switch (field) {
         case 1:
           nodeReaders.push(r.message())
@@ -157,6 +177,7 @@ class Decoder {
           unknown.push(r.skip(wire, start))
       }
     }
+    if (this.entries > MAX_GRAPH_ENTRIES) throw this.tooLarge()
     if (unknown.length) g.unknown = unknown
     if (metadata.length) g.metadataProps = metadata
 
@@ -193,6 +214,26 @@ class Decoder {
     checkDefined(g)
     this.depth--
     return g
+  }
+
+  /** Count a graph entry (GraphProto fields 1, 5, 11, 12, 13); past the limit, true: only counted from then on. */
+  private overLimit(field: number): boolean {
+    const c = this.counts
+    if (field === 1) c.nodes++
+    else if (field === 5) c.initializers++
+    else if (field === 11 || field === 12) c.io++
+    else if (field === 13) c.infos++
+    else return false
+    return ++this.entries > MAX_GRAPH_ENTRIES
+  }
+
+  private tooLarge(): DecodeError {
+    const c = this.counts
+    const n = (x: number) => x.toLocaleString('en-US')
+    return new DecodeError(
+      `the graph is too large: ${n(c.nodes)} nodes, ${n(c.initializers)} initializers, ${n(c.io)} inputs and outputs, ${n(c.infos)} value_info ` +
+        `(${n(this.entries)} entries, subgraphs included); albertkit reads at most ${n(MAX_GRAPH_ENTRIES)}`,
+    )
   }
 
   private node(r: ProtoReader, g: Graph, graphInputs: ReadonlySet<Value>): void {
