@@ -571,9 +571,10 @@ export class Graph {
     this.link(node, before.owner === this ? before : null)
   }
 
-  /** Insert an existing, already-wired node before `before` (or at the end); a node already listed moves. */
+  /** Insert an existing, already-wired node before `before` (or at the end); a node already listed moves (before itself: stays). */
   insertNode(node: Node, before?: Node): void {
-    this.link(node, before && before.owner === this && before !== node ? before : null)
+    if (before === node && node.owner === this) return
+    this.link(node, before && before.owner === this ? before : null)
   }
 
   /** Detach a node: its inputs lose it as a consumer, its outputs lose their producer. */

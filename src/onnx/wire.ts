@@ -323,7 +323,11 @@ export class ProtoWriter {
     if (child.pieces.length === 0 && child.used <= INLINE_MESSAGE) {
       // A small message (a node, a value_info) is copied in: a million nodes make one buffer, not millions of pieces.
       this.ensure(child.used)
-      this.scratch.set(child.scratch.subarray(0, child.used), this.used)
+      const from = child.scratch
+      const to = this.scratch
+      const at = this.used
+      if (child.used <= 64) for (let i = 0; i < child.used; i++) to[at + i] = from[i]!
+      else to.set(from.subarray(0, child.used), at)
       this.used += child.used
       this.length += child.length
       return
