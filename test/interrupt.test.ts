@@ -121,6 +121,29 @@ describe('interrupting a run', () => {
   })
 })
 
+describe('when the supervisor itself is killed (SIGKILL cannot be passed on)', () => {
+  it('the command process notices within a second, removes its staged output and ends', async () => {
+    const out = path.join(work, 'orphan')
+    const child = spawn(process.execPath, [BIN, ...convertArgs(out)], { stdio: ['ignore', 'ignore', 'pipe'], cwd: work })
+    let stderr = ''
+    await new Promise<void>((resolve) =>
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d
+        if (making(stderr)) resolve()
+      }),
+    )
+    const command = Number(fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim())
+    assert.ok(command > 0)
+    child.kill('SIGKILL')
+    const killed = performance.now()
+    const alive = () => fs.existsSync(`/proc/${command}`) && !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${command}/status`, 'utf8'))
+    while (alive() && performance.now() - killed < 5000) await new Promise((r) => setTimeout(r, 10))
+    assert.ok(!alive(), 'the command process is gone')
+    assert.ok(performance.now() - killed < 1000, `it ended ${(performance.now() - killed).toFixed(0)} ms after its supervisor`)
+    assert.deepEqual(leftovers(out), [], 'nothing at the output, no temporaries')
+  })
+})
+
 describe('the command line reaches the command process over IPC', () => {
   it('a 36 KB --text verifies (onnxruntime-node crashed with SIGSEGV when the argv of its process passed ~28 KB)', async () => {
     const text = Array.from({ length: 3000 }, () => 'hello world').join(' ')

@@ -13,10 +13,15 @@
 export type StagedMessage = { type: 'staged'; path: string; target: string } | { type: 'unstaged'; path: string }
 
 let announcing = false
+let mirror: ((m: StagedMessage) => void) | undefined
 
-/** Announce staged outputs from now on (cli/run-child.ts calls this: the process has a supervisor). */
-export function announceStagedOutputs(): void {
+/**
+ * Announce staged outputs from now on (cli/run-child.ts calls this: the process has a
+ * supervisor), to it and to `watchdog` (cli/watchdog.ts, which cleans up if the supervisor dies).
+ */
+export function announceStagedOutputs(watchdog?: (m: StagedMessage) => void): void {
   announcing = typeof process.send === 'function'
+  mirror = watchdog
 }
 
 /**
@@ -24,8 +29,10 @@ export function announceStagedOutputs(): void {
  * with `target` null, it no longer does (committed into place or removed).
  */
 export function stagedOutput(path: string, target: string | null): void {
-  if (!announcing || !process.connected) return
+  if (!announcing) return
   const message: StagedMessage = target === null ? { type: 'unstaged', path } : { type: 'staged', path, target }
+  mirror?.(message)
+  if (!process.connected) return
   try {
     process.send!(message)
   } catch {
