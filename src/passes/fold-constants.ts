@@ -47,7 +47,8 @@ export function foldGraph(graph: Graph, options: Pick<PassOptions, 'foldLarge' |
     if (node.outputs.some((o) => o && outputs.has(o))) continue
     if (!worthFolding(node)) continue
     const inBytes = constantBytesIn(node)
-    const expected = declaredBytes(node)
+    // Refused before evaluating when the declared types tell the size (only nodes that could fold: all inputs constant).
+    const expected = limits && node.inputs.every((v) => !v || v.const) ? declaredBytes(node) : undefined
     if (limits && expected !== undefined && !limits.allows(node, expected, inBytes)) continue
     let result
     try {
