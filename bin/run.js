@@ -1,4 +1,6 @@
 #!/usr/bin/env node
-import { execute } from '@oclif/core/execute'
+// The command runs in a child process this one supervises, so that Ctrl-C always stops it
+// (see src/cli/supervisor.ts); help and version run here.
+import { main } from '../dist/src/cli/supervisor.js'
 
-await execute({ dir: import.meta.url })
+await main(import.meta.url)

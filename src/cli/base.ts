@@ -86,15 +86,17 @@ let interruptHandled = false
 let onInterruptClose: (() => void) | undefined
 
 /**
- * Ctrl-C (or SIGTERM) while a live progress line is drawn: clear it, so the shell's prompt does not
- * land on half a bar, then let the signal end the process as it would have (staged output folders
- * clean themselves up on the same signal, util/atomic.ts).
+ * Ctrl-C (SIGTERM, SIGHUP) while a live progress line is drawn: clear it, so the shell's prompt
+ * does not land on half a bar, then let the signal end the process as it would have (staged output
+ * folders clean themselves up on the same signal, util/atomic.ts). This runs only when the event
+ * loop is free; a command busy in synchronous work is killed by its supervisor (cli/supervisor.ts),
+ * which then removes what was staged and prints the one line about the interruption.
  */
 function onInterrupt(close: () => void): void {
   onInterruptClose = close
   if (interruptHandled) return
   interruptHandled = true
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
       onInterruptClose?.()
       process.kill(process.pid, sig)

@@ -8,7 +8,10 @@ import { DataType, byteLengthOf } from './dtype.js'
 import type { Dim, Node } from './graph.js'
 import { Tensor, bytesOf, elementCount } from './tensor.js'
 
+/** The most elements of any tensor evaluated here, read or made (Transpose aside): values are plain number arrays. */
 export const MAX_ELEMENTS = 1 << 16
+/** The most elements of all a node's inputs together (a Concat of 2000 inputs reads them all). */
+export const MAX_INPUT_ELEMENTS = 4 * MAX_ELEMENTS
 
 interface Arr {
   dtype: DataType
@@ -168,6 +171,9 @@ export function evaluateNode(node: Node): Tensor[] | undefined {
     const perm = node.attrInts('perm') ?? t.dims.map((_, i) => t.dims.length - 1 - i)
     return [transposeTensor(t, perm)]
   }
+  let read = 0
+  for (const t of consts) read += t?.size ?? 0
+  if (read > MAX_INPUT_ELEMENTS) return undefined
   const args = consts.map((t) => (t ? fromTensor(t) : undefined))
   if (consts.some((t, i) => t && !args[i])) return undefined
   const r = evaluateSmall(node, args)
@@ -253,11 +259,12 @@ function evaluateSmall(node: Node, args: (Arr | undefined)[]): Arr[] | undefined
       const outer = elementCount(parts[0]!.dims.slice(0, axis))
       const dims = [...parts[0]!.dims]
       dims[axis] = parts.reduce((s, p) => s + p!.dims[axis]!, 0)
+      if (elementCount(dims) > MAX_ELEMENTS) return undefined
       const v: number[] = []
       for (let o = 0; o < outer; o++) {
         for (const p of parts) {
           const inner = elementCount(p!.dims.slice(axis))
-          v.push(...p!.v.slice(o * inner, (o + 1) * inner))
+          for (let k = o * inner, end = Math.min((o + 1) * inner, p!.v.length); k < end; k++) v.push(p!.v[k]!)
         }
       }
       return [{ dtype: parts[0]!.dtype, dims, v }]
@@ -268,12 +275,13 @@ function evaluateSmall(node: Node, args: (Arr | undefined)[]): Arr[] | undefined
       const outer = elementCount(a.dims.slice(0, axis))
       const inner = elementCount(a.dims.slice(axis + 1))
       const n = a.dims[axis]!
+      if (outer * b.v.length * inner > MAX_ELEMENTS) return undefined
       const v: number[] = []
       for (let o = 0; o < outer; o++) {
         for (const raw of b.v) {
           const idx = raw < 0 ? raw + n : raw
           if (idx < 0 || idx >= n) return undefined
-          v.push(...a.v.slice((o * n + idx) * inner, (o * n + idx + 1) * inner))
+          for (let k = (o * n + idx) * inner, end = Math.min((o * n + idx + 1) * inner, a.v.length); k < end; k++) v.push(a.v[k]!)
         }
       }
       return [{ dtype: a.dtype, dims: [...a.dims.slice(0, axis), ...b.dims, ...a.dims.slice(axis + 1)], v }]

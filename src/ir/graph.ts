@@ -34,12 +34,20 @@ export interface StringPair {
 /** Fields of a protobuf message that the IR keeps verbatim (tag included), to write back unchanged. */
 export type Unknown = Uint8Array[]
 
+/** Use lists up to this long are searched when a reader goes; longer ones index their readers. */
+const SHORT_USE_LIST = 32
+/** The use list of a value nothing reads (shared; replaced on the first use). */
+const NO_USES: (Node | null)[] = Object.freeze([]) as unknown as (Node | null)[]
+
 export class Value {
   name: string
   type: ValueType | undefined
   producer: Node | null = null
-  /** Each consuming node, once per input slot that reads this value. */
-  readonly consumers: Node[] = []
+  /** Readers in the order they started reading (null: a removed one, until compacted). */
+  private uses: (Node | null)[] = NO_USES
+  private holes = 0
+  /** Positions in `uses` of each reader (one, or a queue when it reads in several slots), built once a long list loses a reader. */
+  private positions: Map<Node, number | { at: number[]; next: number }> | undefined
   /** Set when the value is a constant (an initializer). */
   const: Tensor | undefined
   docString: string | undefined
@@ -53,16 +61,83 @@ export class Value {
     this.name = name
   }
 
+  /** Each consuming node, once per input slot that reads this value, in the order they were added. */
+  get consumers(): readonly Node[] {
+    if (this.holes) this.compact()
+    return this.uses as Node[]
+  }
+
+  /** @internal Node.setInput's half of keeping use lists right: `node` reads this value once more. */
+  addUse(node: Node): void {
+    if (this.uses === NO_USES) {
+      this.uses = [node]
+      return
+    }
+    const at = this.uses.push(node) - 1
+    if (this.positions) this.note(node, at)
+  }
+
+  /**
+   * @internal `node` reads this value once less: its first remaining use goes. Short lists are
+   * searched; a long one keeps each reader's positions, so that removing every reader of a value
+   * read by a million nodes stays linear.
+   */
+  removeUse(node: Node): void {
+    if (!this.positions && this.uses.length <= SHORT_USE_LIST) {
+      const i = this.uses.indexOf(node)
+      if (i >= 0) this.uses.splice(i, 1)
+      return
+    }
+    if (!this.positions) this.indexUses()
+    const p = this.positions!.get(node)
+    if (p === undefined) return
+    let at: number
+    if (typeof p === 'number') {
+      at = p
+      this.positions!.delete(node)
+    } else {
+      at = p.at[p.next++]!
+      if (p.next === p.at.length) this.positions!.delete(node)
+    }
+    this.uses[at] = null
+    this.holes++
+  }
+
+  /** @internal Every use moves elsewhere at once (replaceAllUses). */
+  clearUses(): void {
+    this.uses = NO_USES
+    this.holes = 0
+    this.positions = undefined
+  }
+
+  private note(node: Node, at: number): void {
+    const p = this.positions!.get(node)
+    if (p === undefined) this.positions!.set(node, at)
+    else if (typeof p === 'number') this.positions!.set(node, { at: [p, at], next: 0 })
+    else p.at.push(at)
+  }
+
+  private indexUses(): void {
+    this.positions = new Map()
+    this.uses.forEach((n, at) => this.note(n!, at))
+  }
+
+  private compact(): void {
+    this.uses = this.uses.filter((n) => n !== null)
+    this.holes = 0
+    if (this.positions) this.indexUses()
+  }
+
   get isInitializer(): boolean {
     return this.const !== undefined
   }
 
   get isGraphInput(): boolean {
-    return this.graph.inputs.includes(this)
+    return this.graph.isInput(this)
   }
 
   get isGraphOutput(): boolean {
-    return this.graph.outputs.includes(this)
+    return this.graph.isOutput(this)
   }
 
   /** Element type when known (from the declared type or the constant). */
@@ -130,6 +205,14 @@ export class Node {
   metadataProps: StringPair[] | undefined
   unknown: Unknown | undefined
   graph: Graph
+  /** @internal The graph whose node list holds this node, and its neighbours there. */
+  owner: Graph | null = null
+  /** @internal */
+  prev: Node | null = null
+  /** @internal */
+  next: Node | null = null
+  /** @internal Graph.toposort's visit state. */
+  mark = 0
 
   constructor(graph: Graph, opType: string, domain = '', name = '') {
     this.graph = graph
@@ -177,10 +260,21 @@ export class Node {
   /** Point input slot `index` at `value` (null for an omitted optional input), keeping use lists right. */
   setInput(index: number, value: Value | null): void {
     const old = this.inputs[index]
-    if (old) removeOne(old.consumers, this)
+    if (old) old.removeUse(this)
     while (this.inputs.length <= index) this.inputs.push(null)
     this.inputs[index] = value
-    if (value) value.consumers.push(this)
+    if (value) value.addUse(this)
+  }
+
+  /**
+   * @internal For readers of files: give a node without inputs or outputs yet all of them at once
+   * (arrays of exactly their size; a million nodes do not each carry room for 16).
+   */
+  wire(inputs: (Value | null)[], outputs: (Value | null)[]): void {
+    if (this.inputs.length || this.outputs.length) throw new Error(`${this} is already wired`)
+    ;(this as { inputs: (Value | null)[] }).inputs = inputs
+    ;(this as { outputs: (Value | null)[] }).outputs = outputs
+    for (const v of inputs) v?.addUse(this)
   }
 
   /** Subgraphs held in this node's attributes. */
@@ -215,11 +309,12 @@ export interface NodeSpec {
 
 export class Graph {
   name = ''
-  nodes: Node[] = []
+  /** The graph's inputs; replace the array or append to it (an element assigned in place goes unseen by isInput). */
   inputs: Value[] = []
+  /** The graph's outputs; replace the array or append to it (an element assigned in place goes unseen by isOutput). */
   outputs: Value[] = []
   /** Every value defined in this graph (inputs, initializers, node outputs, declared value_info). */
-  readonly values = new Map<string, Value>()
+  readonly values: Map<string, Value>
   docString: string | undefined
   metadataProps: StringPair[] | undefined
   /** Fields kept verbatim: sparse initializers, quantization annotations, future fields. */
@@ -227,15 +322,129 @@ export class Graph {
   /** The graph whose node holds this one as an attribute; names resolve outwards through it. */
   readonly parent: Graph | undefined
   private nameCounter = 0
+  /** Root graph only: how many subgraphs of the model define each value name (with the root's own values, uniqueName's lookup). */
+  private readonly subgraphNames: Map<string, number>
+  // The node list: linked, so that removing or inserting a node costs O(1); `nodes` is an array
+  // view of it, rebuilt when read after a change.
+  private head: Node | null = null
+  private tail: Node | null = null
+  private count = 0
+  private view: Node[] | undefined
 
   constructor(parent?: Graph) {
     this.parent = parent
+    this.subgraphNames = parent ? parent.root.subgraphNames : new Map()
+    this.values = parent ? new CountingMap(this.subgraphNames) : new Map()
   }
 
   get root(): Graph {
     let g: Graph = this
     while (g.parent) g = g.parent
     return g
+  }
+
+  /**
+   * The nodes in order, as an array. Change the order only through the methods below (appendNode,
+   * insertNode, removeNode, ...) or by assigning a new order; an array read earlier is not updated
+   * by a change other than an append.
+   */
+  get nodes(): readonly Node[] {
+    let v = this.view
+    if (!v) {
+      v = new Array<Node>(this.count)
+      let i = 0
+      for (let n = this.head; n; n = n.next) v[i++] = n
+      this.view = v
+    }
+    return v
+  }
+
+  /** Replace the node list by `order` (the same nodes in another order, or new ones). */
+  set nodes(order: readonly Node[]) {
+    for (let n = this.head; n; ) {
+      const next: Node | null = n.next
+      n.owner = n.prev = n.next = null
+      n = next
+    }
+    this.head = this.tail = null
+    this.count = 0
+    this.view = undefined
+    for (const n of order) this.link(n, null)
+  }
+
+  get nodeCount(): number {
+    return this.count
+  }
+
+  get firstNode(): Node | undefined {
+    return this.head ?? undefined
+  }
+
+  get lastNode(): Node | undefined {
+    return this.tail ?? undefined
+  }
+
+  private inputIndex: ListIndex | undefined
+  private outputIndex: ListIndex | undefined
+
+  /** Whether `v` is one of this graph's inputs (a set lookup for long lists). */
+  isInput(v: Value): boolean {
+    if (this.inputs.length <= 16) return this.inputs.includes(v)
+    return (this.inputIndex = indexOf(this.inputIndex, this.inputs)).set.has(v)
+  }
+
+  /** Whether `v` is one of this graph's outputs (a set lookup for long lists). */
+  isOutput(v: Value): boolean {
+    if (this.outputs.length <= 16) return this.outputs.includes(v)
+    return (this.outputIndex = indexOf(this.outputIndex, this.outputs)).set.has(v)
+  }
+
+  /** Whether `node` is in this graph's node list. */
+  contains(node: Node): boolean {
+    return node.owner === this
+  }
+
+  /** The node after `node` in this graph, if any. */
+  nodeAfter(node: Node): Node | undefined {
+    return node.owner === this ? (node.next ?? undefined) : undefined
+  }
+
+  /** Put `node` (already wired) at the end of the node list. */
+  appendNode(node: Node): void {
+    this.link(node, null)
+  }
+
+  /** Link `node` before `before` (null: at the end), taking it out of any list it is in. */
+  private link(node: Node, before: Node | null): void {
+    if (node.owner) node.owner.unlink(node)
+    node.owner = this
+    this.count++
+    if (before === null) {
+      node.prev = this.tail
+      node.next = null
+      if (this.tail) this.tail.next = node
+      else this.head = node
+      this.tail = node
+      this.view?.push(node)
+      return
+    }
+    node.next = before
+    node.prev = before.prev
+    if (before.prev) before.prev.next = node
+    else this.head = node
+    before.prev = node
+    this.view = undefined
+  }
+
+  private unlink(node: Node): void {
+    if (node.owner !== this) return
+    if (node.prev) node.prev.next = node.next
+    else this.head = node.next
+    if (node.next) node.next.prev = node.prev
+    else this.tail = node.prev
+    node.owner = node.prev = node.next = null
+    this.count--
+    this.view = undefined
   }
 
   /** A value by name, from this graph or an enclosing one. */
@@ -261,26 +470,28 @@ export class Graph {
   /** A name not used anywhere in the model (this graph, its ancestors or their subgraphs). */
   uniqueName(base: string): string {
     const root = this.root
-    if (!root.nameTaken(base)) return base
+    const taken = (name: string) => root.values.has(name) || root.subgraphNames.has(name)
+    if (!taken(base)) return base
     for (;;) {
       const candidate = `${base}_${++root.nameCounter}`
-      if (!root.nameTaken(candidate)) return candidate
+      if (!taken(candidate)) return candidate
     }
   }
 
-  private nameTaken(name: string): boolean {
-    if (this.values.has(name)) return true
-    for (const n of this.nodes) for (const g of n.subgraphs()) if (g.nameTaken(name)) return true
-    return false
-  }
-
   private nodeNames: Set<string> | undefined
+  /** For each base name, the suffix to try next (every smaller one is taken, and names are never freed). */
+  private nodeNameNext = new Map<string, number>()
 
   /** A node name not used by any node of this graph (nodes added through addNode are tracked). */
   uniqueNodeName(base: string): string {
     const names = (this.nodeNames ??= new Set(this.nodes.map((n) => n.name)))
     let name = base
-    for (let i = 1; names.has(name); i++) name = `${base}_${i}`
+    if (names.has(name)) {
+      let i = this.nodeNameNext.get(base) ?? 1
+      do name = `${base}_${i++}`
+      while (names.has(name))
+      this.nodeNameNext.set(base, i)
+    }
     names.add(name)
     return name
   }
@@ -311,7 +522,7 @@ export class Graph {
       v.producer = node
       node.outputs.push(v)
     }
-    this.nodes.push(node)
+    this.link(node, null)
     return node
   }
 
@@ -323,14 +534,14 @@ export class Graph {
     const node = new Node(this, opType, spec.domain ?? '', spec.name ?? old.name)
     if (spec.attrs) node.attributes = spec.attrs
     inputs.forEach((v, i) => node.setInput(i, v))
-    const at = this.nodes.indexOf(old)
+    const inPlace = old.owner === this
+    if (inPlace) this.link(node, old)
     this.removeNode(old)
     for (const o of old.outputs) {
       if (o) o.producer = node
       node.outputs.push(o)
     }
-    if (at >= 0) this.nodes.splice(at, 0, node)
-    else this.nodes.push(node)
+    if (!inPlace) this.link(node, null)
     return node
   }
 
@@ -354,22 +565,21 @@ export class Graph {
 
   /** Move the last node added to just before `before` (keeps nodes in topological order). */
   moveLastBefore(before: Node): void {
-    const node = this.nodes.pop()!
-    const at = this.nodes.indexOf(before)
-    this.nodes.splice(at < 0 ? this.nodes.length : at, 0, node)
+    const node = this.tail
+    if (!node) return
+    this.unlink(node)
+    this.link(node, before.owner === this ? before : null)
   }
 
-  /** Insert an existing, already-wired node before `before` (or at the end). */
+  /** Insert an existing, already-wired node before `before` (or at the end); a node already listed moves (before itself: stays). */
   insertNode(node: Node, before?: Node): void {
-    const i = before ? this.nodes.indexOf(before) : -1
-    if (i < 0) this.nodes.push(node)
-    else this.nodes.splice(i, 0, node)
+    if (before === node && node.owner === this) return
+    this.link(node, before && before.owner === this ? before : null)
   }
 
   /** Detach a node: its inputs lose it as a consumer, its outputs lose their producer. */
   removeNode(node: Node): void {
-    const i = this.nodes.indexOf(node)
-    if (i >= 0) this.nodes.splice(i, 1)
+    this.unlink(node)
     node.inputs.forEach((v, k) => {
       if (v) node.setInput(k, null)
     })
@@ -378,7 +588,7 @@ export class Graph {
 
   /** Remove a value nothing reads or produces and that is no graph input or output. */
   deleteValue(v: Value): void {
-    if (v.consumers.length > 0 || v.producer || this.inputs.includes(v) || this.outputs.includes(v)) {
+    if (v.consumers.length > 0 || v.producer || this.isInput(v) || this.isOutput(v)) {
       throw new Error(`value '${v.name}' is still in use`)
     }
     this.values.delete(v.name)
@@ -386,12 +596,30 @@ export class Graph {
 
   /** Make every reader of `from` (nodes, graph outputs) read `to` instead. */
   replaceAllUses(from: Value, to: Value): void {
-    for (const node of [...from.consumers]) {
-      node.inputs.forEach((v, k) => {
-        if (v === from) node.setInput(k, to)
-      })
+    const readers = from.consumers
+    if (from === to) {
+      for (const node of [...readers]) {
+        node.inputs.forEach((v, k) => {
+          if (v === from) node.setInput(k, to)
+        })
+      }
+    } else if (readers.length) {
+      // Every use moves at once: the same lists as moving them one setInput at a time, in linear time.
+      const done = readers.length > 1 ? new Set<Node>() : undefined
+      for (const node of readers) {
+        if (done) {
+          if (done.has(node)) continue
+          done.add(node)
+        }
+        node.inputs.forEach((v, k) => {
+          if (v !== from) return
+          node.inputs[k] = to
+          to.addUse(node)
+        })
+      }
+      from.clearUses()
     }
-    this.outputs = this.outputs.map((v) => (v === from ? to : v))
+    if (this.isOutput(from)) this.outputs = this.outputs.map((v) => (v === from ? to : v))
   }
 
   /** Rename a value (keeps the value map consistent). */
@@ -403,48 +631,110 @@ export class Graph {
     this.values.set(name, v)
   }
 
-  /** Sort nodes so that every producer precedes its consumers; throws on a cycle, naming a node. */
+  /** Sort nodes so that every producer precedes its consumers (depth first, stable); throws on a cycle, naming a node. */
   toposort(): void {
-    const order: Node[] = []
-    const state = new Map<Node, 1 | 2>()
-    const inGraph = new Set(this.nodes)
-    const visit = (start: Node): void => {
-      const stack: [Node, number][] = [[start, 0]]
-      state.set(start, 1)
+    // Marks instead of a Map: a node marked `visiting` is on the stack, `done` is placed; marks of
+    // earlier sorts are smaller than both. The stack is three parallel arrays, no object per step.
+    const visiting = (markEpoch += 2)
+    const done = visiting + 1
+    const order = new Array<Node>(this.count)
+    let placed = 0
+    const stack: Node[] = []
+    const next: number[] = []
+    const outer: (Node[] | null)[] = []
+    const push = (n: Node) => {
+      n.mark = visiting
+      stack.push(n)
+      next.push(0)
+      outer.push(hasSubgraphs(n) ? dependencies(n) : null)
+    }
+    for (let start = this.head; start; start = start.next) {
+      if (start.mark === visiting || start.mark === done) continue
+      push(start)
       while (stack.length) {
-        const top = stack[stack.length - 1]!
-        const [node, k] = top
-        const deps = dependencies(node)
-        if (k < deps.length) {
-          top[1]++
-          const p = deps[k]!
-          if (!inGraph.has(p)) continue
-          const s = state.get(p)
-          if (s === 1) throw new Error(`the graph has a cycle through ${p}`)
-          if (s === undefined) {
-            state.set(p, 1)
-            stack.push([p, 0])
-          }
+        const top = stack.length - 1
+        const node = stack[top]!
+        const k = next[top]!
+        const deps = outer[top]
+        if (k < (deps ? deps.length : node.inputs.length)) {
+          next[top] = k + 1
+          const p = deps ? deps[k] : node.inputs[k]?.producer
+          if (!p || p.owner !== this) continue
+          if (p.mark === visiting) throw new Error(`the graph has a cycle through ${p}`)
+          if (p.mark !== done) push(p)
         } else {
-          state.set(node, 2)
-          order.push(node)
+          node.mark = done
+          order[placed++] = node
           stack.pop()
+          next.pop()
+          outer.pop()
         }
       }
     }
-    for (const n of this.nodes) if (!state.has(n)) visit(n)
-    this.nodes = order
+    // `order` holds exactly the listed nodes: relink them in that order and keep it as the view.
+    for (let i = 0; i < placed; i++) {
+      const n = order[i]!
+      n.prev = order[i - 1] ?? null
+      n.next = order[i + 1] ?? null
+    }
+    this.head = order[0] ?? null
+    this.tail = order[placed - 1] ?? null
+    this.view = order
   }
 
   /** Count nodes by op type (domain-qualified for non-standard domains). */
   opCounts(): Map<string, number> {
     const counts = new Map<string, number>()
-    for (const n of this.nodes) {
+    for (let n = this.head; n; n = n.next) {
       const key = n.domain && n.domain !== 'ai.onnx' ? `${n.domain}.${n.opType}` : n.opType
       counts.set(key, (counts.get(key) ?? 0) + 1)
     }
     return counts
   }
+}
+
+/** A subgraph's value map, keeping the model-wide count of names defined in subgraphs (Graph.uniqueName) up to date. */
+class CountingMap extends Map<string, Value> {
+  constructor(private readonly names: Map<string, number>) {
+    super()
+  }
+
+  override set(name: string, v: Value): this {
+    if (!this.has(name)) this.names.set(name, (this.names.get(name) ?? 0) + 1)
+    return super.set(name, v)
+  }
+
+  override delete(name: string): boolean {
+    if (!super.delete(name)) return false
+    const c = this.names.get(name) ?? 0
+    if (c <= 1) this.names.delete(name)
+    else this.names.set(name, c - 1)
+    return true
+  }
+
+  override clear(): void {
+    for (const name of [...this.keys()]) this.delete(name)
+  }
+}
+
+/** A set of a graph's input or output list, valid while the list is the same array of the same length. */
+interface ListIndex {
+  list: Value[]
+  length: number
+  set: Set<Value>
+}
+
+function indexOf(known: ListIndex | undefined, list: Value[]): ListIndex {
+  if (known && known.list === list && known.length === list.length) return known
+  return { list, length: list.length, set: new Set(list) }
+}
+
+/** toposort's marks: each sort takes two fresh values. */
+let markEpoch = 0
+
+function hasSubgraphs(node: Node): boolean {
+  for (const a of node.attributes) if (a.g || a.graphs) return true
+  return false
 }
 
 /** The nodes a node depends on: producers of its inputs and of outer values its subgraphs read. */
@@ -469,11 +759,6 @@ export function outerReads(g: Graph): Value[] {
 function isInside(inner: Graph, outer: Graph): boolean {
   for (let g: Graph | undefined = inner; g; g = g.parent) if (g === outer) return true
   return false
-}
-
-function removeOne<T>(arr: T[], item: T): void {
-  const i = arr.indexOf(item)
-  if (i >= 0) arr.splice(i, 1)
 }
 
 export interface OperatorSet {
@@ -572,7 +857,7 @@ function cloneGraph(src: Graph, parent: Graph | undefined, outer: Map<Value, Val
       if (co) co.producer = c
       c.outputs.push(co)
     }
-    g.nodes.push(c)
+    g.appendNode(c)
   }
   g.inputs = src.inputs.map((v) => map.get(v)!)
   g.outputs = src.outputs.map((v) => map.get(v) ?? v)

@@ -40,6 +40,13 @@ export class DecodeError extends Error {
 /** Limit on nesting of subgraphs, so a hostile file cannot exhaust the stack. */
 const MAX_DEPTH = 64
 
+/**
+ * The most graph entries — nodes, initializers, inputs, outputs and value_info, subgraphs
+ * included — a model may have: each costs about a kilobyte in memory and some time in every pass,
+ * and an ALBERT graph has a few thousand. Counted before any node or value is made.
+ */
+export const MAX_GRAPH_ENTRIES = 1_000_000
+
 export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model {
   try {
     return new Decoder(opts).model(new ProtoReader(bytes))
@@ -49,8 +56,17 @@ export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model 
   }
 }
 
+interface EntryCounts {
+  nodes: number
+  initializers: number
+  io: number
+  infos: number
+}
+
 class Decoder {
   private depth = 0
+  private readonly counts: EntryCounts = { nodes: 0, initializers: 0, io: 0, infos: 0 }
+  private entries = 0
   constructor(private readonly opts: DecodeOptions) {}
 
   model(r: ProtoReader): Model {
@@ -128,6 +144,10 @@ class Decoder {
     while (!r.done) {
       const start = r.pos
       const [field, wire] = r.tag()
+      if (this.overLimit(field)) {
+        r.skip(wire, start)
+        continue
+      }
       switch (field) {
         case 1:
           nodeReaders.push(r.message())
@@ -157,6 +177,7 @@ class Decoder {
           unknown.push(r.skip(wire, start))
       }
     }
+    if (this.entries > MAX_GRAPH_ENTRIES) throw this.tooLarge()
     if (unknown.length) g.unknown = unknown
     if (metadata.length) g.metadataProps = metadata
 
@@ -182,7 +203,8 @@ class Decoder {
       const v = g.values.get(info.name) ?? g.addValue(info.name)
       applyInfo(v, info)
     }
-    for (const nr of nodeReaders) this.node(nr, g)
+    const graphInputs = new Set(g.inputs)
+    for (const nr of nodeReaders) this.node(nr, g, graphInputs)
     for (const ir of outputs) {
       const info = valueInfo(ir)
       const v = g.lookup(info.name) ?? g.addValue(info.name)
@@ -194,13 +216,33 @@ class Decoder {
     return g
   }
 
-  private node(r: ProtoReader, g: Graph): void {
+  /** Count a graph entry (GraphProto fields 1, 5, 11, 12, 13); past the limit, true: only counted from then on. */
+  private overLimit(field: number): boolean {
+    const c = this.counts
+    if (field === 1) c.nodes++
+    else if (field === 5) c.initializers++
+    else if (field === 11 || field === 12) c.io++
+    else if (field === 13) c.infos++
+    else return false
+    return ++this.entries > MAX_GRAPH_ENTRIES
+  }
+
+  private tooLarge(): DecodeError {
+    const c = this.counts
+    const n = (x: number) => x.toLocaleString('en-US')
+    return new DecodeError(
+      `the graph is too large: ${n(c.nodes)} nodes, ${n(c.initializers)} initializers, ${n(c.io)} inputs and outputs, ${n(c.infos)} value_info ` +
+        `(${n(this.entries)} entries, subgraphs included); albertkit reads at most ${n(MAX_GRAPH_ENTRIES)}`,
+    )
+  }
+
+  private node(r: ProtoReader, g: Graph, graphInputs: ReadonlySet<Value>): void {
     const inputNames: string[] = []
     const outputNames: string[] = []
     const node = new Node(g, '')
-    const unknown: Unknown = []
-    const metadata: StringPair[] = []
-    const attrReaders: ProtoReader[] = []
+    let unknown: Unknown | undefined
+    let metadata: StringPair[] | undefined
+    let attrReaders: ProtoReader[] | undefined
     while (!r.done) {
       const start = r.pos
       const [field, wire] = r.tag()
@@ -218,7 +260,7 @@ class Decoder {
           node.opType = r.string()
           break
         case 5:
-          attrReaders.push(r.message())
+          ;(attrReaders ??= []).push(r.message())
           break
         case 6:
           node.docString = r.string()
@@ -230,34 +272,29 @@ class Decoder {
           node.overload = r.string()
           break
         case 9:
-          metadata.push(stringPair(r.message()))
+          ;(metadata ??= []).push(stringPair(r.message()))
           break
         default:
-          unknown.push(r.skip(wire, start))
+          ;(unknown ??= []).push(r.skip(wire, start))
       }
     }
     if (!node.opType) throw new DecodeError(`node '${node.name}' has no op_type`)
-    if (unknown.length) node.unknown = unknown
-    if (metadata.length) node.metadataProps = metadata
-    for (const ar of attrReaders) node.attributes.push(this.attribute(ar, g))
-    inputNames.forEach((name, i) => {
-      if (name === '') node.setInput(i, null)
-      else node.setInput(i, g.lookup(name) ?? g.addValue(name))
-    })
-    for (const name of outputNames) {
-      if (name === '') {
-        node.outputs.push(null)
-        continue
-      }
+    if (unknown) node.unknown = unknown
+    if (metadata) node.metadataProps = metadata
+    for (const ar of attrReaders ?? []) node.attributes.push(this.attribute(ar, g))
+    const inputs = inputNames.map((name) => (name === '' ? null : (g.lookup(name) ?? g.addValue(name))))
+    const outputs = outputNames.map((name) => {
+      if (name === '') return null
       let v = g.values.get(name)
-      if (v && (v.producer || v.const || g.inputs.includes(v))) {
+      if (v && (v.producer || v.const || graphInputs.has(v))) {
         throw new DecodeError(`value '${name}' is produced twice (by ${node} and another)`)
       }
       if (!v) v = g.addValue(name)
       v.producer = node
-      node.outputs.push(v)
-    }
-    g.nodes.push(node)
+      return v
+    })
+    node.wire(inputs, outputs)
+    g.appendNode(node)
   }
 
   private attribute(r: ProtoReader, g: Graph): Attribute {
@@ -643,11 +680,13 @@ function inferAttrType(a: Attribute): AttrType {
 
 /** Every value read in a graph must be defined: an input, an initializer, a node output or an outer value. */
 function checkDefined(g: Graph): void {
+  const inputs = new Set(g.inputs)
+  const outputs = new Set(g.outputs)
   for (const v of g.values.values()) {
-    if (v.producer || v.const || g.inputs.includes(v)) continue
+    if (v.producer || v.const || inputs.has(v)) continue
     if (v.consumers.length > 0) {
       throw new DecodeError(`${v.consumers[0]} reads '${v.name}', which nothing defines`)
     }
-    if (g.outputs.includes(v)) throw new DecodeError(`graph output '${v.name}' is never defined`)
+    if (outputs.has(v)) throw new DecodeError(`graph output '${v.name}' is never defined`)
   }
 }

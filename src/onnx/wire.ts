@@ -177,6 +177,9 @@ export function readFloats(r: ProtoReader, wire: number, into: number[]): void {
   } else throw new WireError(`wire type ${wire} for a repeated float`)
 }
 
+/** Nested messages up to this many bytes are copied into their parent instead of referenced. */
+const INLINE_MESSAGE = 4096
+
 /**
  * Builds one message as a list of pieces. Small fields go to a growing scratch buffer; a large
  * bytes field, or a nested message, is appended by reference.
@@ -276,7 +279,29 @@ export class ProtoWriter {
   }
 
   string(field: number, s: string): void {
-    this.bytes(field, textEncoder.encode(s))
+    this.tag(field, WIRE_LEN)
+    const n = s.length
+    if (n < 128) {
+      // Short ASCII strings (names, op types) are written in place: no encoder call, no allocation.
+      this.ensure(n + 1)
+      const buf = this.scratch
+      const at = this.used
+      let i = 0
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i)
+        if (c >= 0x80) break
+        buf[at + 1 + i] = c
+      }
+      if (i === n) {
+        buf[at] = n
+        this.used = at + 1 + n
+        this.length += n + 1
+        return
+      }
+    }
+    const data = textEncoder.encode(s)
+    this.uvarint(data.byteLength)
+    this.appendRaw(data)
   }
 
   /** Bytes already encoded (a field kept verbatim, tag included). */
@@ -293,9 +318,21 @@ export class ProtoWriter {
   }
 
   message(field: number, child: ProtoWriter): void {
-    child.flush()
     this.tag(field, WIRE_LEN)
     this.uvarint(child.length)
+    if (child.pieces.length === 0 && child.used <= INLINE_MESSAGE) {
+      // A small message (a node, a value_info) is copied in: a million nodes make one buffer, not millions of pieces.
+      this.ensure(child.used)
+      const from = child.scratch
+      const to = this.scratch
+      const at = this.used
+      if (child.used <= 64) for (let i = 0; i < child.used; i++) to[at + i] = from[i]!
+      else to.set(from.subarray(0, child.used), at)
+      this.used += child.used
+      this.length += child.length
+      return
+    }
+    child.flush()
     this.flush()
     for (const p of child.pieces) this.pieces.push(p)
     this.length += child.length

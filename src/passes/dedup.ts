@@ -11,7 +11,9 @@
 import type { Graph, Model, Node, Value } from '../ir/graph.js'
 import { attrInt, attrInts } from '../ir/graph.js'
 import { byteLengthOf } from '../ir/dtype.js'
-import { evaluateNode } from '../ir/evaluate.js'
+import { evaluateNode, transposeTensor } from '../ir/evaluate.js'
+import type { Tensor } from '../ir/tensor.js'
+import { createHash } from 'node:crypto'
 import { equalTensorGroups } from '../report/stats.js'
 import type { Pass, PassResult } from './pass.js'
 import { sweep } from './remove-unused.js'
@@ -122,18 +124,23 @@ function flipsFreely(v: Value): boolean {
 
 function mergeTransposed(g: Graph): { merged: number; bytes: number } {
   const candidates = mergeable(g).filter((v) => v.const!.dims.length === 2)
-  const byShape = new Map<string, Value[]>()
+  // Candidates are bucketed by a sample of their elements, read so that a matrix and its
+  // transpose land in the same bucket: each matrix is compared only with its bucket, in the order
+  // of the candidates (a large bucket is split further by whole-content hashes), so a model with
+  // many same-shaped constants costs linear time, not one comparison per pair.
+  const buckets = new Map<string, Bucket>()
   for (const v of candidates) {
-    const key = `${v.const!.dtype}:${v.const!.dims.join('x')}`
-    byShape.set(key, [...(byShape.get(key) ?? []), v])
+    const key = sampleKey(v.const!, false)
+    const b = buckets.get(key)
+    if (b) b.members.push(v)
+    else buckets.set(key, { members: [v] })
   }
   let merged = 0
   let bytes = 0
   const gone = new Set<Value>()
   for (const a of candidates) {
     if (gone.has(a)) continue
-    const [R, C] = a.const!.dims as [number, number]
-    for (const b of byShape.get(`${a.const!.dtype}:${C}x${R}`) ?? []) {
+    for (const b of partnersOf(a, buckets.get(sampleKey(a.const!, true)))) {
       if (b === a || gone.has(b) || gone.has(a) || !isTransposeOf(a, b)) continue
       // Keep the one whose readers cannot flip layout by a flag.
       const [keep, drop] = flipsFreely(b) || !flipsFreely(a) ? [a, b] : [b, a]
@@ -144,6 +151,59 @@ function mergeTransposed(g: Graph): { merged: number; bytes: number } {
     }
   }
   return { merged, bytes }
+}
+
+interface Bucket {
+  members: Value[]
+  /** members by the hash of their whole bytes, for a large bucket */
+  byContent?: Map<string, Value[]>
+}
+
+/** Buckets up to this size are searched one by one. */
+const SMALL_BUCKET = 8
+
+/** The members of `bucket` that may be aᵀ, in candidate order. */
+function partnersOf(a: Value, bucket: Bucket | undefined): Value[] {
+  const t = a.const!
+  const size = byteLengthOf(t.dtype, 1)
+  if (!bucket || size * t.size !== t.byteLength) return []
+  if (bucket.members.length <= SMALL_BUCKET) return bucket.members
+  if (!bucket.byContent) {
+    bucket.byContent = new Map()
+    for (const v of bucket.members) {
+      const key = contentHash(v.const!.data)
+      const list = bucket.byContent.get(key)
+      if (list) list.push(v)
+      else bucket.byContent.set(key, [v])
+    }
+  }
+  return bucket.byContent.get(contentHash(transposeTensor(t, [1, 0]).data)) ?? []
+}
+
+function contentHash(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+/**
+ * dtype, shape and 64 sampled elements of a matrix B (R×C); with `transposed`, of Aᵀ read from A
+ * (C×R) — the same key when B = Aᵀ.
+ */
+function sampleKey(t: Tensor, transposed: boolean): string {
+  const [r0, c0] = t.dims as [number, number]
+  const [R, C] = transposed ? [c0, r0] : [r0, c0]
+  const size = byteLengthOf(t.dtype, 1)
+  if (size * t.size !== t.byteLength || R * C === 0) return `${t.dtype}:${R}x${C}`
+  const d = t.data
+  let key = `${t.dtype}:${R}x${C}:`
+  let s = 777
+  for (let i = 0; i < 64; i++) {
+    s = (s * 1103515245 + 12345) >>> 0
+    const r = s % R
+    const c = (s >>> 7) % C
+    const at = (transposed ? c * c0 + r : r * C + c) * size
+    for (let k = 0; k < size; k++) key += String.fromCharCode(d[at + k]!)
+  }
+  return key
 }
 
 /** Make every reader of `drop` read `keep` (= dropᵀ) instead. */
@@ -163,8 +223,7 @@ function rewireTransposed(g: Graph, drop: Value, keep: Value): void {
           name: g.uniqueNodeName(`${keep.name}_transpose`),
           attrs: [attrInts('perm', [1, 0])],
         })
-        g.nodes.pop()
-        g.insertNode(transposeNode, g.nodes[0])
+        g.insertNode(transposeNode, g.firstNode)
       }
       n.setInput(k, transposeNode.outputs[0]!)
     })

@@ -163,10 +163,9 @@ function rewriteLookup(g: Graph, lookup: EmbeddingLookup, factors: Factors, r: n
   const ids = gather.inputs[1]!
   const c = g.addInitializer(g.uniqueName(`${table.name}.factor_c`), Tensor.fromFloat32([V, r], factors.c))
   const b = g.addInitializer(g.uniqueName(`${table.name}.factor_b`), Tensor.fromFloat32([r, D], factors.b))
-  const next = g.nodes[g.nodes.indexOf(gather) + 1]
+  const next = g.contains(gather) ? g.nodeAfter(gather) : g.firstNode
   g.removeNode(gather)
   const rows = g.addNode('Gather', [c, ids], [`${out.name}.factor_c`], { name: gather.name, attrs: [...gather.attributes] })
-  g.nodes.pop()
   g.insertNode(rows, next)
   const project = new Node(g, 'MatMul', '', g.uniqueNodeName(`${gather.name || 'Gather'}.factor_b`))
   project.setInput(0, rows.outputs[0]!)

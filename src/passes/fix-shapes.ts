@@ -31,7 +31,7 @@ export const fixShapes: Pass = {
     const pinned = pinInputs(g, B, S)
     checkPositions(g, S)
     forgetInferredTypes(g)
-    const folded = foldGraph(g)
+    const folded = foldGraph(g, opts)
     sweep(g)
     forgetInferredTypes(g)
     const blocks = B === 1 ? attentionTo2d(g) : 0

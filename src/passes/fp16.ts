@@ -253,7 +253,7 @@ function freeInFp32(ctx: Context, n: Node): boolean {
 function readersWantOnlyFp32(ctx: Context, n: Node): boolean {
   const wants = floatOutputs(ctx, n).flatMap((o) => [
     ...readers(o).map((r) => wantOf(ctx, r.node, r.slot)),
-    ...(ctx.g.outputs.includes(o) ? [ctx.io] : []),
+    ...(ctx.g.isOutput(o) ? [ctx.io] : []),
   ])
   return wants.includes('fp32') && !wants.includes('fp16')
 }
@@ -276,7 +276,7 @@ function convertConstants(ctx: Context): void {
     const halfReaders = rs.filter((r) => r.want === 'fp16')
     if (halfReaders.length === 0) continue
     const half = toHalfTensor(ctx, t)
-    const fp32Needed = rs.some((r) => r.want === 'fp32') || ctx.g.outputs.includes(v)
+    const fp32Needed = rs.some((r) => r.want === 'fp32') || ctx.g.isOutput(v)
     if (!fp32Needed) {
       setConstant(v, half)
       continue
@@ -401,7 +401,7 @@ function castNode(ctx: Context, input: Value, output: Value, to: Precision): Nod
   node.setInput(0, input)
   node.outputs.push(output)
   output.producer = node
-  ctx.g.nodes.push(node)
+  ctx.g.appendNode(node)
   if (!ctx.casts.has(input)) ctx.casts.set(input, new Map())
   ctx.casts.get(input)!.set(to, output)
   ctx.stats.castsInserted++
@@ -410,8 +410,8 @@ function castNode(ctx: Context, input: Value, output: Value, to: Precision): Nod
 
 /** Place `node` (already appended) right after `after`, or first when there is none. */
 function moveAfter(g: Graph, node: Node, after: Node | null | undefined): void {
-  g.nodes.splice(g.nodes.indexOf(node), 1)
-  g.insertNode(node, after ? g.nodes[g.nodes.indexOf(after) + 1] : g.nodes[0])
+  const next = after && g.contains(after) ? g.nodeAfter(after) : g.firstNode
+  if (next !== node) g.insertNode(node, next)
 }
 
 function setElemType(v: Value, elemType: DataType): void {

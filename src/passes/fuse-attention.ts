@@ -27,7 +27,7 @@ export const fuseAttention: Pass = {
     const ctx: Context = { consts: new GraphBuilder(g), packed: new Map(), masks: new Map(), shapes: new Map() }
     let fused = 0
     for (const sm of [...g.nodes]) {
-      if (sm.opType !== 'Softmax' || sm.domain !== '' || !g.nodes.includes(sm)) continue
+      if (sm.opType !== 'Softmax' || sm.domain !== '' || !g.contains(sm)) continue
       const block = matchBlock(sm)
       if (block && rewrite(g, block, ctx)) fused++
     }
@@ -235,7 +235,7 @@ function rewrite(g: Graph, b: Block, ctx: Context): boolean {
   const packed = pack(g, b, ctx)
   let mask = ctx.masks.get(b.mask)
   if (!mask) {
-    mask = g.addNodeBefore(g.nodes[0]!, 'Cast', [b.mask], `${b.mask.name}_int32`, { attrs: [attrInt('to', DataType.INT32)] }).outputs[0]!
+    mask = g.addNodeBefore(g.firstNode!, 'Cast', [b.mask], `${b.mask.name}_int32`, { attrs: [attrInt('to', DataType.INT32)] }).outputs[0]!
     ctx.masks.set(b.mask, mask)
   }
   // Attention takes [B, S, hidden]: a 2-D hidden state is viewed as 3-D through the [B, S] of the
@@ -245,7 +245,7 @@ function rewrite(g: Graph, b: Block, ctx: Context): boolean {
   if (rank !== 3) {
     let shape3 = ctx.shapes.get(b.headsShape)
     if (!shape3) {
-      const where = b.headsShape.producer ? nextAfter(g, b.headsShape.producer) : g.nodes[0]!
+      const where = b.headsShape.producer ? nextAfter(g, b.headsShape.producer) : g.firstNode!
       const bs = g.addNodeBefore(where, 'Slice', [b.headsShape, ctx.consts.ints([0]), ctx.consts.ints([2])], `${b.headsShape.name}_batch_seq`).outputs[0]!
       shape3 = g.addNodeBefore(where, 'Concat', [bs, ctx.consts.ints([b.heads * b.headDim])], `${b.headsShape.name}_hidden`, { attrs: [attrInt('axis', 0)] }).outputs[0]!
       ctx.shapes.set(b.headsShape, shape3)
@@ -277,7 +277,6 @@ function shapeRank(shape: Value | null | undefined): number | undefined {
 }
 
 function nextAfter(g: Graph, n: Node): Node {
-  const i = g.nodes.indexOf(n)
-  return g.nodes[i + 1] ?? n
+  return (g.contains(n) ? g.nodeAfter(n) : g.firstNode) ?? n
 }
 

@@ -43,7 +43,7 @@ export const fuseGelu: Pass = {
     let erf = 0
     let biases = 0
     for (const n of [...g.nodes]) {
-      if (n.opType !== 'Mul' || !g.nodes.includes(n)) continue
+      if (n.opType !== 'Mul' || !g.contains(n)) continue
       const root = n.outputs[0]!
       const r = tryFuse(g, root, TANH_GELU, 'FastGelu') ?? tryFuse(g, root, ERF_GELU, 'Gelu')
       if (!r) continue

@@ -48,7 +48,7 @@ const sameShape = (a: Value, b: Value) => {
 }
 
 function fuse(g: Graph, ln: Node): { bias: boolean } | undefined {
-  if (ln.opType !== 'LayerNormalization' || ln.domain !== '' || !g.nodes.includes(ln)) return undefined
+  if (ln.opType !== 'LayerNormalization' || ln.domain !== '' || !g.contains(ln)) return undefined
   const x = ln.inputs[0]
   const rank = x?.shape?.length
   const axis = ln.attrInt('axis', -1)

@@ -24,6 +24,8 @@ export interface PassOptions {
   keepIoTypes?: boolean
   /** factorization-check: restore a folded embedding factorization. */
   refactor?: boolean
+  /** fold-constants (and fix-shapes' folding): fold results however much they grow the model (default: limits, see fold-constants.ts). */
+  foldLarge?: boolean
   /** fix-shapes: pin batch and sequence to [B, S] (multiple choice keeps num_choices as given). */
   fixedShape?: [number, number]
   /** quantize-qdq: sample input feeds to calibrate activation scales on (default: seeded random inputs). */

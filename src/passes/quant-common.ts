@@ -238,7 +238,7 @@ export function storeInt8(graph: Graph, plan: WeightPlan, qw: Int8Weight): Store
           name: graph.uniqueNodeName(`${base}.int8_transpose`),
           attrs: [attrInts('perm', [1, 0])],
         })
-        graph.moveLastBefore(graph.nodes[0]!)
+        graph.moveLastBefore(graph.firstNode!)
         b = node.outputs[0]!
       }
       return b
@@ -250,7 +250,7 @@ export function storeInt8(graph: Graph, plan: WeightPlan, qw: Int8Weight): Store
           name: graph.uniqueNodeName(`${base}.scale_cast`),
           attrs: [attrInt('to', DataType.FLOAT)],
         })
-        graph.moveLastBefore(graph.nodes[0]!)
+        graph.moveLastBefore(graph.firstNode!)
         f = node.outputs[0]!
       }
       return f

@@ -20,8 +20,9 @@ export function sweep(graph: Graph): { nodes: number; values: number } {
   graph.toposort()
   const outputs = new Set(graph.outputs)
   let nodes = 0
-  for (let i = graph.nodes.length - 1; i >= 0; i--) {
-    const n = graph.nodes[i]!
+  const order = graph.nodes
+  for (let i = order.length - 1; i >= 0; i--) {
+    const n = order[i]!
     const live = n.outputs.some((o) => o && (o.consumers.length > 0 || outputs.has(o)))
     if (live) continue
     detachDeep(n)

@@ -20,16 +20,21 @@ function tidy(graph: Graph): number {
   graph.toposort()
   const seen = new Set<string>()
   const taken = new Set(graph.nodes.map((n) => n.name))
+  // The suffix to try next for each base: every smaller one is taken (the sets only grow), so a
+  // million unnamed Add nodes are named in linear time.
+  const next = new Map<string, number>()
   let renamed = 0
   for (const n of graph.nodes) {
     if (n.name && !seen.has(n.name)) {
       seen.add(n.name)
       continue
     }
-    let i = 0
+    const base = n.name || n.opType
+    let i = next.get(base) ?? 0
     let name: string
-    do name = `${n.name || n.opType}_${i++}`
+    do name = `${base}_${i++}`
     while (seen.has(name) || taken.has(name))
+    next.set(base, i)
     n.name = name
     seen.add(name)
     taken.add(name)

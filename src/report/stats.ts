@@ -49,14 +49,19 @@ export function equalTensorGroups<T>(items: readonly T[], tensorOf: (item: T) =>
     const byHash = new Map<string, T[]>()
     for (const item of list) {
       const t = tensorOf(item)
-      const h = createHash('sha256').update(t.data)
-      for (const s of t.strings ?? []) h.update(s)
-      const digest = h.digest('hex')
+      // Small tensors are their own key (a hash per scalar would cost more than the bytes).
+      let digest: string
+      if (!t.strings && t.data.byteLength <= 64) digest = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('latin1')
+      else {
+        const h = createHash('sha256').update(t.data)
+        for (const s of t.strings ?? []) h.update(s)
+        digest = h.digest('hex')
+      }
       const g = byHash.get(digest)
       if (g) g.push(item)
       else byHash.set(digest, [item])
     }
-    groups.push(...byHash.values())
+    for (const group of byHash.values()) groups.push(group)
   }
   return groups
 }

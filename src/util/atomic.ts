@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { stagedOutput } from './staged-registry.js'
 
 const live = new Set<string>()
 let handlersInstalled = false
@@ -50,6 +51,7 @@ export function writeFilesAtomic(files: readonly { file: string; pieces: readonl
     removeStaleTemporaries(file)
     const tmp = tempNameFor(file)
     live.add(tmp)
+    stagedOutput(tmp, file)
     return tmp
   })
   installSignalCleanup()
@@ -61,7 +63,10 @@ export function writeFilesAtomic(files: readonly { file: string; pieces: readonl
     for (const tmp of tmps) fs.rmSync(tmp, { force: true })
     throw e
   } finally {
-    for (const tmp of tmps) live.delete(tmp)
+    for (const tmp of tmps) {
+      live.delete(tmp)
+      stagedOutput(tmp, null)
+    }
   }
 }
 
@@ -156,6 +161,7 @@ export class StagedDir {
     this.target = path.resolve(target)
     removeStaleTemporaries(this.target)
     this.path = tempNameFor(this.target)
+    stagedOutput(this.path, this.target)
     fs.mkdirSync(this.path)
     live.add(this.path)
     installSignalCleanup()
@@ -240,6 +246,7 @@ export class StagedDir {
 
   private finish(): void {
     live.delete(this.path)
+    stagedOutput(this.path, null)
     this.done = true
   }
 }
