@@ -172,7 +172,7 @@ describe('optimize on large graphs (bounded time and memory)', () => {
     // rescanned per merge; sort-and-name 9.8 s: names searched from _0 for every node); now 1.8 s.
     const model = chain('wide.onnx', { nodes: 30_000, named: false, constantDims: [2, 2], twins: true, allOutputs: true })
     const out = path.join(work, 'wide-out.onnx')
-    const r = await runBounded(['optimize', model, '-o', out], { seconds: 12, mb: 300 })
+    const r = await runBounded(['optimize', model, '-o', out, '--verbose'], { seconds: 12, mb: 300 })
     assert.equal(r.killed, undefined, `stopped at the ${r.killed} bound (${r.ms.toFixed(0)} ms, ${r.peakMB.toFixed(0)} MB)`)
     assert.equal(r.status, 0, r.stderr)
     assert.match(r.stdout, /^dedup .*merged 7487, transposedMerged 0, nodesMerged 7500,/m)
@@ -189,7 +189,7 @@ describe('optimize on large graphs (bounded time and memory)', () => {
     // splice per reader before; the node list's indexOf + splice per removed node likewise.
     const model = chain('fold.onnx', { nodes: 30_000, constantStart: true, second: 'Neg', distinctConstants: 1, deadEvery: 1 })
     const out = path.join(work, 'fold-out.onnx')
-    const r = await runBounded(['optimize', model, '-o', out], { seconds: 12, mb: 300 })
+    const r = await runBounded(['optimize', model, '-o', out, '--verbose'], { seconds: 12, mb: 300 })
     assert.equal(r.killed, undefined, `stopped at the ${r.killed} bound (${r.ms.toFixed(0)} ms, ${r.peakMB.toFixed(0)} MB)`)
     assert.equal(r.status, 0, r.stderr)
     assert.match(r.stdout, /^dedup .*nodesMerged 9999,/m)
