@@ -13,11 +13,12 @@ import { cloneModel, type Model } from '../src/ir/graph.js'
 import { Tensor } from '../src/ir/tensor.js'
 import { modelBytes } from '../src/onnx/file.js'
 import { runPasses } from '../src/passes/pass.js'
+import { ortRunner } from '../src/runtime/runner.js'
 import { passByName } from '../src/passes/index.js'
-import { targetPlans } from '../src/recipes/targets.js'
+import { targetPlans } from '../src/targets/targets.js'
 import { compareOutputs } from '../src/verify/compare.js'
-import { createSession, runSession } from '../src/verify/runtime.js'
-import type { OutputMap } from '../src/verify/verify.js'
+import { createSession, runSession } from '../src/runtime/session.js'
+import type { OutputMap } from '../src/verify/verdict.js'
 import { createWebSession, runWebSession } from '../test/support/ort-web.js'
 import { ROOT } from './measure.js'
 
@@ -79,7 +80,7 @@ async function main(): Promise<void> {
   for (const fixed of [undefined, [1, 128] as [number, number]]) {
     for (const plan of targetPlans('mobile')) {
       const model: Model = cloneModel(reference)
-      const reports = await runPasses(model, plan.passes.map(passByName), fixed ? { fixedShape: fixed } : {})
+      const reports = await runPasses(model, plan.passes.map(passByName), fixed ? { fixedShape: fixed } : {}, { runner: ortRunner })
       const q = reports.find((r) => r.pass.startsWith('quantize'))
       const bytes = modelBytes(model)
       const cells: string[] = []

@@ -17,7 +17,7 @@ import { ROOT, fixtureDir, tempDir } from './support/helpers.js'
 import Convert from '../src/commands/convert.js'
 import Optimize from '../src/commands/optimize.js'
 import Verify from '../src/commands/verify.js'
-import { resolveInputSpec } from '../src/verify/verify.js'
+import { resolveInputSpec } from '../src/verify/inputs.js'
 import type { AlbertConfig } from '../src/checkpoint/config.js'
 
 const work = tempDir()

@@ -19,7 +19,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { convert, type ConvertOptions } from '../src/pipeline/convert.js'
 import { optimize } from '../src/pipeline/optimize.js'
-import { targetPlans } from '../src/recipes/targets.js'
+import { targetPlans } from '../src/targets/targets.js'
 import { FIXTURES, ROOT, goldenFixtures, tempDir } from './support/helpers.js'
 
 const HASHES = path.join(ROOT, 'test', 'hashes', 'emitted.json')

@@ -6,7 +6,7 @@ import { DataType } from '../src/ir/dtype.js'
 import type { Model } from '../src/ir/graph.js'
 import { runPasses } from '../src/passes/pass.js'
 import { passByName } from '../src/passes/index.js'
-import { targetPlans } from '../src/recipes/targets.js'
+import { targetPlans } from '../src/targets/targets.js'
 import { buildFixture, fixtureDir, parityWithGolden } from './support/helpers.js'
 import { readModelFile } from '../src/onnx/file.js'
 

@@ -13,6 +13,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Graph, Model, Node, type Value } from '../src/ir/graph.js'
 import { foldConstants } from '../src/passes/fold-constants.js'
+import { passContext } from '../src/passes/pass.js'
 import { Tensor } from '../src/ir/tensor.js'
 import { DataType } from '../src/ir/dtype.js'
 import { readModelFile } from '../src/onnx/file.js'
@@ -256,12 +257,12 @@ describe('constant folding with bounded growth', () => {
     }
     const limited = make()
     const warnings: string[] = []
-    const r = foldConstants.run(limited, { warn: (m) => warnings.push(m) }) as { stats: Record<string, number> }
+    const r = foldConstants.run(limited, passContext({}, { warn: (m) => warnings.push(m) })) as { stats: Record<string, number> }
     assert.equal(r.stats.nodesFolded, 1, 'ConstantOfShape (16 bytes) folds; the 160 kB Gather does not')
     assert.equal(warnings.length, 1)
     assert.match(warnings[0]!, /^fold-constants: left Gather 'g' unfolded: it would make 160 kB from 20.1 kB of constants/)
     const large = make()
-    const r2 = foldConstants.run(large, { foldLarge: true }) as { stats: Record<string, number> }
+    const r2 = foldConstants.run(large, passContext({ foldLarge: true })) as { stats: Record<string, number> }
     assert.equal(r2.stats.nodesFolded, 2)
     assert.deepEqual(large.graph.values.get('gathered')!.const!.dims, [8, 5000])
   })
@@ -273,7 +274,8 @@ describe('building ALBERT', () => {
     const url = (rel: string) => new URL(rel, import.meta.url).href
     const script = `
       import { openCheckpoint } from '${url('../src/checkpoint/index.js')}'
-      import { buildAlbert, resolveTask } from '${url('../src/builder/albert.js')}'
+      import { buildAlbert } from '${url('../src/builder/albert.js')}'
+      import { resolveTask } from '${url('../src/checkpoint/task.js')}'
       const ckpt = openCheckpoint(${JSON.stringify(fixtureDir('albert-model'))})
       const config = { ...ckpt.config, numHiddenLayers: 1000 }
       const task = resolveTask(config, undefined, ckpt.configFile)

@@ -16,7 +16,7 @@ import path from 'node:path'
 import { fixtureDir, tempDir } from './support/helpers.js'
 import { runBounded, type BoundedRun } from './support/bounded.js'
 import { readModelFile, writeModelFile } from '../src/onnx/file.js'
-import { ProtoWriter, concatPieces } from '../src/onnx/wire.js'
+import { ProtoWriter, concatPieces } from '../src/protobuf/wire.js'
 import { UserError } from '../src/util/errors.js'
 import { superLinearReason } from '../src/tokenizer/pattern.js'
 

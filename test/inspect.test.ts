@@ -15,7 +15,7 @@ import { convert } from '../src/pipeline/convert.js'
 import { optimize } from '../src/pipeline/optimize.js'
 import { verify } from '../src/pipeline/verify.js'
 import { inspect } from '../src/report/inspect.js'
-import { targetPlans } from '../src/recipes/targets.js'
+import { targetPlans } from '../src/targets/targets.js'
 import type { ConvertOptions } from '../src/pipeline/convert.js'
 
 const work = tempDir()
@@ -24,9 +24,9 @@ const work = tempDir()
 async function allModels(fixture: string, targets: readonly ('cpu' | 'gpu' | 'mobile')[]): Promise<{ run: string; file: string; p: ReturnType<typeof inspect>['parameters'] }[]> {
   const runs: [string, Partial<ConvertOptions>][] = [
     ['precisions', { precisions: ['fp32', 'int8', 'int4', 'fp16'] }],
-    ['standard-ops', { precisions: ['int8'], contribOps: false }],
-    ['per-tensor', { precisions: ['int8'], perTensor: true }],
-    ['asymmetric', { precisions: ['int4'], asymmetric: true, blockSize: 16 }],
+    ['standard-ops', { precisions: ['int8'], passOptions: { contribOps: false } }],
+    ['per-tensor', { precisions: ['int8'], passOptions: { perTensor: true } }],
+    ['asymmetric', { precisions: ['int4'], passOptions: { asymmetric: true, blockSize: 16 } }],
     ...targets.map((t): [string, Partial<ConvertOptions>] => [t, { plans: targetPlans(t) }]),
   ]
   const models = []

@@ -16,19 +16,20 @@ import { Tensor } from '../src/ir/tensor.js'
 import { modelBytes, readModelFile } from '../src/onnx/file.js'
 import { runPasses, type PassOptions, type PassReport } from '../src/passes/pass.js'
 import { passByName } from '../src/passes/index.js'
-import { parseFixedShape } from '../src/passes/fix-shapes.js'
+import { parseFixedShape } from '../src/cli/target-flags.js'
+import { ortRunner } from '../src/runtime/runner.js'
 import { shortfall, GUARD_THRESHOLDS } from '../src/passes/accuracy-guard.js'
-import { targetPlans } from '../src/recipes/targets.js'
+import { targetPlans } from '../src/targets/targets.js'
 import { RequiredOperators, parseRequiredOperators } from '../src/report/required-ops.js'
 import { compareOutputs } from '../src/verify/compare.js'
-import { createSession, runSession } from '../src/verify/runtime.js'
-import type { OutputMap } from '../src/verify/verify.js'
+import { createSession, runSession } from '../src/runtime/session.js'
+import type { OutputMap } from '../src/verify/verdict.js'
 import { UserError } from '../src/util/errors.js'
 import { BIN, buildFixture, fixtureDir, fixtureGolden, fixtureInputs, tempDir } from './support/helpers.js'
 import { createWebSession, runWebSession } from './support/ort-web.js'
 
 const PREPARE = ['dedup', 'fold-constants']
-const apply = (m: Model, names: string[], opts: PassOptions = {}) => runPasses(m, names.map(passByName), opts)
+const apply = (m: Model, names: string[], opts: PassOptions = {}, warn?: (m: string) => void) => runPasses(m, names.map(passByName), opts, { runner: ortRunner, warn })
 const count = (m: Model, op: string) => m.graph.nodes.filter((n) => n.opType === op).length
 const value = (m: Model, name: string) => m.graph.values.get(name) ?? assert.fail(`no value '${name}'`)
 const node = (m: Model, name: string) => m.graph.nodes.find((n) => n.name === name) ?? assert.fail(`no node '${name}'`)
@@ -191,7 +192,7 @@ describe('quantize-qdq', () => {
     await apply(m, PREPARE)
     const matrices = floatMatrices(m).map((v) => v.name)
     const warnings: string[] = []
-    const [r] = await apply(m, ['quantize-qdq'], { warn: (w) => warnings.push(w) })
+    const [r] = await apply(m, ['quantize-qdq'], {}, (w) => warnings.push(w))
     const kept = r!.stats.keptFloat as number
     assert.ok(kept > 0 && kept < 22, `kept ${kept} of 22 units`)
     assert.ok((r!.stats.guardShortfall as number) <= 1)

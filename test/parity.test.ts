@@ -5,9 +5,10 @@
 import { describe, it, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { openCheckpoint } from '../src/checkpoint/index.js'
-import { buildAlbert, resolveTask } from '../src/builder/albert.js'
+import { buildAlbert } from '../src/builder/albert.js'
+import { resolveTask } from '../src/checkpoint/task.js'
 import { modelBytes } from '../src/onnx/file.js'
-import { createSession, runSession } from '../src/verify/runtime.js'
+import { createSession, runSession } from '../src/runtime/session.js'
 import { compareOutputs } from '../src/verify/compare.js'
 import { fixtureDir, fixtureGolden, fixtureInputs, goldenFixtures } from './support/helpers.js'
 

@@ -5,15 +5,18 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { openCheckpoint } from '../src/checkpoint/index.js'
-import { buildAlbert, resolveTask } from '../src/builder/albert.js'
+import { buildAlbert } from '../src/builder/albert.js'
+import { resolveTask } from '../src/checkpoint/task.js'
 import { GraphBuilder } from '../src/ir/builder.js'
 import { DataType } from '../src/ir/dtype.js'
 import { Graph, Model, attrInt, type Value } from '../src/ir/graph.js'
 import { Tensor } from '../src/ir/tensor.js'
 import { modelBytes } from '../src/onnx/file.js'
-import { analyzeRank, factorizationCheck, REFACTOR_TOLERANCE } from '../src/passes/factorization-check.js'
+import { factorizationCheck, REFACTOR_TOLERANCE } from '../src/passes/factorization-check.js'
+import { analyzeRank } from '../src/analysis/rank.js'
+import { ortRunner } from '../src/runtime/runner.js'
 import { runPasses, type PassReport } from '../src/passes/pass.js'
-import { createSession, runSession } from '../src/verify/runtime.js'
+import { createSession, runSession } from '../src/runtime/session.js'
 import { fixtureDir } from './support/helpers.js'
 
 const TABLE = 'embeddings.word_embeddings.weight'
@@ -270,16 +273,16 @@ async function onnxruntimeProduct(x: Float32Array, w: Float32Array, rows: number
 
 describe('finding the E→H projection in quantized models', () => {
   it('sees through DynamicQuantizeMatMul, MatMulNBits, QDQ and fp16 casts: E 8 → H 16 in every precision and target', async () => {
-    const { findEmbeddingLookup } = await import('../src/report/factorization.js')
-    const { precisionPlans, passesOf } = await import('../src/recipes/precision.js')
-    const { targetPlans } = await import('../src/recipes/targets.js')
+    const { findEmbeddingLookup } = await import('../src/analysis/factorization.js')
+    const { precisionPlans, passesOf } = await import('../src/targets/precision.js')
+    const { targetPlans } = await import('../src/targets/targets.js')
     const ckpt = openCheckpoint(fixtureDir('albert-seqcls-text'))
     const task = resolveTask(ckpt.config, undefined, ckpt.configFile)
     const plans = [...precisionPlans(['fp32', 'int8', 'int4', 'fp16']), ...targetPlans('cpu'), ...targetPlans('mobile')]
     const seen: string[] = []
     for (const plan of plans) {
       const model = buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model
-      await runPasses(model, passesOf(plan), { contribOps: plan.target !== 'mobile' })
+      await runPasses(model, passesOf(plan), { contribOps: plan.target !== 'mobile' }, { runner: ortRunner })
       const found = findEmbeddingLookup(model.graph)
       assert.ok(found?.projection, `${plan.target} ${plan.file}: projection found`)
       assert.deepEqual([found.V, found.E, found.projection.H], [200, 8, 16], `${plan.target} ${plan.file}`)

@@ -9,14 +9,15 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Tensor as OrtTensor } from 'onnxruntime-node'
 import { openCheckpoint } from '../src/checkpoint/index.js'
-import { buildAlbert, resolveTask } from '../src/builder/albert.js'
+import { buildAlbert } from '../src/builder/albert.js'
+import { resolveTask } from '../src/checkpoint/task.js'
 import { DataType } from '../src/ir/dtype.js'
 import { Graph, Model, attrFloat, attrInt, type Node, type Value } from '../src/ir/graph.js'
 import { Tensor } from '../src/ir/tensor.js'
 import { modelBytes, readModelFile } from '../src/onnx/file.js'
 import { fp16 } from '../src/passes/fp16.js'
-import type { PassOptions, PassResult } from '../src/passes/pass.js'
-import { createSession, loadOrt, runSession } from '../src/verify/runtime.js'
+import { passContext, type PassOptions, type PassResult } from '../src/passes/pass.js'
+import { createSession, loadOrt, runSession } from '../src/runtime/session.js'
 import { compareOutputs } from '../src/verify/compare.js'
 import { halfArrayToFloat32, toHalfBits } from '../src/util/half.js'
 import { fixtureDir, fixtureGolden, fixtureInputs } from './support/helpers.js'
@@ -29,8 +30,8 @@ function build(name: string): Model {
   return buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model
 }
 
-async function convert(model: Model, options: PassOptions = {}): Promise<Record<string, number>> {
-  const result: PassResult = await fp16.run(model, options)
+async function convert(model: Model, options: PassOptions = {}, warn?: (m: string) => void): Promise<Record<string, number>> {
+  const result: PassResult = await fp16.run(model, passContext(options, { warn }))
   return result.stats as Record<string, number>
 }
 
@@ -173,7 +174,7 @@ describe('fp16 on albertkit graphs', () => {
     const model = build('albert-mlm')
     await convert(model)
     const nodes = model.graph.nodes.length
-    const result = await fp16.run(model, {})
+    const result = await fp16.run(model, passContext())
     assert.equal(result.changed, false)
     assert.equal(result.stats!.castsInserted, 0)
     assert.equal(model.graph.nodes.length, nodes)
@@ -344,7 +345,7 @@ describe('fp16 on ops it does not know', () => {
     const reader = g.addNode('Mul', [custom.outputs[0]!, w], ['y'])
     g.outputs.push(reader.outputs[0]!)
     const warnings: string[] = []
-    const stats = await convert(model, { warn: (m) => warnings.push(m) })
+    const stats = await convert(model, {}, (m) => warnings.push(m))
     assert.equal(g.values.get('a')!.elemType, FLOAT16, 'the first Mul runs float16')
     assert.equal(custom.inputs[0]!.elemType, FLOAT, 'the custom op reads float32 through a Cast')
     assert.equal(reader.inputs[1]!.const!.dtype, FLOAT, 'the reader of an untyped value keeps float32')

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import path from 'node:path'
 import { StreamProgress, createProgress, formatElapsed, isLive, lineProgress, silentProgress } from '../src/util/progress.js'
 import { convert } from '../src/pipeline/convert.js'
-import { targetPlans } from '../src/recipes/targets.js'
+import { targetPlans } from '../src/targets/targets.js'
 import { formatPassReport, sizeChange, type PassReport } from '../src/passes/pass.js'
 import { fixtureDir, tempDir } from './support/helpers.js'
 

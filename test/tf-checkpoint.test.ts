@@ -18,9 +18,10 @@ const transpose2d = (data: Uint8Array, rows: number, cols: number, width: number
   return out
 }
 import { FOOTER_BYTES, parseBlock, readFooter } from '../src/checkpoint/tf-table.js'
-import { buildAlbert, resolveTask } from '../src/builder/albert.js'
+import { buildAlbert } from '../src/builder/albert.js'
+import { resolveTask } from '../src/checkpoint/task.js'
 import { modelBytes } from '../src/onnx/file.js'
-import { createSession, runSession } from '../src/verify/runtime.js'
+import { createSession, runSession } from '../src/runtime/session.js'
 import { compareOutputs } from '../src/verify/compare.js'
 import { crc32c, maskCrc, unmaskCrc } from '../src/util/crc32c.js'
 import { UserError } from '../src/util/errors.js'

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Tokenizer } from '@huggingface/tokenizers'
 import { fixtureDir, tempDir } from './support/helpers.js'
-import { ProtoReader, ProtoWriter, WIRE_LEN, WIRE_VARINT, concatPieces } from '../src/onnx/wire.js'
+import { ProtoReader, ProtoWriter, WIRE_LEN, WIRE_VARINT, concatPieces } from '../src/protobuf/wire.js'
 import { UserError } from '../src/util/errors.js'
 import {
   PieceType,

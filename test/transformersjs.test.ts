@@ -21,7 +21,7 @@ import {
 } from '@huggingface/transformers'
 import * as ort from 'onnxruntime-node'
 import { convert } from '../src/pipeline/convert.js'
-import { targetPlans } from '../src/recipes/targets.js'
+import { targetPlans } from '../src/targets/targets.js'
 import type { Tensor } from '../src/ir/tensor.js'
 import { compareOutputs } from '../src/verify/compare.js'
 import { fixtureDir, fixtureGolden, fixtureInputs, tempDir } from './support/helpers.js'

@@ -9,7 +9,9 @@ import { readModelFile, writeModelFile } from '../src/onnx/file.js'
 import { Tensor } from '../src/ir/tensor.js'
 import { openCheckpoint } from '../src/checkpoint/index.js'
 import { digestCheckpoint, sha256File } from '../src/report/provenance.js'
-import { judge, precisionOfFile, randomInputs } from '../src/verify/verify.js'
+import { randomInputs } from '../src/verify/inputs.js'
+import { judge } from '../src/verify/verdict.js'
+import { precisionOfFile } from '../src/targets/precision.js'
 import { BIN, fixtureDir, tempDir } from './support/helpers.js'
 
 const work = tempDir()

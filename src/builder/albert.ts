@@ -12,40 +12,10 @@ import { Graph, Model, attrInt, type Value } from '../ir/graph.js'
 import { GraphBuilder } from '../ir/builder.js'
 import { Tensor } from '../ir/tensor.js'
 import { groupOfLayer, type AlbertConfig } from '../checkpoint/config.js'
-import type { WeightEntry } from '../checkpoint/index.js'
-import { UserError, fail } from '../util/errors.js'
-import { printable } from '../util/printable.js'
+import type { WeightEntry } from '../checkpoint/weights.js'
+import type { Task } from '../checkpoint/task.js'
+import { fail } from '../util/errors.js'
 import { buildActivation, checkActivation } from './activations.js'
-
-export const TASKS = [
-  'feature-extraction',
-  'fill-mask',
-  'pretraining',
-  'text-classification',
-  'token-classification',
-  'question-answering',
-  'multiple-choice',
-] as const
-export type Task = (typeof TASKS)[number]
-
-export const TASK_OF_ARCHITECTURE: Record<string, Task> = {
-  AlbertModel: 'feature-extraction',
-  AlbertForMaskedLM: 'fill-mask',
-  AlbertForPreTraining: 'pretraining',
-  AlbertForSequenceClassification: 'text-classification',
-  AlbertForTokenClassification: 'token-classification',
-  AlbertForQuestionAnswering: 'question-answering',
-  AlbertForMultipleChoice: 'multiple-choice',
-}
-
-/** Other names users give tasks (Optimum's, transformers' class suffixes). */
-export const TASK_ALIASES: Record<string, Task> = {
-  model: 'feature-extraction',
-  default: 'feature-extraction',
-  'masked-lm': 'fill-mask',
-  'sequence-classification': 'text-classification',
-  'sentiment-analysis': 'text-classification',
-}
 
 export const OUTPUTS_OF_TASK: Record<Task, string[]> = {
   'feature-extraction': ['last_hidden_state', 'pooler_output'],
@@ -58,20 +28,6 @@ export const OUTPUTS_OF_TASK: Record<Task, string[]> = {
 }
 
 export const INPUT_NAMES = ['input_ids', 'attention_mask', 'token_type_ids'] as const
-
-/** The task to build: `--task` if given (canonical name or alias), else from config.architectures. */
-export function resolveTask(config: AlbertConfig, requested: string | undefined, configFile: string): Task {
-  if (requested) {
-    const t = (TASKS as readonly string[]).includes(requested) ? (requested as Task) : TASK_ALIASES[requested]
-    if (!t) throw new UserError(`unknown task '${printable(requested)}' (choose one of ${TASKS.join(', ')})`)
-    return t
-  }
-  const arch = config.architectures[0]
-  if (arch === undefined) return 'feature-extraction'
-  const t = TASK_OF_ARCHITECTURE[arch]
-  if (!t) fail(configFile, `architecture '${printable(arch)}' is not an ALBERT head albertkit knows (${Object.keys(TASK_OF_ARCHITECTURE).join(', ')}); pass --task`)
-  return t
-}
 
 /** Where weights come from: checkpoint names, with or without the `albert.` prefix of task models. */
 class WeightSource {

@@ -12,12 +12,7 @@ import { readJsonFile } from './read.js'
 import { readSafetensors } from './safetensors.js'
 import { readTorchBin } from './torch-bin.js'
 import { findTfCheckpoint, readTfCheckpoint } from './tf-checkpoint.js'
-
-export interface WeightEntry {
-  tensor: Tensor
-  /** The file the tensor came from (for error messages). */
-  file: string
-}
+import type { WeightEntry } from './weights.js'
 
 export interface Checkpoint {
   dir: string

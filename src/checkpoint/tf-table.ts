@@ -12,7 +12,7 @@
  * expand into gigabytes of keys: the expanded keys of a whole table may take MAX_KEY_BYTES in all
  * (a checkpoint index's keys are variable names, a few kB together), checked entry by entry.
  */
-import { ProtoReader, WireError } from '../onnx/wire.js'
+import { ProtoReader, WireError } from '../protobuf/wire.js'
 import { crc32c, maskCrc } from '../util/crc32c.js'
 import { fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'

@@ -8,7 +8,8 @@
  * optimize alike (its `block-size` is for an optimize run that makes int4 models).
  */
 import { given, type ParsedFlags, type Recipe } from './recipe.js'
-import type { ArtifactPlan } from '../recipes/precision.js'
+import type { ArtifactPlan } from '../targets/precision.js'
+import { takes, targetsTaking } from '../targets/targets.js'
 import { UsageError } from '../util/errors.js'
 
 type Parsed = ParsedFlags<Record<string, unknown>>
@@ -22,7 +23,7 @@ export const OPTION_READERS: Record<string, { passes: string[]; models: string }
   'block-size': { passes: ['quantize-int4'], models: 'int4 models' },
   asymmetric: { passes: ['quantize-int4'], models: 'int4 models' },
   refactor: { passes: ['factorization-check'], models: 'optimize --passes factorization-check' },
-  calibration: { passes: ['quantize-qdq', 'quantize-weights'], models: '--target mobile' },
+  calibration: { passes: ['quantize-qdq', 'quantize-weights'], models: targetsTaking('calibration') },
 }
 
 /** Passes that write com.microsoft ops whatever --standard-ops says. */
@@ -86,7 +87,7 @@ export function checkConvertFlags(parsed: Parsed, flags: ConvertFlags, recipe: R
     const files = plans.map((p) => p.file.replace(/^onnx\//, '')).join(', ')
     throw new UsageError(`--target ${flags.target} and --precision ${flags.precision} both choose the models to emit (--target ${flags.target} writes ${files}); give one of them`)
   }
-  if (flags['fixed-shape'] && flags.target !== 'mobile') throw new UsageError(`${optionSource(parsed, recipe, 'fixed-shape')} needs --target mobile`)
+  if (flags['fixed-shape'] && !takes(flags.target, 'fixed-shape')) throw new UsageError(`${optionSource(parsed, recipe, 'fixed-shape')} needs ${targetsTaking('fixed-shape')}`)
   checkPassOptions(parsed, flags, recipe, new Set(plans.flatMap((p) => p.passes)), modelChoice(parsed, flags, recipe))
   if (!flags.verify) {
     if (flags.text !== undefined || flags['text-file'] !== undefined) throw new UsageError('--text and --text-file choose verification inputs; they cannot go with --no-verify')

@@ -7,12 +7,12 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { Flags } from '@oclif/core'
-import { TASKS } from '../builder/albert.js'
+import { TASKS } from '../checkpoint/task.js'
 import { PASSES } from '../passes/index.js'
-import { PRECISIONS, type Precision } from '../recipes/precision.js'
-import { TARGETS, type Target } from '../recipes/targets.js'
+import { PRECISIONS, type Precision } from '../targets/precision.js'
+import { TARGET_NAMES } from '../targets/targets.js'
 import { UsageError, describe } from '../util/errors.js'
-import type { ThresholdOverrides, Thresholds } from '../verify/verify.js'
+import type { ThresholdOverrides, Thresholds } from '../verify/verdict.js'
 import type { FlagGroup } from './help.js'
 
 export const recipeFlag = {
@@ -50,7 +50,7 @@ export interface Recipe {
   /** the file it came from, for messages */
   file: string
   task?: string
-  target?: Target
+  target?: string
   precisions?: Precision[]
   /** optimize: the passes to run, in order */
   passes?: string[]
@@ -93,7 +93,7 @@ export function parseRecipe(json: unknown, file: string): Recipe {
         recipe.task = oneOf(value, key, TASKS, bad)
         break
       case 'target':
-        recipe.target = oneOf(value, key, TARGETS, bad)
+        recipe.target = oneOf(value, key, TARGET_NAMES, bad)
         break
       case 'precisions':
         recipe.precisions = list(value, key, bad).map((p, i) => oneOf(p, `${key}[${i}]`, PRECISIONS, bad))

@@ -2,11 +2,10 @@
 import fs from 'node:fs'
 import { Flags } from '@oclif/core'
 import { given, type ParsedFlags } from './recipe.js'
-import { DEFAULT_INPUTS, type InputRequest, type Thresholds } from '../verify/verify.js'
+import { DEFAULT_INPUTS, type InputRequest } from '../verify/inputs.js'
+import type { Thresholds } from '../verify/verdict.js'
 import { UserError, fail } from '../util/errors.js'
-import type { AlbertConfig } from '../checkpoint/config.js'
-import type { Task } from '../builder/albert.js'
-import { LIMITS, textFeeds, textTooLong, textsTooMany, type TextFeeds, type TextInput } from '../tokenizer/index.js'
+import { LIMITS, textTooLong, textsTooMany, type TextInput } from '../tokenizer/index.js'
 import type { FlagGroup } from './help.js'
 
 export const verifyFlags = {
@@ -39,7 +38,7 @@ export function thresholdsFrom(flags: { 'max-abs'?: string | undefined; cosine?:
 /**
  * The random inputs asked for. `sequenceFrom` says where an explicit sequence came from (the flag
  * or a recipe: see contradictions.ts `sequenceSource`); without one the sequence adapts to the
- * model (verify.ts `resolveInputSpec`).
+ * model (verify/inputs.ts `resolveInputSpec`).
  */
 export function inputSpecFrom(flags: { seed: number; batch: number; sequence?: number | undefined }, sequenceFrom?: string): InputRequest {
   const request: InputRequest = { seed: flags.seed, batch: flags.batch, choices: DEFAULT_INPUTS.choices ?? 2 }
@@ -52,7 +51,7 @@ export function inputSpecFrom(flags: { seed: number; batch: number; sequence?: n
 
 /**
  * Real text instead of random inputs, through the checkpoint's own tokenizer. Kept apart from
- * `verifyFlags` so that a command offers them only once it passes them on (see `textFeedsFrom`).
+ * `verifyFlags` so that a command offers them only once it passes them on (see `textsFrom`).
  */
 export const textFlags = {
   text: Flags.string({
@@ -137,20 +136,6 @@ export function textsFrom(flags: { text?: string[] | undefined; 'text-file'?: st
     return { texts, source: '--text' }
   }
   return undefined
-}
-
-/**
- * Verification feeds from --text / --text-file through the tokenizer in `checkpointDir`, or
- * undefined when neither flag is given (then the seeded random inputs apply).
- */
-export function textFeedsFrom(
-  flags: { text?: string[] | undefined; 'text-file'?: string | undefined },
-  checkpointDir: string,
-  config: AlbertConfig,
-  task: Task,
-): TextFeeds | undefined {
-  const asked = textsFrom(flags)
-  return asked && textFeeds(checkpointDir, asked.texts, config, task, asked.source)
 }
 
 /**

@@ -1,20 +1,20 @@
 import { Args, Flags } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { checkConvertOutput, convert } from '../pipeline/convert.js'
-import { TASKS } from '../builder/albert.js'
+import { TASKS } from '../checkpoint/task.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
-import { PRECISIONS, parsePrecisions, precisionPlans } from '../recipes/precision.js'
-import { TARGETS, targetPlans } from '../recipes/targets.js'
+import { PRECISION, PRECISIONS, dtypeOfFile, parsePrecisions, precisionPlans } from '../targets/precision.js'
+import { TARGET_NAMES, targetPlans } from '../targets/targets.js'
 import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
-import { parseFixedShape } from '../passes/fix-shapes.js'
-import { readCalibration } from '../passes/calibrate.js'
+import { parseFixedShape, readCalibration, targetFlags } from '../cli/target-flags.js'
 import { UserError } from '../util/errors.js'
 import { type ParsedFlags, given, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
 import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contradictions.js'
-import { formatVerdict } from '../verify/verify.js'
+import { formatVerdict } from '../verify/verdict.js'
 import { verboseFlag } from '../cli/pass-flags.js'
 import type { ExitCodeRows, FlagGroup } from '../cli/help.js'
 import { EXIT } from '../cli/exit-codes.js'
+import { formatBytes } from '../util/format.js'
 
 export default class Convert extends AlbertkitCommand {
   static override summary = 'Build ONNX models from an ALBERT checkpoint.'
@@ -56,10 +56,9 @@ export default class Convert extends AlbertkitCommand {
     out: Flags.string({ char: 'o', description: 'output folder', required: true, helpValue: '<folder>', helpGroup: 'OUTPUT' satisfies FlagGroup }),
     force: Flags.boolean({ char: 'f', description: 'replace the output folder if it exists', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
     task: Flags.string({ description: `head to build, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'MODEL' satisfies FlagGroup }),
-    target: Flags.string({ description: `the models and passes for a runtime: ${TARGETS.join(', ')} (see the README)`, helpValue: '<target>', helpGroup: 'MODEL' satisfies FlagGroup }),
-    precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (model.onnx, model_int8.onnx, model_q4.onnx, model_fp16.onnx)`, default: 'fp32', helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
-    'fixed-shape': Flags.string({ description: '--target mobile: pin batch and sequence sizes (e.g. 1,128); the models then take exactly [B, S]', helpValue: '<B,S>', helpGroup: 'MODEL' satisfies FlagGroup }),
-    calibration: Flags.string({ description: '--target mobile: safetensors of sample inputs (input_ids, attention_mask, token_type_ids) to calibrate static int8 on (default: seeded random inputs)', helpValue: '<file>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    target: Flags.string({ description: `the models and passes for a runtime: ${TARGET_NAMES.join(', ')} (see the README)`, helpValue: '<target>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (${PRECISIONS.map((p) => PRECISION[p].file.replace(/^onnx\//, '')).join(', ')})`, default: 'fp32', helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    ...targetFlags,
     ...passFlags,
     verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     ...textFlags,
@@ -82,10 +81,10 @@ export default class Convert extends AlbertkitCommand {
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
       const plans = flags.target ? targetPlans(flags.target) : precisionPlans(parsePrecisions(flags.precision))
       checkConvertFlags(typed, flags, recipe, plans)
+      const passOptions = passOptionsFrom(flags)
       return {
         plans,
-        ...passOptionsFrom(flags),
-        ...(flags['fixed-shape'] ? { fixedShape: parseFixedShape(flags['fixed-shape']) } : {}),
+        passOptions: flags['fixed-shape'] ? { ...passOptions, fixedShape: parseFixedShape(flags['fixed-shape']) } : passOptions,
         ...(flags['fixed-shape'] && !given(typed, 'fixed-shape') && recipe ? { fixedShapeFrom: `${recipe.file}: options.fixed-shape` } : {}),
         inputs: inputSpecFrom(flags, sequenceSource(typed, recipe)),
         thresholds: thresholdsWith(recipe, thresholdsFrom(flags)),
@@ -104,7 +103,7 @@ export default class Convert extends AlbertkitCommand {
       force: flags.force,
       checked,
       ...settings,
-      ...(flags.calibration ? { calibration: readCalibration(flags.calibration) } : {}),
+      ...(flags.calibration ? { passOptions: { ...settings.passOptions, calibration: readCalibration(flags.calibration) } } : {}),
       noVerify: !flags.verify,
       progress,
       warn: (m) => progress.warn(m),
@@ -116,7 +115,7 @@ export default class Convert extends AlbertkitCommand {
       // A model out of tolerance shows its figures and what it missed (--verbose shows every verdict as it runs).
       if (a.verdict && !a.verdict.pass) for (const line of formatVerdict(a.verdict).slice(1)) this.log(line)
     }
-    for (const a of report.aliases) this.log(`${out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype q8)`)
+    for (const a of report.aliases) this.log(`${out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype ${dtypeOfFile(a.file)})`)
     if (report.generated.length > 0) this.log(`${out}: ${report.generated.join(', ')} made from spiece.model`)
     if (report.verification && !report.verification.pass) {
       this.parityFailed()
@@ -138,10 +137,4 @@ function readFiles(flags: { 'text-file'?: string | undefined; calibration?: stri
 /** The output folder as the user typed it, without trailing slashes (`build/x/` → `build/x`). */
 export function outputShown(out: string): string {
   return out.replace(/(.)\/+$/, '$1')
-}
-
-export function formatBytes(n: number): string {
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} MB`
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`
-  return `${n} B`
 }

@@ -1,7 +1,7 @@
 import { Args } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { inspect, type InspectReport } from '../report/inspect.js'
-import { formatBytes } from './convert.js'
+import { formatBytes } from '../util/format.js'
 import type { ExitCodeRows } from '../cli/help.js'
 import { EXIT } from '../cli/exit-codes.js'
 

@@ -5,7 +5,7 @@ import { PASSES } from '../passes/index.js'
 import { UserError } from '../util/errors.js'
 import { formatPassReport } from '../passes/pass.js'
 import { passFlags, passOptionsFrom, verboseFlag } from '../cli/pass-flags.js'
-import { formatBytes } from './convert.js'
+import { formatBytes } from '../util/format.js'
 import { passByName } from '../passes/index.js'
 import { type ParsedFlags, readRecipe, recipeFlag, withRecipe } from '../cli/recipe.js'
 import { checkOptimizeFlags, checkVerbosity } from '../cli/contradictions.js'
@@ -75,7 +75,7 @@ export default class Optimize extends AlbertkitCommand {
       output: flags.out,
       passes,
       force: flags.force,
-      ...options,
+      passOptions: options,
       progress,
       warn: (m) => progress.warn(m),
     })

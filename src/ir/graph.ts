@@ -5,7 +5,7 @@
  */
 import { DataType } from './dtype.js'
 import { Tensor } from './tensor.js'
-import type { Int } from '../onnx/wire.js'
+import type { Int } from '../util/int64.js'
 
 /** A dimension: a size, a symbolic name, or unknown. */
 export type Dim = number | string | null

@@ -16,7 +16,9 @@ import {
   type ValueType,
 } from '../ir/graph.js'
 import { Tensor, bytesOf, elementCount, type TensorMeta } from '../ir/tensor.js'
-import { ProtoReader, WireError, WIRE_LEN, readFloats, readInt64s, type Int } from './wire.js'
+import { undefinedValue } from '../ir/check.js'
+import { ProtoReader, WireError, WIRE_LEN, readFloats, readInt64s } from '../protobuf/wire.js'
+import type { Int } from '../util/int64.js'
 
 /** Where an external tensor's bytes live, as the TensorProto says. */
 export interface ExternalRef {
@@ -680,13 +682,6 @@ function inferAttrType(a: Attribute): AttrType {
 
 /** Every value read in a graph must be defined: an input, an initializer, a node output or an outer value. */
 function checkDefined(g: Graph): void {
-  const inputs = new Set(g.inputs)
-  const outputs = new Set(g.outputs)
-  for (const v of g.values.values()) {
-    if (v.producer || v.const || inputs.has(v)) continue
-    if (v.consumers.length > 0) {
-      throw new DecodeError(`${v.consumers[0]} reads '${v.name}', which nothing defines`)
-    }
-    if (outputs.has(v)) throw new DecodeError(`graph output '${v.name}' is never defined`)
-  }
+  const problem = undefinedValue(g)
+  if (problem) throw new DecodeError(problem)
 }

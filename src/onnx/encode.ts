@@ -6,7 +6,7 @@
 import { DataType } from '../ir/dtype.js'
 import { AttrType, type Attribute, type Graph, type Model, type StringPair, type Value, type ValueType } from '../ir/graph.js'
 import type { Tensor } from '../ir/tensor.js'
-import { ProtoWriter } from './wire.js'
+import { ProtoWriter } from '../protobuf/wire.js'
 
 /** Where one external tensor goes: the data file's name and the byte offset in it. */
 export interface ExternalPlacement {

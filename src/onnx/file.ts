@@ -8,7 +8,7 @@ import { readExactly } from '../checkpoint/read.js'
 import { writeFilesAtomic, writePiecesAtomic } from '../util/atomic.js'
 import { DecodeError, decodeModel, type ExternalRef } from './decode.js'
 import { encodeModel, type ExternalPlacement } from './encode.js'
-import { concatPieces } from './wire.js'
+import { concatPieces } from '../protobuf/wire.js'
 
 /** protobuf cannot hold a message of 2 GiB or more. */
 export const PROTOBUF_LIMIT = 2 ** 31 - 1

@@ -1,6 +1,6 @@
 /**
  * The accuracy guard of quantize-qdq and quantize-weights (not a pass): the quantized model is run
- * on the calibration feeds and judged against the float model's outputs on them, by verify.ts's
+ * on the calibration feeds and judged against the float model's outputs on them, by verify/verdict.ts's
  * `judge` with GUARD_THRESHOLDS (stricter than the int8 verdict, for a margin on unseen inputs).
  * When it falls short, the units (a weight, or an activation's QuantizeLinear) whose quantization
  * costs most are kept in float until it passes: units are ranked by the loss of cosine each causes
@@ -9,8 +9,9 @@
  * narrow channels need this; albert-base passes with nothing kept, after one run.
  */
 import { cloneModel, type Model } from '../ir/graph.js'
-import { judge, type OutputMap, type Thresholds } from '../verify/verify.js'
-import { runFeeds, type Feed } from './calibrate.js'
+import type { Feed } from '../verify/inputs.js'
+import { judge, type OutputMap, type Thresholds } from '../verify/verdict.js'
+import type { ModelRunner } from './pass.js'
 
 export const GUARD_THRESHOLDS: Required<Pick<Thresholds, 'cosine' | 'top1'>> = { cosine: 0.9995, top1: 0.99 }
 
@@ -24,20 +25,21 @@ export interface Guarded {
 
 /**
  * Rewrite `model` in place by `rewrite`, keeping in float the fewest of the costliest units that
- * make it pass the guard on `feeds` against `reference`. Returns what rewrite returned, and the guard's account.
+ * make it pass the guard on `feeds` (run by `runner`) against `reference`. Returns what rewrite returned, and the guard's account.
  */
 export async function guardedRewrite<S>(
   model: Model,
   units: string[],
   rewrite: (m: Model, kept: ReadonlySet<string>) => S,
   reference: OutputMap,
-  feeds: Feed[],
+  feeds: readonly Feed[],
+  runner: ModelRunner,
 ): Promise<{ stats: S; guard: Guarded }> {
   const pristine = cloneModel(model)
   const judgeKept = async (kept: ReadonlySet<string>): Promise<Judgement> => {
     const candidate = cloneModel(pristine)
     rewrite(candidate, kept)
-    return judgement(reference, await runFeeds(candidate, feeds))
+    return judgement(reference, await runner.run(candidate, feeds))
   }
   const guard = await chooseKept(units, judgeKept)
   return { stats: rewrite(model, new Set(guard.kept)), guard }

@@ -1,27 +1,24 @@
 /**
- * Calibration for static quantization (not a pass): run the float model with onnxruntime-node on
- * sample inputs, with the activations to quantize exposed as extra graph outputs of a copy, and
- * record each one's range. Sample inputs are the caller's (cut to the model's pinned batch size)
- * or seeded random token batches shaped like the model's inputs (verify.ts `randomInputs`, with a
- * seed of its own so calibration and verification never see the same batch).
+ * Calibration for static quantization (not a pass): run the float model on sample inputs (through
+ * the context's model runner), with the activations to quantize exposed as extra graph outputs of
+ * a copy, and record each one's range. Sample inputs are the caller's (cut to the model's pinned
+ * batch size) or seeded random token batches shaped like the model's inputs (verify/inputs.ts
+ * `randomInputs`, with a seed of its own so calibration and verification never see the same batch).
  */
 import { DataType } from '../ir/dtype.js'
 import { cloneModel, type Graph, type Model, type Value } from '../ir/graph.js'
 import { inferTypes } from '../ir/infer.js'
 import { Tensor } from '../ir/tensor.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
-import { readSafetensors } from '../checkpoint/safetensors.js'
-import { modelBytes } from '../onnx/file.js'
 import { UserError } from '../util/errors.js'
-import { createSession, runSession } from '../verify/runtime.js'
-import { DEFAULT_INPUTS, randomInputs, type OutputMap } from '../verify/verify.js'
+import { DEFAULT_INPUTS, randomInputs, type Feed } from '../verify/inputs.js'
+import type { OutputMap } from '../verify/verdict.js'
+import type { ModelRunner } from './pass.js'
 
 export interface Range {
   min: number
   max: number
 }
-
-export type Feed = Map<string, Tensor>
 
 /** Rows of calibration data made when the caller gives none, and their seed. */
 export const CALIBRATION_ROWS = 8
@@ -34,14 +31,15 @@ export interface Calibration {
 }
 
 /** Run the float model on every feed, recording the range of each named float value. */
-export async function calibrate(model: Model, names: string[], feeds: Feed[]): Promise<Calibration> {
+export async function calibrate(model: Model, names: string[], feeds: readonly Feed[], runner: ModelRunner): Promise<Calibration> {
   const probe = cloneModel(model)
   const outputs = probe.graph.outputs.map((v) => v.name)
   exposeValues(probe.graph, names)
   const ranges = new Map<string, Range>(names.map((n) => [n, { min: Infinity, max: -Infinity }]))
-  const reference = await runFeeds(probe, feeds, 'disabled', (out) => {
+  const each = (out: OutputMap) => {
     for (const name of names) widen(ranges.get(name)!, out.get(name)!.data)
-  }, outputs)
+  }
+  const reference = await runner.run(probe, feeds, { exact: true, each, keep: outputs })
   return { ranges, reference }
 }
 
@@ -51,44 +49,6 @@ function widen(r: Range, data: Float32Array): void {
     if (x < r.min) r.min = x
     if (x > r.max) r.max = x
   }
-}
-
-/**
- * Run a model on every feed; the outputs named in `keep` (default: all) with the rows of all
- * feeds concatenated. `each` sees every feed's outputs before they are dropped.
- */
-export async function runFeeds(
-  model: Model,
-  feeds: Feed[],
-  optimization: 'disabled' | 'all' = 'all',
-  each?: (out: OutputMap) => void,
-  keep = model.graph.outputs.map((v) => v.name),
-): Promise<OutputMap> {
-  // One thread: the same sums in the same order on any machine, so the same scales and choices.
-  const session = await createSession(modelBytes(model), { optimization, intraOpThreads: 1 })
-  const parts = new Map<string, { data: Float32Array; dims: number[] }[]>()
-  try {
-    for (const feed of feeds) {
-      const out = await runSession(session, feed)
-      each?.(out)
-      for (const name of keep) parts.set(name, [...(parts.get(name) ?? []), out.get(name)!])
-    }
-  } finally {
-    await session.release()
-  }
-  return new Map([...parts].map(([name, list]) => [name, concatRows(list)]))
-}
-
-function concatRows(list: { data: Float32Array; dims: number[] }[]): { data: Float32Array; dims: number[] } {
-  if (list.length === 1) return list[0]!
-  const data = new Float32Array(list.reduce((n, p) => n + p.data.length, 0))
-  let at = 0
-  for (const p of list) {
-    data.set(p.data, at)
-    at += p.data.length
-  }
-  const rows = list.reduce((n, p) => n + (p.dims[0] ?? 1), 0)
-  return { data, dims: [rows, ...list[0]!.dims.slice(1)] }
 }
 
 /** Make the named values graph outputs, typed by element only (shapes inferred earlier may be stale). */
@@ -177,11 +137,4 @@ function tableRows(g: Graph, input: string): number | undefined {
 function positionRows(g: Graph): number | undefined {
   const n = g.nodes.find((x) => x.opType === 'Slice' && x.inputs[0]?.const?.dims.length === 2 && !x.inputs[2]?.const)
   return n?.inputs[0]?.const?.dims[0]
-}
-
-/** Calibration inputs from a safetensors file of model inputs (as `--calibration` gives them). */
-export function readCalibration(file: string): Feed[] {
-  const { tensors } = readSafetensors(file)
-  if (tensors.size === 0) throw new UserError(`${file}: no tensors`)
-  return [new Map(tensors)]
 }

@@ -7,16 +7,17 @@
  */
 import type { Attribute, Graph, Model, Node } from '../ir/graph.js'
 import type { Pass, PassResult } from './pass.js'
-import { sweep } from './remove-unused.js'
+import { cleanup } from '../ir/cleanup.js'
 
 const NONDETERMINISTIC = new Set(['RandomNormal', 'RandomNormalLike', 'RandomUniform', 'RandomUniformLike', 'Multinomial', 'Bernoulli', 'Dropout'])
 
 export const cse: Pass = {
   name: 'cse',
   description: 'merge nodes that compute the same thing from the same inputs',
+  inPlace: true,
   run(model: Model): PassResult {
     const merged = eliminateCommonSubexpressions(model.graph)
-    return { changed: merged > 0, stats: { nodesMerged: merged } }
+    return { model, changed: merged > 0, stats: { nodesMerged: merged } }
   },
 }
 
@@ -40,7 +41,7 @@ export function eliminateCommonSubexpressions(graph: Graph): number {
     })
     merged++
   }
-  if (merged) sweep(graph)
+  if (merged) cleanup(graph)
   return merged
 }
 

@@ -14,23 +14,25 @@ import { byteLengthOf } from '../ir/dtype.js'
 import { evaluateNode, transposeTensor } from '../ir/evaluate.js'
 import type { Tensor } from '../ir/tensor.js'
 import { createHash } from 'node:crypto'
-import { equalTensorGroups } from '../report/stats.js'
+import { equalTensorGroups } from '../analysis/tensors.js'
 import type { Pass, PassResult } from './pass.js'
-import { sweep } from './remove-unused.js'
+import { cleanup } from '../ir/cleanup.js'
 import { eliminateCommonSubexpressions } from './cse.js'
 
 export const dedup: Pass = {
   name: 'dedup',
   description: 'store every constant once: merge equal initializers and transposed copies',
+  inPlace: true,
   run(model: Model): PassResult {
     const g = model.graph
     const constantsConverted = constantNodesToInitializers(g) + dropConstantIdentities(g)
     const exact = mergeEqual(g)
     const transposed = mergeTransposed(g)
-    if (constantsConverted + exact.merged + transposed.merged) sweep(g)
+    if (constantsConverted + exact.merged + transposed.merged) cleanup(g)
     // Merged constants make twin computations on them visible (Unsqueeze(x, axes) twice, ...).
     const nodesMerged = eliminateCommonSubexpressions(g)
     return {
+      model,
       changed: constantsConverted + exact.merged + transposed.merged + nodesMerged > 0,
       stats: {
         constantNodes: constantsConverted,

@@ -15,31 +15,31 @@ import { DataType } from '../ir/dtype.js'
 import type { Dim, Graph, Model } from '../ir/graph.js'
 import { inferTypes } from '../ir/infer.js'
 import { UserError } from '../util/errors.js'
-import type { InputSpec } from '../verify/verify.js'
 import { attentionTo2d } from './attention-2d.js'
 import { foldGraph } from './fold-constants.js'
-import type { Pass, PassOptions, PassResult } from './pass.js'
-import { sweep } from './remove-unused.js'
+import type { Pass, PassContext, PassResult } from './pass.js'
+import { cleanup } from '../ir/cleanup.js'
 
 export const fixShapes: Pass = {
   name: 'fix-shapes',
   description: 'pin batch and sequence sizes, fold what they make constant, 2-D attention at batch 1',
-  run(model: Model, opts: PassOptions): PassResult {
-    if (!opts.fixedShape) return { changed: false }
-    const [B, S] = checkFixedShape(opts.fixedShape)
+  inPlace: true,
+  run(model: Model, { options, warn }: PassContext): PassResult {
+    if (!options.fixedShape) return { model, changed: false }
+    const [B, S] = checkFixedShape(options.fixedShape)
     const g = model.graph
     const pinned = pinInputs(g, B, S)
     checkPositions(g, S)
     forgetInferredTypes(g)
-    const folded = foldGraph(g, opts)
-    sweep(g)
+    const folded = foldGraph(g, { foldLarge: options.foldLarge, warn })
+    cleanup(g)
     forgetInferredTypes(g)
     const blocks = B === 1 ? attentionTo2d(g) : 0
-    if (blocks) sweep(g)
+    if (blocks) cleanup(g)
     forgetInferredTypes(g)
     inferTypes(g)
     const shapeOps = g.nodes.filter((n) => n.opType === 'Shape').length
-    return { changed: true, stats: { batch: B, sequence: S, inputsPinned: pinned, nodesFolded: folded, attention2d: blocks, shapeOpsLeft: shapeOps } }
+    return { model, changed: true, stats: { batch: B, sequence: S, inputsPinned: pinned, nodesFolded: folded, attention2d: blocks, shapeOpsLeft: shapeOps } }
   },
 }
 
@@ -49,19 +49,6 @@ export function checkFixedShape(shape: readonly number[]): [number, number] {
     throw new UserError(`fixed shape must be two positive integers B,S (got ${shape.join(',')})`)
   }
   return [shape[0]!, shape[1]!]
-}
-
-/** Parse "B,S" as given to `--fixed-shape`. */
-export function parseFixedShape(text: string): [number, number] {
-  const parts = text.split(',').map((s) => s.trim())
-  const dims = parts.map((p) => (/^\d+$/.test(p) ? Number(p) : NaN))
-  if (dims.length !== 2 || dims.some((d) => !(d >= 1))) throw new UserError(`--fixed-shape must be B,S with two positive integers (got '${text}')`)
-  return dims as [number, number]
-}
-
-/** Verification inputs shaped like the pinned model's inputs. */
-export function pinnedInputSpec(spec: InputSpec, fixed: [number, number] | undefined): InputSpec {
-  return fixed ? { ...spec, batch: fixed[0], sequence: fixed[1] } : spec
 }
 
 /** Pin every rank-2 or rank-3 integer (token) input: first axis B, last axis S; returns how many. */

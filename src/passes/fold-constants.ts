@@ -9,8 +9,8 @@ import { evaluateNode, MAX_ELEMENTS } from '../ir/evaluate.js'
 import { inferTypes } from '../ir/infer.js'
 import { bitsOf, DataType } from '../ir/dtype.js'
 import type { Graph, Model, Node, Value } from '../ir/graph.js'
-import type { Pass, PassOptions, PassResult } from './pass.js'
-import { sweep } from './remove-unused.js'
+import type { Pass, PassContext, PassResult } from './pass.js'
+import { cleanup } from '../ir/cleanup.js'
 import { printable } from '../util/printable.js'
 
 /**
@@ -29,15 +29,15 @@ export const FOLD_BUDGET_BYTES = 64e6
 export const foldConstants: Pass = {
   name: 'fold-constants',
   description: 'turn Constant nodes and input-independent shape arithmetic into initializers',
-  run(model: Model, options: PassOptions = {}): PassResult {
-    const warnings: string[] = []
-    const folded = foldGraph(model.graph, { ...options, warn: (m) => (options.warn ? options.warn(m) : warnings.push(m)) })
-    if (folded) sweep(model.graph)
-    return { changed: folded > 0, stats: { nodesFolded: folded }, warnings }
+  inPlace: true,
+  run(model: Model, { options, warn }: PassContext): PassResult {
+    const folded = foldGraph(model.graph, { foldLarge: options.foldLarge, warn })
+    if (folded) cleanup(model.graph)
+    return { model, changed: folded > 0, stats: { nodesFolded: folded }, warnings: [] }
   },
 }
 
-export function foldGraph(graph: Graph, options: Pick<PassOptions, 'foldLarge' | 'warn'> = {}): number {
+export function foldGraph(graph: Graph, options: { foldLarge?: boolean | undefined; warn?: (message: string) => void } = {}): number {
   graph.toposort()
   inferTypes(graph)
   const outputs = new Set(graph.outputs)

@@ -26,7 +26,7 @@ import { Node, attrInt, attrTensor, type Graph, type Model, type Value } from '.
 import { inferTypes } from '../ir/infer.js'
 import { Tensor, bytesOf } from '../ir/tensor.js'
 import { HALF_MAX, toHalfBits } from '../util/half.js'
-import type { Pass, PassOptions, PassResult } from './pass.js'
+import type { Pass, PassContext, PassOptions, PassResult } from './pass.js'
 
 type Precision = 'fp16' | 'fp32'
 
@@ -64,7 +64,8 @@ const SMALL_CONSTANT = 64
 export const fp16: Pass = {
   name: 'fp16',
   description: 'weights and compute in float16, float32 kept where float16 breaks',
-  run(model: Model, options: PassOptions): PassResult {
+  inPlace: true,
+  run(model: Model, { options, warn }: PassContext): PassResult {
     const g = model.graph
     g.toposort()
     inferTypes(g)
@@ -79,9 +80,10 @@ export const fp16: Pass = {
     insertBoundaryCasts(ctx)
     const s = ctx.stats
     const warnings = ctx.warnings
-    for (const w of warnings) options.warn?.(w)
+    for (const w of warnings) warn(w)
     const fp16Nodes = [...ctx.plan.values()].filter((p) => p === 'fp16').length
     return {
+      model,
       changed: s.tensorsConverted + s.castsInserted + fp16Nodes > 0,
       stats: {
         tensorsConverted: s.tensorsConverted,

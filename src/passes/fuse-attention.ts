@@ -14,12 +14,13 @@ import { Tensor } from '../ir/tensor.js'
 import { GraphBuilder } from '../ir/builder.js'
 import { inferTypes } from '../ir/infer.js'
 import type { Pass, PassResult } from './pass.js'
-import { sweep } from './remove-unused.js'
+import { cleanup } from '../ir/cleanup.js'
 import { linearOf, outWidth, weightAs, type Linear } from './linear.js'
 
 export const fuseAttention: Pass = {
   name: 'fuse-attention',
   description: 'self-attention blocks → com.microsoft Attention with packed QKV weights',
+  inPlace: true,
   run(model: Model): PassResult {
     const g = model.graph
     g.toposort()
@@ -33,9 +34,9 @@ export const fuseAttention: Pass = {
     }
     if (fused) {
       model.requireOpset('com.microsoft', 1)
-      sweep(g)
+      cleanup(g)
     }
-    return { changed: fused > 0, stats: { blocksFused: fused, packedWeights: ctx.packed.size } }
+    return { model, changed: fused > 0, stats: { blocksFused: fused, packedWeights: ctx.packed.size } }
   },
 }
 

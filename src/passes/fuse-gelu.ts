@@ -8,7 +8,7 @@
 import type { Graph, Model, Value } from '../ir/graph.js'
 import { isSelfContained, match, num, op, val, type Pattern } from '../ir/match.js'
 import type { Pass, PassResult } from './pass.js'
-import { sweep } from './remove-unused.js'
+import { cleanup } from '../ir/cleanup.js'
 import { takeBias } from './linear.js'
 
 const x = val('x')
@@ -36,6 +36,7 @@ const ERF_GELU: Pattern[] = [op('Div', [x, num(Math.SQRT2, 1e-5)]), op('Mul', [x
 export const fuseGelu: Pass = {
   name: 'fuse-gelu',
   description: 'elementwise GELU → com.microsoft FastGelu / Gelu / BiasGelu (with the bias)',
+  inPlace: true,
   run(model: Model): PassResult {
     const g = model.graph
     g.toposort()
@@ -53,9 +54,9 @@ export const fuseGelu: Pass = {
     }
     if (fast + erf) {
       model.requireOpset('com.microsoft', 1)
-      sweep(g)
+      cleanup(g)
     }
-    return { changed: fast + erf > 0, stats: { fastGelu: fast, erfGelu: erf, biasesMoved: biases } }
+    return { model, changed: fast + erf > 0, stats: { fastGelu: fast, erfGelu: erf, biasesMoved: biases } }
   },
 }
 

@@ -9,12 +9,13 @@ import type { Graph, Model, Node, Value } from '../ir/graph.js'
 import { attrFloat } from '../ir/graph.js'
 import { inferTypes } from '../ir/infer.js'
 import type { Pass, PassResult } from './pass.js'
-import { sweep } from './remove-unused.js'
+import { cleanup } from '../ir/cleanup.js'
 import { takeBias } from './linear.js'
 
 export const fuseLayerNorm: Pass = {
   name: 'fuse-layernorm',
   description: 'Add + LayerNormalization → com.microsoft SkipLayerNormalization (with the bias)',
+  inPlace: true,
   run(model: Model): PassResult {
     const g = model.graph
     g.toposort()
@@ -30,9 +31,9 @@ export const fuseLayerNorm: Pass = {
     }
     if (fused) {
       model.requireOpset('com.microsoft', 1)
-      sweep(g)
+      cleanup(g)
     }
-    return { changed: fused > 0, stats: { fused, biasesMoved: biases } }
+    return { model, changed: fused > 0, stats: { fused, biasesMoved: biases } }
   },
 }
 

@@ -10,15 +10,15 @@ import { fuseAttention } from './fuse-attention.js'
 import { fuseGelu } from './fuse-gelu.js'
 import { fuseLayerNorm } from './fuse-layernorm.js'
 import { fixShapes } from './fix-shapes.js'
-import { quantizeInt8Pass } from './quantize-int8.js'
-import { quantizeInt4Pass } from './quantize-int4.js'
+import { quantizeInt8 } from './quantize-int8.js'
+import { quantizeInt4 } from './quantize-int4.js'
 import { quantizeQdq } from './quantize-qdq.js'
 import { quantizeWeights } from './quantize-weights.js'
 import { removeUnused } from './remove-unused.js'
 import { sortAndName } from './sort-and-name.js'
 
 export const PASSES: ReadonlyMap<string, Pass> = new Map(
-  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8Pass, quantizeInt4Pass, fp16, factorizationCheck, fuseAttention, fuseLayerNorm, fuseGelu, fixShapes, quantizeQdq, quantizeWeights].map((p) => [p.name, p]),
+  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8, quantizeInt4, fp16, factorizationCheck, fuseAttention, fuseLayerNorm, fuseGelu, fixShapes, quantizeQdq, quantizeWeights].map((p) => [p.name, p]),
 )
 
 export function passByName(name: string): Pass {

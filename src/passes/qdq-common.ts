@@ -4,15 +4,19 @@
  * own layout (no transposed copy). Linear readers (MatMul, Gemm) read it through a standard
  * DequantizeLinear (axis = the output-channel axis); lookups (the embedding Gathers and the
  * position Slice) gather int8 rows and dequantize them with Cast and Mul (quant-common's
- * rewriteLookup). Standard ONNX ops only, opset 13 or later (per-axis DequantizeLinear).
+ * rewriteLookup). Standard ONNX ops only, opset 13 or later (per-axis DequantizeLinear). Both run
+ * the same guarded flow (guardedQuantization): calibrate, rewrite, keep in float what the
+ * accuracy guard asks for.
  */
 import { DataType } from '../ir/dtype.js'
 import { attrInt, type Graph, type Model, type Node, type Value } from '../ir/graph.js'
 import { Tensor } from '../ir/tensor.js'
 import { UserError } from '../util/errors.js'
-import type { PassOptions } from './pass.js'
-import { planWeights, quantizeInt8, rewriteLookup, storeInt8, type Int8Weight, type Use, type WeightPlan } from './quant-common.js'
-import { sweep } from './remove-unused.js'
+import { GUARD_THRESHOLDS, guardedRewrite, type Guarded } from './accuracy-guard.js'
+import { calibrate, calibrationFeeds, type Range } from './calibrate.js'
+import { modelRunner, type PassContext, type PassOptions, type PassResult } from './pass.js'
+import { planWeights, int8Weight, rewriteLookup, storeInt8, type Int8Weight, type Use, type WeightPlan } from './quant-common.js'
+import { cleanup } from '../ir/cleanup.js'
 
 export interface DequantizedWeights {
   /** MatMul/Gemm nodes now reading an int8 weight through DequantizeLinear */
@@ -25,7 +29,7 @@ export interface DequantizedWeights {
 }
 
 /** Plans for every weight whose readers are all plain linear layers or lookups. */
-export function planQdqWeights(model: Model, opts: PassOptions): { plans: WeightPlan[]; skipped: number } {
+export function planQdqWeights(model: Model, opts: Readonly<PassOptions>): { plans: WeightPlan[]; skipped: number } {
   const opset = model.opsetVersion('') ?? 0
   if (opset < 13) throw new UserError(`per-channel DequantizeLinear needs opset 13 or later; the model imports opset ${opset}`)
   return planWeights(model.graph, opts, (uses) => uses.every((u) => u.kind !== 'attention'))
@@ -72,7 +76,7 @@ export function applyQdqWeights(model: Model, plans: WeightPlan[], dqPerReader: 
   }
   if (plans.length) {
     g.toposort()
-    sweep(g)
+    cleanup(g)
   }
   return result
 }
@@ -81,7 +85,7 @@ export function applyQdqWeights(model: Model, plans: WeightPlan[], dqPerReader: 
 function cached(cache: Map<string, Int8Weight>, plan: WeightPlan): Int8Weight {
   let qw = cache.get(plan.weight.name)
   if (!qw) {
-    qw = quantizeInt8(plan.weight.const!, plan.channelAxis, plan.perTensor, false)
+    qw = int8Weight(plan.weight.const!, plan.channelAxis, plan.perTensor, false)
     cache.set(plan.weight.name, qw)
   }
   return qw
@@ -97,4 +101,46 @@ function dequantize(g: Graph, inputs: Value[], plan: WeightPlan): Value {
 function readLinear(use: Extract<Use, { kind: 'linear' }>, w: Value): void {
   if (use.via) use.via.setInput(0, w)
   else use.node.setInput(1, w)
+}
+
+/** A guarded rewrite: quantize all but the units `kept` in float, with the calibrated ranges; returns the pass's figures. */
+export type GuardedRewrite = (model: Model, kept: ReadonlySet<string>, ranges: Map<string, Range>, cache: Map<string, Int8Weight>) => Record<string, number>
+
+/**
+ * The flow quantize-qdq and quantize-weights share: plan the weights; run the float model on the
+ * calibration feeds (the user's, or seeded random ones) through the context's model runner,
+ * recording the ranges of the values `activations` names; rewrite the model, keeping in float the
+ * fewest of the costliest units (weights, then those activations) that keep it within the accuracy
+ * guard; and report the guard's account (a warning names what stayed float).
+ */
+export async function guardedQuantization(
+  pass: string,
+  model: Model,
+  context: PassContext,
+  activations: (plans: WeightPlan[]) => string[],
+  rewrite: GuardedRewrite,
+): Promise<PassResult> {
+  const { plans } = planQdqWeights(model, context.options)
+  if (plans.length === 0) return { model, changed: false, stats: { weightsQuantized: 0 } }
+  const runner = modelRunner(pass, context)
+  const names = activations(plans)
+  const feeds = calibrationFeeds(model.graph, context.options.calibration)
+  const { ranges, reference } = await calibrate(model, names, feeds, runner)
+  const cache = new Map<string, Int8Weight>()
+  const units = [...plans.map((p) => p.weight.name), ...names]
+  const { stats, guard } = await guardedRewrite(model, units, (m, kept) => rewrite(m, kept, ranges, cache), reference, feeds, runner)
+  return { model, ...guardResult(stats, guard, feeds.length, context) }
+}
+
+/** The pass result with the guard's account; a warning names what stayed float, or that the guard still fails. */
+function guardResult(stats: Record<string, number>, guard: Guarded, feeds: number, context: PassContext): Omit<PassResult, 'model'> {
+  const warnings: string[] = []
+  if (guard.kept.length) warnings.push(`kept in float to stay within cosine ${GUARD_THRESHOLDS.cosine} on the calibration inputs: ${guard.kept.join(', ')}`)
+  if (guard.shortfall > 1) warnings.push(`still short of cosine ${GUARD_THRESHOLDS.cosine} / top-1 ${GUARD_THRESHOLDS.top1} on the calibration inputs (shortfall ${guard.shortfall.toFixed(2)})`)
+  for (const w of warnings) context.warn(w)
+  return {
+    changed: true,
+    stats: { ...stats, calibrationFeeds: feeds, keptFloat: guard.kept.length, guardShortfall: Number(guard.shortfall.toFixed(4)), guardRuns: guard.evaluations },
+    warnings,
+  }
 }

@@ -11,15 +11,17 @@ import { DataType } from '../ir/dtype.js'
 import { attrInt, type Graph, type Model, type Value } from '../ir/graph.js'
 import { Tensor } from '../ir/tensor.js'
 import { UserError } from '../util/errors.js'
-import type { Pass, PassOptions, PassResult } from './pass.js'
-import { applyInt8, fusableBias, planWeights, roundEven, type Use, type WeightPlan } from './quant-common.js'
-import { sweep } from './remove-unused.js'
+import type { Pass, PassContext, PassResult } from './pass.js'
+import { fusableBias, planWeights, roundEven, type Use, type WeightPlan } from './quant-common.js'
+import { applyInt8 } from './quantize-int8.js'
+import { cleanup } from '../ir/cleanup.js'
 import { weightAs } from './linear.js'
 
-export const quantizeInt4Pass: Pass = {
+export const quantizeInt4: Pass = {
   name: 'quantize-int4',
   description: '4-bit block-quantized weights (MatMulNBits), embeddings int8',
-  run(model: Model, opts: PassOptions): PassResult {
+  inPlace: true,
+  run(model: Model, { options: opts }: PassContext): PassResult {
     const blockSize = opts.blockSize ?? 32
     if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) throw new UserError(`block size ${blockSize} must be a power of two, 16 or more`)
     if (opts.contribOps === false) throw new UserError('quantize-int4 needs com.microsoft MatMulNBits; it cannot run with standard ops only')
@@ -32,8 +34,9 @@ export const quantizeInt4Pass: Pass = {
     if (linearOnly.length) model.requireOpset('com.microsoft', 1)
     readers += applyInt8(model, tables, true)
     graph.toposort()
-    sweep(graph)
+    cleanup(graph)
     return {
+      model,
       changed: plans.length > 0,
       stats: { weights4bit: linearOnly.length, tablesInt8: tables.length, readers, leftFloat: skipped, blockSize, asymmetric: !!opts.asymmetric },
     }

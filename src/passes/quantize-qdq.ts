@@ -21,26 +21,19 @@
 import { DataType } from '../ir/dtype.js'
 import type { Graph, Model, Node, Value } from '../ir/graph.js'
 import { Tensor } from '../ir/tensor.js'
-import { GUARD_THRESHOLDS, guardedRewrite, type Guarded } from './accuracy-guard.js'
-import { calibrate, calibrationFeeds, type Range } from './calibrate.js'
-import type { Pass, PassOptions, PassResult } from './pass.js'
-import { applyQdqWeights, linearInputs, planQdqWeights } from './qdq-common.js'
-import { roundEven, type Int8Weight } from './quant-common.js'
-import { sweep } from './remove-unused.js'
+import type { Range } from './calibrate.js'
+import type { Pass, PassContext, PassOptions, PassResult } from './pass.js'
+import { applyQdqWeights, guardedQuantization, linearInputs, planQdqWeights } from './qdq-common.js'
+import { roundEven, type Int8Weight, type WeightPlan } from './quant-common.js'
+import { cleanup } from '../ir/cleanup.js'
 
 export const quantizeQdq: Pass = {
   name: 'quantize-qdq',
   description: 'static int8 QDQ graph, activation scales calibrated on sample inputs',
-  async run(model: Model, opts: PassOptions): Promise<PassResult> {
-    const { plans } = planQdqWeights(model, opts)
-    if (plans.length === 0) return { changed: false, stats: { weightsQuantized: 0 } }
-    const activations = [...linearInputs(plans).keys()].map((v) => v.name)
-    const feeds = calibrationFeeds(model.graph, opts.calibration)
-    const { ranges, reference } = await calibrate(model, activations, feeds)
-    const cache = new Map<string, Int8Weight>()
-    const units = [...plans.map((p) => p.weight.name), ...activations]
-    const { stats, guard } = await guardedRewrite(model, units, (m, kept) => rewrite(m, opts, kept, ranges, cache), reference, feeds)
-    return guardResult(stats, guard, feeds.length, opts)
+  inPlace: true,
+  run(model: Model, context: PassContext): Promise<PassResult> {
+    const activations = (plans: WeightPlan[]) => [...linearInputs(plans).keys()].map((v) => v.name)
+    return guardedQuantization('quantize-qdq', model, context, activations, (m, kept, ranges, cache) => rewrite(m, context.options, kept, ranges, cache))
   },
 }
 
@@ -54,7 +47,7 @@ interface QdqStats extends Record<string, number> {
 }
 
 /** Quantize every planned weight and activation but those `kept` in float. */
-function rewrite(model: Model, opts: PassOptions, kept: ReadonlySet<string>, ranges: Map<string, Range>, cache: Map<string, Int8Weight>): QdqStats {
+function rewrite(model: Model, opts: Readonly<PassOptions>, kept: ReadonlySet<string>, ranges: Map<string, Range>, cache: Map<string, Int8Weight>): QdqStats {
   const g = model.graph
   const { plans, skipped } = planQdqWeights(model, opts)
   const chosen = plans.filter((p) => !kept.has(p.weight.name))
@@ -63,21 +56,8 @@ function rewrite(model: Model, opts: PassOptions, kept: ReadonlySet<string>, ran
   for (const [a, readers] of inputs) quantizeActivation(g, a, readers, uint8Params(ranges.get(a.name)!))
   const biases = w.readers.filter((n) => splitBias(g, n)).length
   g.toposort()
-  sweep(g)
+  cleanup(g)
   return { weightsQuantized: w.weights, linearReaders: w.readers.length, lookups: w.lookups, activations: inputs.length, biasesSplit: biases, leftFloat: w.leftFloat }
-}
-
-/** The pass result with the guard's account; a warning names what stayed float, or that the guard still fails. */
-export function guardResult(stats: Record<string, number>, guard: Guarded, feeds: number, opts: PassOptions): PassResult {
-  const warnings: string[] = []
-  if (guard.kept.length) warnings.push(`kept in float to stay within cosine ${GUARD_THRESHOLDS.cosine} on the calibration inputs: ${guard.kept.join(', ')}`)
-  if (guard.shortfall > 1) warnings.push(`still short of cosine ${GUARD_THRESHOLDS.cosine} / top-1 ${GUARD_THRESHOLDS.top1} on the calibration inputs (shortfall ${guard.shortfall.toFixed(2)})`)
-  for (const w of warnings) opts.warn?.(w)
-  return {
-    changed: true,
-    stats: { ...stats, calibrationFeeds: feeds, keptFloat: guard.kept.length, guardShortfall: Number(guard.shortfall.toFixed(4)), guardRuns: guard.evaluations },
-    warnings,
-  }
 }
 
 export interface QuantParams {

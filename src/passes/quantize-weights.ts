@@ -10,29 +10,19 @@
  * Safe up to the weights' rounding error (at most half a step of each channel's scale).
  */
 import type { Model } from '../ir/graph.js'
-import { guardedRewrite } from './accuracy-guard.js'
-import { calibrate, calibrationFeeds } from './calibrate.js'
-import type { Pass, PassOptions, PassResult } from './pass.js'
-import { applyQdqWeights, planQdqWeights } from './qdq-common.js'
-import type { Int8Weight } from './quant-common.js'
-import { guardResult } from './quantize-qdq.js'
+import type { Pass, PassContext, PassResult } from './pass.js'
+import { applyQdqWeights, guardedQuantization, planQdqWeights } from './qdq-common.js'
 
 export const quantizeWeights: Pass = {
   name: 'quantize-weights',
   description: 'weight-only int8 with standard DequantizeLinear, float compute',
-  async run(model: Model, opts: PassOptions): Promise<PassResult> {
-    const { plans } = planQdqWeights(model, opts)
-    if (plans.length === 0) return { changed: false, stats: { weightsQuantized: 0 } }
-    const feeds = calibrationFeeds(model.graph, opts.calibration)
-    const { reference } = await calibrate(model, [], feeds)
-    const cache = new Map<string, Int8Weight>()
-    const rewrite = (m: Model, kept: ReadonlySet<string>) => {
-      const { plans: all, skipped } = planQdqWeights(m, opts)
+  inPlace: true,
+  run(model: Model, context: PassContext): Promise<PassResult> {
+    return guardedQuantization('quantize-weights', model, context, () => [], (m, kept, _ranges, cache) => {
+      const { plans: all, skipped } = planQdqWeights(m, context.options)
       const chosen = all.filter((p) => !kept.has(p.weight.name))
       const w = applyQdqWeights(m, chosen, false, skipped + all.length - chosen.length, cache)
       return { weightsQuantized: w.weights, linearReaders: w.readers.length, lookups: w.lookups, int8Bytes: w.int8Bytes, leftFloat: w.leftFloat }
-    }
-    const { stats, guard } = await guardedRewrite(model, plans.map((p) => p.weight.name), rewrite, reference, feeds)
-    return guardResult(stats, guard, feeds.length, opts)
+    })
   },
 }

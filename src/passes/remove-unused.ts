@@ -1,59 +1,18 @@
 /**
  * remove-unused: drops nodes none of whose outputs are read (by a node or as a graph output) and
- * initializers nothing reads, repeatedly, so whole dead chains go. Always safe: ONNX ops have no
- * side effects. Graph inputs stay, even when unused, since callers feed them.
+ * initializers nothing reads, repeatedly, so whole dead chains go (the IR's `cleanup`). Always
+ * safe: ONNX ops have no side effects. Graph inputs stay, even when unused, since callers feed them.
  */
-import type { Graph, Model, Node } from '../ir/graph.js'
+import { cleanup } from '../ir/cleanup.js'
+import type { Model } from '../ir/graph.js'
 import type { Pass, PassResult } from './pass.js'
 
 export const removeUnused: Pass = {
   name: 'remove-unused',
   description: 'remove nodes and initializers nothing reads',
+  inPlace: true,
   run(model: Model): PassResult {
-    const { nodes, values } = sweep(model.graph)
-    return { changed: nodes + values > 0, stats: { nodesRemoved: nodes, valuesRemoved: values } }
+    const { nodes, values } = cleanup(model.graph)
+    return { model, changed: nodes + values > 0, stats: { nodesRemoved: nodes, valuesRemoved: values } }
   },
-}
-
-/** Remove dead nodes and values from a graph (and its subgraphs); returns the counts. */
-export function sweep(graph: Graph): { nodes: number; values: number } {
-  graph.toposort()
-  const outputs = new Set(graph.outputs)
-  let nodes = 0
-  const order = graph.nodes
-  for (let i = order.length - 1; i >= 0; i--) {
-    const n = order[i]!
-    const live = n.outputs.some((o) => o && (o.consumers.length > 0 || outputs.has(o)))
-    if (live) continue
-    detachDeep(n)
-    graph.removeNode(n)
-    nodes++
-  }
-  let values = 0
-  const inputs = new Set(graph.inputs)
-  for (const v of [...graph.values.values()]) {
-    if (v.producer || v.consumers.length || inputs.has(v) || outputs.has(v)) continue
-    graph.values.delete(v.name)
-    values++
-  }
-  for (const n of graph.nodes) {
-    for (const g of n.subgraphs()) {
-      const r = sweep(g)
-      nodes += r.nodes
-      values += r.values
-    }
-  }
-  return { nodes, values }
-}
-
-/** A removed node's subgraphs stop reading outer values. */
-function detachDeep(n: Node): void {
-  for (const g of n.subgraphs()) {
-    for (const inner of g.nodes) {
-      detachDeep(inner)
-      inner.inputs.forEach((v, k) => {
-        if (v && v.graph !== g) inner.setInput(k, null)
-      })
-    }
-  }
 }

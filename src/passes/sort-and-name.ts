@@ -2,17 +2,23 @@
  * sort-and-name: puts nodes in topological order (producers before consumers, as ONNX requires)
  * and gives every node a unique, non-empty name. Names of values are unique by construction.
  */
+import { unsorted } from '../ir/check.js'
 import type { Graph, Model } from '../ir/graph.js'
 import type { Pass, PassResult } from './pass.js'
 
 export const sortAndName: Pass = {
   name: 'sort-and-name',
   description: 'topological order and unique node names',
+  inPlace: true,
+  ensures(model: Model): void {
+    const problem = unsorted(model.graph) ?? duplicateNodeName(model.graph)
+    if (problem) throw new Error(problem)
+  },
   run(model: Model): PassResult {
     const before = model.graph.nodes.slice()
     const renamed = tidy(model.graph)
     const reordered = model.graph.nodes.some((n, i) => n !== before[i])
-    return { changed: renamed > 0 || reordered, stats: { renamed, reordered } }
+    return { model, changed: renamed > 0 || reordered, stats: { renamed, reordered } }
   },
 }
 
@@ -42,4 +48,14 @@ function tidy(graph: Graph): number {
   }
   for (const n of graph.nodes) for (const g of n.subgraphs()) renamed += tidy(g)
   return renamed
+}
+
+/** A node name two nodes of the graph share, in words. */
+function duplicateNodeName(graph: Graph): string | undefined {
+  const seen = new Set<string>()
+  for (const n of graph.nodes) {
+    if (seen.has(n.name)) return `two nodes are named '${n.name}'`
+    seen.add(n.name)
+  }
+  return undefined
 }

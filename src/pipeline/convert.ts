@@ -1,52 +1,39 @@
 /**
- * `convert`: checkpoint → ALBERT graph → one model per plan (passes from the recipe) → parity
+ * `convert`: checkpoint → ALBERT graph → one model per plan (passes from the target or precision) → parity
  * verdict of each against the plain fp32 graph → ONNX files stamped with their provenance, in a
  * staged folder that appears at the destination only when everything was written.
  */
 import fs from 'node:fs'
 import path from 'node:path'
 import { openCheckpoint, type Checkpoint } from '../checkpoint/index.js'
-import { buildAlbert, resolveTask, type Task } from '../builder/albert.js'
+import { buildAlbert } from '../builder/albert.js'
+import { resolveTask, type Task } from '../checkpoint/task.js'
 import { cloneModel, type Model } from '../ir/graph.js'
-import { runPasses, formatPassReport, type PassOptions, type PassReport } from '../passes/pass.js'
-import { passesOf, precisionPlans, type ArtifactPlan, type Precision } from '../recipes/precision.js'
+import { PassManager, formatPassReport, type PassOptions, type PassReport } from '../passes/pass.js'
+import { passesOf, precisionPlans, type ArtifactPlan, type Precision } from '../targets/precision.js'
+import { writesRequiredOperators } from '../targets/targets.js'
 import { modelBytes, readModelFile, writeModelFile } from '../onnx/file.js'
 import { releaseMemory } from '../util/memory.js'
 import { checkOutput, type CheckedOutput, type GuardedInput } from '../util/output-guard.js'
 import { UsageError } from '../util/errors.js'
-import { graphParameterStats, checkpointParameterStats, factorization, type ParameterStats, type Factorization } from '../report/stats.js'
+import { graphParameterStats, checkpointParameterStats, type ParameterStats } from '../analysis/parameters.js'
+import { factorization, type Factorization } from '../analysis/factorization.js'
 import { digestCheckpoint, stampProvenance, type Provenance, type SourceDigest } from '../report/provenance.js'
-import {
-  DEFAULT_INPUTS,
-  beyondPositions,
-  describeRandomInputs,
-  formatVerdict,
-  randomInputs,
-  resolveInputSpec,
-  referenceOutputs,
-  verifyCandidates,
-  type ArtifactVerdict,
-  type InputRequest,
-  type InputSpec,
-  type OutputMap,
-  type Thresholds,
-} from '../verify/verify.js'
-import type { Tensor } from '../ir/tensor.js'
-import { VERSION } from '../version.js'
-import { pinnedInputSpec } from '../passes/fix-shapes.js'
+import { DEFAULT_INPUTS, beyondPositions, describeRandomInputs, pinnedInputSpec, randomInputs, resolveInputSpec, type Feed, type InputRequest, type InputSpec } from '../verify/inputs.js'
+import { formatVerdict, type ArtifactVerdict, type OutputMap, type ThresholdOverrides } from '../verify/verdict.js'
+import { referenceOutputs, verifyCandidates } from '../runtime/parity.js'
+import { ortRunner } from '../runtime/runner.js'
+import { VERSION } from '../util/version.js'
 import { RequiredOperators } from '../report/required-ops.js'
 import { textFeeds, tokenPreview, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import { describeTextInputs, textReport, type TextReport } from './verify.js'
-import { configForFolder, writeQ8Alias, writeTokenizerFiles, type Alias } from './layout.js'
+import { layOutFolder, type Alias } from './layout.js'
 import { lineProgress, type Progress } from '../util/progress.js'
 
 /** The default random inputs: the sequence adapts to the model's positions. */
 const DEFAULT_INPUTS_REQUEST: InputRequest = { batch: DEFAULT_INPUTS.batch, seed: DEFAULT_INPUTS.seed, choices: DEFAULT_INPUTS.choices ?? 2 }
 
-/** Files copied from the checkpoint folder next to the ONNX models when they exist. */
-export const COPIED_FILES = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
-
-export interface ConvertOptions extends PassOptions {
+export interface ConvertOptions {
   checkpoint: string
   out: string
   task?: string
@@ -60,10 +47,12 @@ export interface ConvertOptions extends PassOptions {
   checked?: CheckedOutput
   /** Skip the parity verdict. */
   noVerify?: boolean
+  /** What the passes read (each pass documents its own options). */
+  passOptions?: PassOptions
   /** Verification inputs (seeded random by default; an explicit sequence must fit the model's positions) and threshold overrides. */
   inputs?: InputRequest
-  thresholds?: Thresholds
-  /** Where `fixedShape` came from, for messages (default `--fixed-shape`). */
+  thresholds?: ThresholdOverrides
+  /** Where `passOptions.fixedShape` came from, for messages (default `--fixed-shape`). */
   fixedShapeFrom?: string
   /** Verify on these texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs. */
   text?: { texts: TextInput[]; source: string }
@@ -71,6 +60,8 @@ export interface ConvertOptions extends PassOptions {
   log?: (line: string) => void
   /** Long steps as they run, and what each did (takes the place of `log`). */
   progress?: Progress
+  /** Warnings of the passes, as they come. */
+  warn?: (message: string) => void
 }
 
 export interface Artifact {
@@ -132,13 +123,14 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
   const digest = digestCheckpoint(ckpt.dir, [ckpt.configFile, ...ckpt.weightFiles])
   const plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
-  if (opts.text && opts.fixedShape) throw new UsageError('text inputs cannot verify a model with --fixed-shape (texts vary in length; the model takes exactly the pinned shape)')
-  if (opts.fixedShape && opts.fixedShape[1] > ckpt.config.maxPositionEmbeddings) {
-    const [B, S] = opts.fixedShape
+  const fixedShape = opts.passOptions?.fixedShape
+  if (opts.text && fixedShape) throw new UsageError('text inputs cannot verify a model with --fixed-shape (texts vary in length; the model takes exactly the pinned shape)')
+  if (fixedShape && fixedShape[1] > ckpt.config.maxPositionEmbeddings) {
+    const [B, S] = fixedShape
     throw new UsageError(beyondPositions(`${opts.fixedShapeFrom ?? '--fixed-shape'} ${B},${S} (sequence ${S})`, ckpt.config.maxPositionEmbeddings, ckpt.configFile))
   }
   // The sequence actually run: an explicit one must fit the model, the default adapts to it.
-  const inputSpec = opts.noVerify || opts.text ? undefined : pinnedInputSpec(resolveInputSpec(opts.inputs ?? DEFAULT_INPUTS_REQUEST, ckpt.config, ckpt.configFile), opts.fixedShape)
+  const inputSpec = opts.noVerify || opts.text ? undefined : pinnedInputSpec(resolveInputSpec(opts.inputs ?? DEFAULT_INPUTS_REQUEST, ckpt.config, ckpt.configFile), fixedShape)
   reading.done(`${ckpt.format}, ${ckpt.weights.size} tensors`)
   const text = !opts.noVerify && opts.text ? textFeeds(ckpt.dir, opts.text.texts, ckpt.config, task, opts.text.source) : undefined
   if (text) {
@@ -201,9 +193,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       made.requiredOps.write(path.join(stage.path, 'onnx', 'required_operators.config'))
       log('wrote onnx/required_operators.config')
     }
-    const copied = copyCheckpointFiles(ckpt, stage.path)
-    const aliases = layoutForTransformersJs(ckpt, task, stage.path, artifacts, externalFiles, copied)
-    const generated = writeTokenizerFiles(stage.path, ckpt.dir, ckpt.config.maxPositionEmbeddings)
+    const { copied, aliases, generated } = layOutFolder(ckpt, task, stage.path, artifacts.map((a) => a.path), externalFiles)
     const c = ckpt.config
     const report: ConvertReport = {
       albertkit: VERSION,
@@ -300,21 +290,20 @@ async function makeModels(
     checkpoint: checkpointParameterStats(ckpt.config, new Map([...ckpt.weights].map(([k, e]) => [k, e.tensor]))),
     model: graphParameterStats(reference.graph),
   }
-  // mobile: the operators every emitted model needs, for onnxruntime's reduced builds
-  const requiredOps = plans.some((p) => p.target === 'mobile') ? new RequiredOperators() : undefined
+  // the operators every emitted model needs, for onnxruntime's reduced builds (targets that ask for it)
+  const requiredOps = writesRequiredOperators(plans) ? new RequiredOperators() : undefined
   const models: Made['models'] = []
   const fileWidth = Math.max(...plans.map((p) => p.file.length))
   for (const plan of plans) {
-    const variant = cloneModel(reference)
     const making = progress.start(`making ${plan.file}`, plan.passes.length)
-    const passes: PassReport[] = []
-    for (const pass of passesOf(plan)) {
-      making.running(pass.name)
-      const [r] = await runPasses(variant, [pass], opts)
-      passes.push(r!)
-      log(`  ${`${plan.file}:`.padEnd(fileWidth + 1)} ${formatPassReport(r!, { figures: true })}`)
-      making.tick()
-    }
+    const manager = new PassManager(passesOf(plan), {
+      onStart: (pass) => making.running(pass.name),
+      onReport: (r) => {
+        log(`  ${`${plan.file}:`.padEnd(fileWidth + 1)} ${formatPassReport(r, { figures: true })}`)
+        making.tick()
+      },
+    })
+    const { model: variant, reports: passes } = await manager.run(cloneModel(reference), opts.passOptions, { runner: ortRunner, warn: opts.warn })
     making.done(`${variant.graph.nodes.length} nodes`)
     variant.graph.toposort()
     stampProvenance(variant, provenanceOf(plan, sourceSha256, task))
@@ -372,11 +361,11 @@ class ModelHolder {
     return this.large ? { disablePrepacking: true } : {}
   }
 
-  reference(held: Held, feeds: Map<string, Tensor>): Promise<OutputMap> {
+  reference(held: Held, feeds: Feed): Promise<OutputMap> {
     return referenceOutputs(this.source(held), feeds, this.session)
   }
 
-  async verify(held: Held, plan: ArtifactPlan, expected: OutputMap, feeds: Map<string, Tensor>, thresholds?: Thresholds): Promise<ArtifactVerdict> {
+  async verify(held: Held, plan: ArtifactPlan, expected: OutputMap, feeds: Feed, thresholds?: ThresholdOverrides): Promise<ArtifactVerdict> {
     const source = this.source(held)
     const candidate = typeof source === 'string' ? { path: plan.file, precision: plan.precision } : { path: plan.file, bytes: source, precision: plan.precision }
     const [verdict] = await verifyCandidates(expected, feeds, [candidate], thresholds, this.session, typeof source === 'string' ? source : undefined)
@@ -397,39 +386,4 @@ function artifactOf(plan: ArtifactPlan, model: Model): Omit<Artifact, 'passes' |
     initializers: model.graph.initializers.length,
     opCounts: Object.fromEntries([...model.graph.opCounts()].sort(([a], [b]) => a.localeCompare(b))),
   }
-}
-
-/** The folder as transformers.js loads it (see layout.ts): the q8 alias and, where needed, config.json. */
-function layoutForTransformersJs(ckpt: Checkpoint, task: Task, dir: string, artifacts: Artifact[], externalFiles: string[], copied: string[]): Alias[] {
-  const aliases: Alias[] = []
-  const q8 = writeQ8Alias(dir, artifacts.map((a) => a.path))
-  if (q8) aliases.push(q8)
-  const config = configForFolder(ckpt.config.raw, task, externalFiles)
-  if (config) {
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n')
-    if (!copied.includes('config.json')) copied.push('config.json')
-  }
-  return aliases
-}
-
-function copyCheckpointFiles(ckpt: Checkpoint, dest: string): string[] {
-  const copied: string[] = []
-  if (ckpt.format === 'tf-checkpoint') {
-    // An original Google checkpoint has albert_config.json: write the Hugging Face config it maps to,
-    // and Google's SentencePiece model under the name transformers loads.
-    fs.writeFileSync(path.join(dest, 'config.json'), JSON.stringify(ckpt.config.raw, null, 2) + '\n')
-    copied.push('config.json')
-    const spm = fs.readdirSync(ckpt.dir).find((f) => f.endsWith('.model'))
-    if (spm && !fs.existsSync(path.join(ckpt.dir, 'spiece.model'))) {
-      fs.copyFileSync(path.join(ckpt.dir, spm), path.join(dest, 'spiece.model'))
-      copied.push('spiece.model')
-    }
-  }
-  for (const name of COPIED_FILES) {
-    const src = path.join(ckpt.dir, name)
-    if (!fs.existsSync(src)) continue
-    fs.copyFileSync(src, path.join(dest, name))
-    copied.push(name)
-  }
-  return copied
 }

@@ -1,5 +1,6 @@
 /**
- * The output folder's layout, made for transformers.js to load as it is:
+ * The output folder's layout, made for transformers.js to load as it is (the model file names,
+ * and the second name of the int8 model, are targets/precision.ts's):
  *
  *   config.json                  the checkpoint's config; rewritten only where transformers.js needs
  *                                something else (the head actually built, external-data files)
@@ -16,12 +17,10 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { TASK_OF_ARCHITECTURE, type Task } from '../builder/albert.js'
+import type { Checkpoint } from '../checkpoint/index.js'
+import { ARCHITECTURE_OF_TASK, type Task } from '../checkpoint/task.js'
+import { PRECISION, PRECISIONS } from '../targets/precision.js'
 import { readTokenizerConfig, sentencepieceOptions, tokenizerFilesFromSentencepiece } from '../tokenizer/index.js'
-
-/** transformers.js's file name for dtype "q8". */
-export const Q8_FILE = 'onnx/model_quantized.onnx'
-const INT8_FILE = 'onnx/model_int8.onnx'
 
 /** A second name for an emitted file. */
 export interface Alias {
@@ -32,25 +31,27 @@ export interface Alias {
 }
 
 /**
- * Give the int8 model transformers.js's q8 name too, unless a plan already writes a model there
- * (the mobile target's weight-only variant does). Returns the alias made, if any.
+ * Give each emitted model the second name its precision has (targets/precision.ts: the int8
+ * model is also transformers.js's q8 file), unless a plan already writes a model there (the
+ * mobile target's weight-only variant does). Returns the aliases made.
  */
-export function writeQ8Alias(dir: string, files: string[]): Alias | undefined {
-  if (!files.includes(INT8_FILE) || files.includes(Q8_FILE)) return undefined
-  const from = path.join(dir, INT8_FILE)
-  const to = path.join(dir, Q8_FILE)
-  try {
-    fs.linkSync(from, to)
-    return { file: Q8_FILE, of: INT8_FILE, how: 'link' }
-  } catch {
-    fs.copyFileSync(from, to)
-    return { file: Q8_FILE, of: INT8_FILE, how: 'copy' }
+export function writeAliases(dir: string, files: string[]): Alias[] {
+  const aliases: Alias[] = []
+  for (const p of PRECISIONS) {
+    const { file, alias } = PRECISION[p]
+    if (!alias || !files.includes(file) || files.includes(alias.file)) continue
+    const from = path.join(dir, file)
+    const to = path.join(dir, alias.file)
+    try {
+      fs.linkSync(from, to)
+      aliases.push({ file: alias.file, of: file, how: 'link' })
+    } catch {
+      fs.copyFileSync(from, to)
+      aliases.push({ file: alias.file, of: file, how: 'copy' })
+    }
   }
+  return aliases
 }
-
-const ARCHITECTURE_OF_TASK: Record<Task, string> = Object.fromEntries(
-  Object.entries(TASK_OF_ARCHITECTURE).map(([arch, task]) => [task, arch]),
-) as Record<Task, string>
 
 /**
  * The config.json to write beside the models, or undefined when the checkpoint's own (copied byte
@@ -93,4 +94,60 @@ export function writeTokenizerFiles(dir: string, sourceDir: string, maxPositions
     written.push(name)
   }
   return written
+}
+
+/** What the folder holds besides the models: files copied from the checkpoint, second names, files made for it. */
+export interface FolderFiles {
+  copied: string[]
+  aliases: Alias[]
+  generated: string[]
+}
+
+/**
+ * Everything but the models, written into `dir` once the models (`models`, folder-relative paths;
+ * those in `externalFiles` with their weights beside them) are: the checkpoint's config and
+ * tokenizer files, the q8 alias, config.json where transformers.js needs another, and tokenizer
+ * files made from spiece.model.
+ */
+export function layOutFolder(ckpt: Checkpoint, task: Task, dir: string, models: string[], externalFiles: string[]): FolderFiles {
+  const copied = copyCheckpointFiles(ckpt, dir)
+  const aliases = layoutForTransformersJs(ckpt, task, dir, models, externalFiles, copied)
+  const generated = writeTokenizerFiles(dir, ckpt.dir, ckpt.config.maxPositionEmbeddings)
+  return { copied, aliases, generated }
+}
+
+/** Files copied from the checkpoint folder next to the ONNX models when they exist. */
+export const COPIED_FILES = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
+
+/** The q8 alias and, where needed, config.json. */
+function layoutForTransformersJs(ckpt: Checkpoint, task: Task, dir: string, models: string[], externalFiles: string[], copied: string[]): Alias[] {
+  const aliases = writeAliases(dir, models)
+  const config = configForFolder(ckpt.config.raw, task, externalFiles)
+  if (config) {
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n')
+    if (!copied.includes('config.json')) copied.push('config.json')
+  }
+  return aliases
+}
+
+function copyCheckpointFiles(ckpt: Checkpoint, dest: string): string[] {
+  const copied: string[] = []
+  if (ckpt.format === 'tf-checkpoint') {
+    // An original Google checkpoint has albert_config.json: write the Hugging Face config it maps to,
+    // and Google's SentencePiece model under the name transformers loads.
+    fs.writeFileSync(path.join(dest, 'config.json'), JSON.stringify(ckpt.config.raw, null, 2) + '\n')
+    copied.push('config.json')
+    const spm = fs.readdirSync(ckpt.dir).find((f) => f.endsWith('.model'))
+    if (spm && !fs.existsSync(path.join(ckpt.dir, 'spiece.model'))) {
+      fs.copyFileSync(path.join(ckpt.dir, spm), path.join(dest, 'spiece.model'))
+      copied.push('spiece.model')
+    }
+  }
+  for (const name of COPIED_FILES) {
+    const src = path.join(ckpt.dir, name)
+    if (!fs.existsSync(src)) continue
+    fs.copyFileSync(src, path.join(dest, name))
+    copied.push(name)
+  }
+  return copied
 }

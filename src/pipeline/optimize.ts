@@ -2,16 +2,19 @@
 import fs from 'node:fs'
 import { readModelFile, writeModelFile } from '../onnx/file.js'
 import { passByName } from '../passes/index.js'
-import { runPasses, type PassOptions, type PassReport } from '../passes/pass.js'
+import { PassManager, type PassOptions, type PassReport } from '../passes/pass.js'
+import { ortRunner } from '../runtime/runner.js'
 import { checkOutput, type CheckedOutput, type GuardedInput } from '../util/output-guard.js'
 import { stampOptimized } from '../report/provenance.js'
-import { VERSION } from '../version.js'
+import { VERSION } from '../util/version.js'
 import { lineProgress, type Progress } from '../util/progress.js'
 
-export interface OptimizeOptions extends PassOptions {
+export interface OptimizeOptions {
   input: string
   output: string
   passes: string[]
+  /** What the passes read (each pass documents its own options). */
+  passOptions?: PassOptions
   /** Replace an existing ONNX file albertkit wrote (util/output-guard.ts). */
   force?: boolean
   /** The output, already checked (see `checkOptimizeOutput`); checked here when absent. */
@@ -19,6 +22,8 @@ export interface OptimizeOptions extends PassOptions {
   log?: (line: string) => void
   /** Long steps as they run (reading, each pass, writing); takes the place of `log`. */
   progress?: Progress
+  /** Warnings of the passes, as they come. */
+  warn?: (message: string) => void
 }
 
 export interface OptimizeReport {
@@ -38,15 +43,11 @@ export async function optimize(opts: OptimizeOptions): Promise<OptimizeReport> {
   const passes = opts.passes.map(passByName)
   const progress = opts.progress ?? lineProgress(opts.log)
   const reading = progress.start(`reading ${opts.input}`)
-  const model = readModelFile(opts.input)
-  reading.done(`${model.graph.nodes.length} nodes, ${model.graph.initializers.length} initializers`)
+  const input = readModelFile(opts.input)
+  reading.done(`${input.graph.nodes.length} nodes, ${input.graph.initializers.length} initializers`)
   const running = progress.start('running passes', passes.length)
-  const reports: PassReport[] = []
-  for (const pass of passes) {
-    running.running(pass.name)
-    reports.push(...(await runPasses(model, [pass], opts)))
-    running.tick()
-  }
+  const manager = new PassManager(passes, { onStart: (pass) => running.running(pass.name), onReport: () => running.tick() })
+  const { model, reports } = await manager.run(input, opts.passOptions, { runner: ortRunner, warn: opts.warn })
   running.done(`${reports.filter((r) => r.changed).length} of ${reports.length} changed the graph; ${model.graph.nodes.length} nodes`)
   model.graph.toposort()
   stampOptimized(model, opts.passes)

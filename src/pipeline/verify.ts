@@ -3,25 +3,17 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { openCheckpoint } from '../checkpoint/index.js'
 import { readSafetensors } from '../checkpoint/safetensors.js'
-import { buildAlbert, resolveTask } from '../builder/albert.js'
+import { buildAlbert } from '../builder/albert.js'
+import { resolveTask } from '../checkpoint/task.js'
 import { modelBytes, readModelFile } from '../onnx/file.js'
 import { fail } from '../util/errors.js'
-import { ModelRunError } from '../verify/runtime.js'
+import { ModelRunError } from '../runtime/session.js'
 import { silentProgress, type Progress } from '../util/progress.js'
 import { textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
-import {
-  DEFAULT_INPUTS,
-  describeRandomInputs,
-  goldenOutputs,
-  precisionOfFile,
-  randomInputs,
-  referenceOutputs,
-  resolveInputSpec,
-  verifyCandidates,
-  type ArtifactVerdict,
-  type InputRequest,
-  type Thresholds,
-} from '../verify/verify.js'
+import { DEFAULT_INPUTS, describeRandomInputs, randomInputs, resolveInputSpec, type InputRequest } from '../verify/inputs.js'
+import { goldenOutputs, type ArtifactVerdict, type ThresholdOverrides } from '../verify/verdict.js'
+import { referenceOutputs, verifyCandidates } from '../runtime/parity.js'
+import { precisionOfFile } from '../targets/precision.js'
 
 export interface VerifyOptions {
   checkpoint: string
@@ -35,7 +27,7 @@ export interface VerifyOptions {
   spec?: InputRequest
   /** texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs; `source` names where they came from */
   text?: { texts: TextInput[]; source: string }
-  thresholds?: Thresholds
+  thresholds?: ThresholdOverrides
   /** Long steps as they run (reading, the reference, each candidate) */
   progress?: Progress
 }

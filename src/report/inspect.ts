@@ -3,8 +3,8 @@ import fs from 'node:fs'
 import { openCheckpoint } from '../checkpoint/index.js'
 import { readModelFile } from '../onnx/file.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
-import { checkpointParameterStats, factorization, graphParameterStats, type Factorization, type ParameterStats } from './stats.js'
-import { findEmbeddingLookup } from './factorization.js'
+import { checkpointParameterStats, graphParameterStats, type ParameterStats } from '../analysis/parameters.js'
+import { factorization, findEmbeddingLookup, type Factorization } from '../analysis/factorization.js'
 
 export interface InspectReport {
   /** the checkpoint or file as the user named it */

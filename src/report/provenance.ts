@@ -6,8 +6,9 @@ import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Model } from '../ir/graph.js'
-import type { ArtifactVerdict } from '../verify/verify.js'
-import { VERSION } from '../version.js'
+import type { ArtifactVerdict } from '../verify/verdict.js'
+import { VERSION } from '../util/version.js'
+import { METADATA_PREFIX } from '../util/mark.js'
 
 /** sha256 of a file, read in chunks. */
 export function sha256File(file: string): string {
@@ -57,7 +58,7 @@ const sig = (x: number) => (Number.isFinite(x) ? Number(x.toPrecision(6)) : Stri
 export function stampProvenance(model: Model, p: Provenance): void {
   model.producerName = 'albertkit'
   model.producerVersion = VERSION
-  model.metadataProps = model.metadataProps.filter((e) => !e.key.startsWith('albertkit.'))
+  model.metadataProps = model.metadataProps.filter((e) => !e.key.startsWith(METADATA_PREFIX))
   model.setMetadata('albertkit.version', VERSION)
   model.setMetadata('albertkit.source_sha256', p.sourceSha256)
   model.setMetadata('albertkit.task', p.task)
@@ -72,31 +73,8 @@ export function stampProvenance(model: Model, p: Provenance): void {
   }
 }
 
-/** The prefix of albertkit's keys in an ONNX file's metadata_props: a file that has one is albertkit's output. */
-export const METADATA_PREFIX = 'albertkit.'
-
 /** Stamp a model `optimize` wrote: which albertkit, which passes (the convert keys, if any, stay). */
 export function stampOptimized(model: Model, passes: string[]): void {
   model.setMetadata('albertkit.optimize.version', VERSION)
   model.setMetadata('albertkit.optimize.passes', passes.join(','))
-}
-
-/**
- * The mark of a folder albertkit wrote, in its report.json: `albertkit` (the version that wrote
- * it) and `written`, every file albertkit put in the folder (report.json included) as relative
- * paths with `/`. `--force` replaces such a folder only while it holds nothing else
- * (util/output-guard.ts).
- */
-export interface FolderMark {
-  albertkit: string
-  written: string[]
-}
-
-/** The mark in a parsed report.json, or undefined when it has none. */
-export function folderMarkOf(report: unknown): FolderMark | undefined {
-  if (typeof report !== 'object' || report === null || Array.isArray(report)) return undefined
-  const r = report as Record<string, unknown>
-  if (typeof r.albertkit !== 'string' || !Array.isArray(r.written)) return undefined
-  if (!r.written.every((f) => typeof f === 'string')) return undefined
-  return { albertkit: r.albertkit, written: r.written as string[] }
 }

@@ -10,7 +10,7 @@
  * whitespace splitting plus Metaspace (▁) before the model, and [CLS] A [SEP] (B [SEP]) after it.
  */
 import fs from 'node:fs'
-import { ProtoReader, WIRE_I32, WIRE_LEN, WIRE_VARINT, WireError } from '../onnx/wire.js'
+import { ProtoReader, WIRE_I32, WIRE_LEN, WIRE_VARINT, WireError } from '../protobuf/wire.js'
 import { readWholeFile } from '../checkpoint/read.js'
 import { LIMITS, trieNodes } from './limits.js'
 import { UserError, describe, fail } from '../util/errors.js'

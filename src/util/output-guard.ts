@@ -8,7 +8,7 @@
  *   resolved, both ways; a checkpoint folder's entries count with their link targets). These are
  *   usage errors (2), with or without `--force`.
  * - `--force` replaces only what albertkit wrote: a folder whose report.json carries albertkit's
- *   mark and that holds nothing else (report/provenance.ts), an ONNX file whose metadata_props
+ *   mark and that holds nothing else (util/mark.ts), an ONNX file whose metadata_props
  *   carry `albertkit.*` keys, or an empty folder. Anything else is refused as a usage error (2);
  *   without `--force` an existing output is an input/output error (3), as is losing the race for
  *   the output to another process.
@@ -23,7 +23,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { StagedDir, tempNameFor, untemp } from './atomic.js'
 import { UsageError, UserError } from './errors.js'
-import { METADATA_PREFIX, folderMarkOf } from '../report/provenance.js'
+import { METADATA_PREFIX, folderMarkOf } from './mark.js'
 
 export type OutputKind = 'folder' | 'onnx-file'
 

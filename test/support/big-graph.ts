@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs'
 import { DataType } from '../../src/ir/dtype.js'
-import { ProtoWriter } from '../../src/onnx/wire.js'
+import { ProtoWriter } from '../../src/protobuf/wire.js'
 
 export interface ChainOptions {
   /** number of nodes, about (Add and Relu pairs, plus dead branches) */

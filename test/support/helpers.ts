@@ -5,10 +5,11 @@ import { fileURLToPath } from 'node:url'
 import { readSafetensors } from '../../src/checkpoint/safetensors.js'
 import type { Tensor } from '../../src/ir/tensor.js'
 import { openCheckpoint } from '../../src/checkpoint/index.js'
-import { buildAlbert, resolveTask } from '../../src/builder/albert.js'
+import { buildAlbert } from '../../src/builder/albert.js'
+import { resolveTask } from '../../src/checkpoint/task.js'
 import type { Model } from '../../src/ir/graph.js'
 import { modelBytes } from '../../src/onnx/file.js'
-import { createSession, runSession, type SessionOptions } from '../../src/verify/runtime.js'
+import { createSession, runSession, type SessionOptions } from '../../src/runtime/session.js'
 import { compareOutputs, type Parity } from '../../src/verify/compare.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')

@@ -6,7 +6,7 @@
 import type * as OrtWeb from 'onnxruntime-web'
 import { DataType } from '../../src/ir/dtype.js'
 import { viewAs, type Tensor } from '../../src/ir/tensor.js'
-import type { OutputMap } from '../../src/verify/verify.js'
+import type { OutputMap } from '../../src/verify/verdict.js'
 
 let ort: typeof OrtWeb | undefined
 

@@ -4,7 +4,7 @@
  * rewrites a checkpoint's index with edited entries, so tests can craft broken or unusual bundles.
  */
 import fs from 'node:fs'
-import { ProtoWriter, WIRE_I32, concatPieces } from '../../src/onnx/wire.js'
+import { ProtoWriter, WIRE_I32, concatPieces } from '../../src/protobuf/wire.js'
 import { crc32c, maskCrc } from '../../src/util/crc32c.js'
 import { TABLE_MAGIC, decodeHandle, parseBlock, readFooter, readTable, type BlockHandle } from '../../src/checkpoint/tf-table.js'
 import { parseEntry, type BundleEntry } from '../../src/checkpoint/tf-checkpoint.js'

@@ -1,4 +1,4 @@
-/** Running models with onnxruntime-node (loaded on first use: most commands never need it). */
+/** Running models with onnxruntime-node (loaded on first use: most commands never need it): sessions, inputs in, float32 outputs out. */
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node'
 import type { Tensor } from '../ir/tensor.js'
 import { DataType, dtypeName } from '../ir/dtype.js'

@@ -1,6 +1,7 @@
 /**
- * Finding ALBERT's embedding factorization in any graph: the word-embedding lookup (a Gather on a
- * constant V×E table) and the first constant-weight projection it feeds (E→H).
+ * ALBERT's embedding factorization: its figures (V·E + E·H parameters against V·H), and finding it
+ * in any graph: the word-embedding lookup (a Gather on a constant V×E table) and the first
+ * constant-weight projection it feeds (E→H).
  */
 import type { Graph, Node, Value } from '../ir/graph.js'
 
@@ -69,4 +70,24 @@ function findProjection(start: Value, E: number): EmbeddingLookup['projection'] 
     }
   }
   return undefined
+}
+
+export interface Factorization {
+  V: number
+  E: number
+  H: number
+  /** V·E + E·H */
+  factorized: number
+  /** V·H */
+  unfactorized: number
+  /** unfactorized − factorized */
+  saving: number
+  /** factorized / unfactorized */
+  ratio: number
+}
+
+export function factorization(V: number, E: number, H: number): Factorization {
+  const factorized = V * E + E * H
+  const unfactorized = V * H
+  return { V, E, H, factorized, unfactorized, saving: unfactorized - factorized, ratio: factorized / unfactorized }
 }

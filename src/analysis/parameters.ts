@@ -1,7 +1,6 @@
 /**
  * Figures about weights: parameters stored, unique (equal tensors counted once), and as-if-unshared
- * (one copy per use, as exporters that unroll ALBERT's shared layers write them); bytes per dtype;
- * ALBERT's embedding factorization.
+ * (one copy per use, as exporters that unroll ALBERT's shared layers write them); bytes per dtype.
  *
  * A parameter is a weight element whatever it is stored as: float32, float16, or quantized. An
  * int8 weight (read by DynamicQuantizeMatMul, MatMulInteger, QAttention, a DequantizeLinear, or
@@ -10,11 +9,11 @@
  * are not parameters. So a model has the same parameter count in every precision, up to what its
  * passes change (dedup merges equal tensors; a tensor a pass must store twice counts twice).
  */
-import { createHash } from 'node:crypto'
 import { DataType, dtypeName, isFloat } from '../ir/dtype.js'
 import type { Graph, Node, Value } from '../ir/graph.js'
 import type { Tensor } from '../ir/tensor.js'
 import { groupOfLayer, type AlbertConfig } from '../checkpoint/config.js'
+import { equalTensorGroups } from './tensors.js'
 
 export interface ParameterStats {
   /** Weight elements as stored (every float tensor of rank ≥ 1, and quantized weights by their logical size). */
@@ -28,42 +27,6 @@ export interface ParameterStats {
   tensors: number
   /** Bytes of every tensor, by element type. */
   bytesByDtype: Record<string, number>
-}
-
-/** Group tensors whose dtype, shape and bytes are equal; only same-shaped tensors are hashed. */
-export function equalTensorGroups<T>(items: readonly T[], tensorOf: (item: T) => Tensor): T[][] {
-  const byShape = new Map<string, T[]>()
-  for (const item of items) {
-    const t = tensorOf(item)
-    const key = `${t.dtype}:${t.dims.join('x')}`
-    const list = byShape.get(key)
-    if (list) list.push(item)
-    else byShape.set(key, [item])
-  }
-  const groups: T[][] = []
-  for (const list of byShape.values()) {
-    if (list.length === 1) {
-      groups.push(list)
-      continue
-    }
-    const byHash = new Map<string, T[]>()
-    for (const item of list) {
-      const t = tensorOf(item)
-      // Small tensors are their own key (a hash per scalar would cost more than the bytes).
-      let digest: string
-      if (!t.strings && t.data.byteLength <= 64) digest = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('latin1')
-      else {
-        const h = createHash('sha256').update(t.data)
-        for (const s of t.strings ?? []) h.update(s)
-        digest = h.digest('hex')
-      }
-      const g = byHash.get(digest)
-      if (g) g.push(item)
-      else byHash.set(digest, [item])
-    }
-    for (const group of byHash.values()) groups.push(group)
-  }
-  return groups
 }
 
 function isParameter(t: Tensor): boolean {
@@ -220,24 +183,4 @@ export function checkpointParameterStats(config: AlbertConfig, tensors: Map<stri
   }
   const unique = equalTensorGroups(params, (t) => t).reduce((n, g) => n + g[0]!.size, 0)
   return { stored, quantized: 0, unique, asIfUnshared, tensors: tensors.size, bytesByDtype }
-}
-
-export interface Factorization {
-  V: number
-  E: number
-  H: number
-  /** V·E + E·H */
-  factorized: number
-  /** V·H */
-  unfactorized: number
-  /** unfactorized − factorized */
-  saving: number
-  /** factorized / unfactorized */
-  ratio: number
-}
-
-export function factorization(V: number, E: number, H: number): Factorization {
-  const factorized = V * E + E * H
-  const unfactorized = V * H
-  return { V, E, H, factorized, unfactorized, saving: unfactorized - factorized, ratio: factorized / unfactorized }
 }

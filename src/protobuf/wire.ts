@@ -1,16 +1,17 @@
 /**
- * Protocol-buffer wire format, the small part ONNX needs: a bounds-checked reader over a byte
- * view (length-delimited fields come back as views, never copies) and a writer that builds a
- * message as a list of byte pieces, so that large tensor bytes are referenced, not copied.
+ * Protocol-buffer wire format, the small part albertkit's readers and writers need (ONNX models,
+ * TensorFlow checkpoints, SentencePiece models): a bounds-checked reader over a byte view
+ * (length-delimited fields come back as views, never copies) and a writer that builds a message
+ * as a list of byte pieces, so that large tensor bytes are referenced, not copied. Its own codec,
+ * no generated classes: nothing is decoded that a reader does not ask for, and hostile sizes are
+ * checked before anything is allocated.
  */
+import type { Int } from '../util/int64.js'
 
 export const WIRE_VARINT = 0
 export const WIRE_I64 = 1
 export const WIRE_LEN = 2
 export const WIRE_I32 = 5
-
-/** An int64 field: a number where it is exact, a bigint beyond ±2^53. */
-export type Int = number | bigint
 
 export class WireError extends Error {
   override name = 'WireError'

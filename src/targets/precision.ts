@@ -1,0 +1,108 @@
+/**
+ * Precisions: one table of what each precision is wherever albertkit meets it — the file convert
+ * writes it to (the name transformers.js loads for its dtype), other names for it, the parity
+ * verdict's default thresholds, and the passes that make it from the plain fp32 graph when no
+ * target is given. A target (targets.ts) lists its own models and passes.
+ */
+import type { Thresholds } from '../verify/verdict.js'
+import type { Pass } from '../passes/pass.js'
+import { passByName } from '../passes/index.js'
+import { UserError } from '../util/errors.js'
+
+export const PRECISIONS = ['fp32', 'int8', 'int4', 'fp16'] as const
+export type Precision = (typeof PRECISIONS)[number]
+
+/** Passes every model starts with: each shared tensor once, constants folded. */
+export const PREPARE = ['dedup', 'fold-constants']
+/** Passes every model ends with: nothing unused, topological order, unique node names. */
+export const CLEANUP = ['remove-unused', 'sort-and-name']
+
+export interface PrecisionRecord {
+  /** where convert writes the model, the file transformers.js loads for `dtype` */
+  file: string
+  /** transformers.js's dtype for `file` */
+  dtype: string
+  /** a second name convert gives the model (a hard link where it can): transformers.js's file for another dtype */
+  alias?: { file: string; dtype: string }
+  /** other names `--precision` takes for it */
+  names: string[]
+  /** parts of other exporters' file names that tell this precision (verify reads a file's precision from its name when it carries no stamp) */
+  markers: string[]
+  /** the parity verdict's thresholds unless the user sets others */
+  thresholds: Thresholds
+  /** the passes that make it from the fp32 graph, without a target */
+  passes: string[]
+}
+
+export const PRECISION: Record<Precision, PrecisionRecord> = {
+  fp32: { file: 'onnx/model.onnx', dtype: 'fp32', names: [], markers: [], thresholds: { maxAbs: 1e-4 }, passes: [...PREPARE, ...CLEANUP] },
+  int8: {
+    file: 'onnx/model_int8.onnx',
+    dtype: 'int8',
+    // transformers.js's default in the browser (wasm)
+    alias: { file: 'onnx/model_quantized.onnx', dtype: 'q8' },
+    names: ['q8'],
+    markers: ['_int8', '_quantized', '_uint8'],
+    thresholds: { cosine: 0.999, top1: 0.99 },
+    passes: [...PREPARE, 'quantize-int8', ...CLEANUP],
+  },
+  int4: { file: 'onnx/model_q4.onnx', dtype: 'q4', names: ['q4'], markers: ['_q4', '_int4', '_bnb4'], thresholds: { cosine: 0.99 }, passes: [...PREPARE, 'quantize-int4', ...CLEANUP] },
+  fp16: { file: 'onnx/model_fp16.onnx', dtype: 'fp16', names: [], markers: ['_fp16'], thresholds: { cosine: 0.9999 }, passes: [...PREPARE, 'fp16', ...CLEANUP] },
+}
+
+/** One model to emit: where it goes, what it is, and the passes that make it from the fp32 graph. */
+export interface ArtifactPlan {
+  file: string
+  precision: Precision
+  /** the target that planned it, or 'generic' (a plain precision) */
+  target: string
+  passes: string[]
+}
+
+/** Plans for plain precisions (no target). */
+export function precisionPlans(precisions: Precision[]): ArtifactPlan[] {
+  return precisions.map((precision) => ({ file: PRECISION[precision].file, precision, target: 'generic', passes: PRECISION[precision].passes }))
+}
+
+/** Parse a comma-separated precision list ("fp32,int8"), in the order given, without repeats. */
+export function parsePrecisions(list: string): Precision[] {
+  const out: Precision[] = []
+  for (const raw of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const p = PRECISIONS.find((name) => name === raw || PRECISION[name].names.includes(raw))
+    if (!p) throw new UserError(`unknown precision '${raw}' (choose from ${PRECISIONS.join(', ')})`)
+    if (!out.includes(p)) out.push(p)
+  }
+  if (out.length === 0) throw new UserError('no precision given')
+  return out
+}
+
+/** Precision of a model file from its transformers.js-style name (model_quantized.onnx: int8). */
+export function precisionOfFile(file: string): Precision {
+  const base = file.replace(/\\/g, '/').split('/').pop() ?? file
+  return PRECISIONS.find((p) => PRECISION[p].markers.some((m) => base.includes(m))) ?? 'fp32'
+}
+
+/** transformers.js's dtype for a file convert writes (an alias's for a second name), or undefined. */
+export function dtypeOfFile(file: string): string | undefined {
+  for (const p of PRECISIONS) {
+    const r: PrecisionRecord = PRECISION[p]
+    if (r.file === file) return r.dtype
+    if (r.alias?.file === file) return r.alias.dtype
+  }
+  return undefined
+}
+
+const THRESHOLDS: Record<string, Thresholds> = Object.fromEntries(PRECISIONS.map((p) => [p, PRECISION[p].thresholds]))
+
+/**
+ * The verdict's default thresholds for a precision as a model names it (its stamp, or its file
+ * name): fp32's for a name that is no precision.
+ */
+export function defaultThresholds(precision: string): Thresholds {
+  return THRESHOLDS[precision] ?? PRECISION.fp32.thresholds
+}
+
+/** The passes of a plan, by name (an unknown name is a UserError). */
+export function passesOf(plan: ArtifactPlan): Pass[] {
+  return plan.passes.map(passByName)
+}
