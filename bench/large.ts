@@ -1,10 +1,10 @@
 /**
  * An albert-xxlarge-shaped checkpoint (H 4096, I 16384, 64 heads; 223 M parameters, 0.89 GB,
- * written once to the temporary folder): convert to fp32 and int8 with verification, whole-process
- * wall time and peak memory against the checkpoint's size. Run with `npm run bench -- --large`.
+ * written to the bench's scratch folder, which goes when the bench ends): convert to fp32 and int8
+ * with verification, whole-process wall time and peak memory against the checkpoint's size. Run
+ * with `npm run bench -- --large`.
  */
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { ALBERT_BASE, writeSyntheticCheckpoint } from '../test/support/synthetic.js'
 import { runAlbertkit } from './measure.js'
@@ -19,14 +19,14 @@ export interface LargeFigures {
   files: Record<string, number>
 }
 
-export function largeFigures(): LargeFigures {
-  const dir = path.join(os.tmpdir(), 'albertkit-bench-albert-xxlarge')
-  if (!fs.existsSync(path.join(dir, 'model.safetensors'))) writeSyntheticCheckpoint(dir, ALBERT_XXLARGE)
-  const out = path.join(os.tmpdir(), `albertkit-bench-xxlarge-out-${process.pid}`)
-  fs.rmSync(out, { recursive: true, force: true })
+export function largeFigures(scratch: string): LargeFigures {
+  const dir = path.join(scratch, 'albert-xxlarge')
+  writeSyntheticCheckpoint(dir, ALBERT_XXLARGE)
+  const out = path.join(scratch, 'xxlarge-out')
   const run = runAlbertkit(['convert', dir, '--out', out, '--precision', 'fp32,int8'])
   const checkpointBytes = fs.statSync(path.join(dir, 'model.safetensors')).size
   const files = Object.fromEntries(fs.readdirSync(path.join(out, 'onnx')).map((f) => [f, fs.statSync(path.join(out, 'onnx', f)).size]))
+  fs.rmSync(dir, { recursive: true, force: true })
   fs.rmSync(out, { recursive: true, force: true })
   return { checkpointBytes, seconds: run.seconds, peakMB: run.peakMB, peakOverCheckpoint: (run.peakMB * 1024 * 1024) / checkpointBytes, files }
 }

@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: albertkit on an albert-base-shaped checkpoint. Uses the transformers-made one
- * from `fixtures/make_fixtures.py --base` when present, else writes a synthetic one.
- * Prints a table and writes bench/results.json.
+ * from `fixtures/make_fixtures.py --base` when present, else writes a synthetic one to a temporary
+ * folder that goes when the run ends. Prints its tables; `-- --json FILE` also writes the figures
+ * to FILE. Nothing else is written or left behind.
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -15,12 +16,22 @@ import { printStartup, startupFigures } from './startup.js'
 
 const RUNS = 5
 
-function baseCheckpoint(): { dir: string; origin: string } {
+/** The checkpoint to measure on; a synthetic one is written into `scratch`. */
+function baseCheckpoint(scratch: string): { dir: string; origin: string } {
   const generated = path.join(ROOT, 'fixtures', '.generated', 'albert-base')
   if (fs.existsSync(path.join(generated, 'model.safetensors'))) return { dir: generated, origin: 'fixtures/make_fixtures.py --base' }
-  const dir = path.join(os.tmpdir(), 'albertkit-bench-albert-base')
-  if (!fs.existsSync(path.join(dir, 'model.safetensors'))) writeSyntheticCheckpoint(dir, ALBERT_BASE)
+  const dir = path.join(scratch, 'albert-base')
+  writeSyntheticCheckpoint(dir, ALBERT_BASE)
   return { dir, origin: 'synthetic (test/support/synthetic.ts)' }
+}
+
+/** The file `--json FILE` names, or undefined. */
+function jsonFile(argv: string[]): string | undefined {
+  const i = argv.indexOf('--json')
+  if (i < 0) return undefined
+  const file = argv[i + 1]
+  if (!file || file.startsWith('--')) throw new Error('--json needs a file name: npm run bench -- --json figures.json')
+  return file
 }
 
 interface Row {
@@ -30,10 +41,11 @@ interface Row {
   goal: string
 }
 
-async function main(): Promise<void> {
-  const { dir, origin } = baseCheckpoint()
+async function main(scratch: string): Promise<void> {
+  const json = jsonFile(process.argv)
+  const { dir, origin } = baseCheckpoint(scratch)
   const ckptMB = fs.statSync(path.join(dir, 'model.safetensors')).size / 1e6
-  const out = path.join(os.tmpdir(), `albertkit-bench-out-${process.pid}`)
+  const out = path.join(scratch, 'out')
   const clean = () => fs.rmSync(out, { recursive: true, force: true })
   const rows: Row[] = []
 
@@ -71,7 +83,7 @@ async function main(): Promise<void> {
 
   let large: LargeFigures | undefined
   if (process.argv.includes('--large')) {
-    large = largeFigures()
+    large = largeFigures(scratch)
     printLarge(large)
   }
 
@@ -87,9 +99,15 @@ async function main(): Promise<void> {
     startup,
     large,
   }
-  const file = path.join(ROOT, 'bench', 'results.json')
-  fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n')
-  console.log(`\nwrote ${path.relative(process.cwd(), file)}`)
+  if (json) {
+    fs.writeFileSync(json, JSON.stringify(results, null, 2) + '\n')
+    console.log(`\nwrote ${json}`)
+  }
 }
 
-await main()
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'albertkit-bench-'))
+try {
+  await main(scratch)
+} finally {
+  fs.rmSync(scratch, { recursive: true, force: true })
+}

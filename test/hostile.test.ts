@@ -24,6 +24,7 @@ import { Tensor } from '../src/ir/tensor.js'
 import { UserError } from '../src/util/errors.js'
 import { encodeSafetensors } from '../src/checkpoint/safetensors.js'
 import { BIN, copyFixture, fixtureDir, tempDir } from './support/helpers.js'
+import { cpuTimed } from './support/bounded.js'
 import { ALBERT_BASE, writeSyntheticCheckpoint } from './support/synthetic.js'
 import { CONFIG_LIMITS } from '../src/checkpoint/config.js'
 import { appendsCheckpoint, deepSafetensorsCheckpoint, nestedRebuildCheckpoint, stride0Checkpoint, torchCheckpoint } from './support/hostile-inputs.js'
@@ -50,10 +51,8 @@ function clean<T>(fn: () => T): { ok: true; value: T } | { ok: false; message: s
 
 /** `clean`, for the checkpoint readers: also quick (CPU time) and with file text escaped in the message. */
 function cleanBounded<T>(fn: () => T, cpuMs = 2000): ReturnType<typeof clean<T>> {
-  const start = process.cpuUsage()
-  const r = clean(fn)
-  const used = process.cpuUsage(start)
-  assert.ok((used.user + used.system) / 1000 < cpuMs, `one case took ${(used.user + used.system) / 1000} ms of CPU`)
+  const { value: r, cpuMs: used } = cpuTimed(() => clean(fn))
+  assert.ok(used < cpuMs, `one case took ${used} ms of CPU`)
   if (!r.ok) assert.ok(!/[\u0000-\u001f\u007f-\u009f]/.test(r.message), `control characters escaped: ${JSON.stringify(r.message)}`)
   return r
 }

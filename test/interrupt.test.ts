@@ -149,14 +149,14 @@ describe('the command line reaches the command process over IPC', () => {
     const text = Array.from({ length: 1000 }, () => 'hello world').join(' ')
     assert.ok(text.length > 11_000 && text.length < 32_768)
     const out = path.join(work, 'long-text')
-    const r = await runBounded(['convert', fixtureDir('albert-seqcls-text'), '-o', out, '--text', text, '--text', text, '--text', text, '--quiet'], { seconds: 60, mb: 800 })
+    const r = await runBounded(['convert', fixtureDir('albert-seqcls-text'), '-o', out, '--text', text, '--text', text, '--text', text, '--quiet'], { cpu: 60, mb: 800 })
     assert.equal(r.signal, null)
     assert.equal(r.status, 0, r.stderr)
     assert.ok(fs.existsSync(path.join(out, 'onnx', 'model.onnx')))
   })
 
   it('exit codes and output pass through: a usage error is exit 2 with one line', async () => {
-    const r = await runBounded(['convert', fixtureDir('albert-model'), '-o', path.join(work, 'x'), '--precision', 'fp64'], { seconds: 30, mb: 400 })
+    const r = await runBounded(['convert', fixtureDir('albert-model'), '-o', path.join(work, 'x'), '--precision', 'fp64'], { cpu: 30, mb: 400 })
     assert.equal(r.status, 2)
     assert.equal(r.stdout, '')
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)

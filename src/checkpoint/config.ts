@@ -7,7 +7,7 @@
 import fs from 'node:fs'
 import { fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
-import { readJsonFile } from './read.js'
+import { readJsonFile } from '../util/read.js'
 
 export interface AlbertConfig {
   vocabSize: number

@@ -10,7 +10,8 @@ import { DataType, byteLengthOf } from '../ir/dtype.js'
 import { Tensor, elementCount } from '../ir/tensor.js'
 import { fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
-import { MAX_RANK, readExactly, withFile } from './read.js'
+import { MAX_RANK } from '../ir/tensor.js'
+import { readExactly, withFile } from '../util/read.js'
 
 /** Largest header accepted, as the reference implementation does. */
 export const MAX_HEADER_BYTES = 100_000_000

@@ -1,6 +1,9 @@
 import { DataType, byteLengthOf, dtypeName } from './dtype.js'
 import { bf16ArrayToFloat32, halfArrayToFloat32 } from '../util/half.js'
 
+/** Most dimensions a tensor may have (torch and ONNX Runtime stop at 64 too). */
+export const MAX_RANK = 64
+
 /**
  * A constant tensor: element type, shape and its bytes, little-endian and packed as ONNX raw_data
  * packs them. `data` is usually a view into a file buffer; nothing here copies it unless asked.

@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs'
 import { ProtoReader, WIRE_I32, WIRE_LEN, WIRE_VARINT, WireError } from '../protobuf/wire.js'
-import { readWholeFile } from '../checkpoint/read.js'
+import { readWholeFile } from '../util/read.js'
 import { LIMITS, trieNodes } from './limits.js'
 import { UserError, describe, fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'

@@ -1,11 +1,12 @@
 /**
- * Reading weight files: open with a one-line error, read exact byte ranges (a short read is a
- * truncated file), and never allocate more than the file holds.
+ * Reading input files (weights, models, tokenizers, small JSON): open with a one-line error, read
+ * exact byte ranges (a short read is a truncated file), never allocate more than the file holds,
+ * and check a JSON file's size and nesting before JSON.parse sees it.
  */
 import fs from 'node:fs'
 import { constants as bufferConstants } from 'node:buffer'
-import { fail } from '../util/errors.js'
-import { printable } from '../util/printable.js'
+import { fail } from './errors.js'
+import { printable } from './printable.js'
 
 /** Open `file` for reading, run `use(fd, size)`, close. */
 export function withFile<T>(file: string, use: (fd: number, size: number) => T): T {
@@ -42,9 +43,6 @@ export function readWholeFile(file: string): Buffer {
     return buf
   })
 }
-
-/** Most dimensions a tensor may have (torch and ONNX Runtime stop at 64 too). */
-export const MAX_RANK = 64
 
 /** What a small JSON file (a config, a shard index) may hold, checked before JSON.parse sees it. */
 export interface JsonLimits {
