@@ -8,7 +8,7 @@ import type { Tensor } from '../ir/tensor.js'
 import { fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
 import { readConfig, type AlbertConfig } from './config.js'
-import { readJsonFile } from '../util/read.js'
+import { readJsonFile, statOrFail } from '../util/read.js'
 import { readSafetensors } from './safetensors.js'
 import { readTorchBin } from './torch-bin.js'
 import { findTfCheckpoint, readTfCheckpoint } from './tf-checkpoint.js'
@@ -37,12 +37,7 @@ const SHARD_INDEX_LIMITS = { what: 'a shard index', maxBytes: 64 << 20, maxDepth
 export function openCheckpoint(where: string): Checkpoint {
   // Kept as the user gave it (relative stays relative), so every message names their path.
   let dir = path.normalize(where).replace(/(.)\/+$/, '$1')
-  let stat: fs.Stats
-  try {
-    stat = fs.statSync(dir)
-  } catch {
-    fail(where, 'no such file or folder')
-  }
+  const stat = statOrFail(dir, () => 'no such file or folder')
   if (stat.isFile()) dir = path.dirname(dir)
   // An original Google checkpoint: albert_config.json beside model.ckpt-N.index and its data files.
   const tfConfig = path.join(dir, TF_CONFIG)

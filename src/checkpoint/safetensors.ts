@@ -11,7 +11,7 @@ import { Tensor, elementCount } from '../ir/tensor.js'
 import { fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
 import { MAX_RANK } from '../ir/tensor.js'
-import { readExactly, withFile } from '../util/read.js'
+import { readExactly, scanJsonBrackets, withFile } from '../util/read.js'
 
 /** Largest header accepted, as the reference implementation does. */
 export const MAX_HEADER_BYTES = 100_000_000
@@ -149,17 +149,7 @@ function parseEntry(name: string, raw: unknown, file: string): Entry {
  * lists (shape, data_offsets) at level 3, nothing below. A linear scan; strings are skipped.
  */
 function tooDeep(text: string): number | undefined {
-  let depth = 0
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (c === 0x22) {
-      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++
-    } else if (c === 0x7b || c === 0x5b) {
-      depth++
-      if (depth > 3 || (depth === 3 && c === 0x7b)) return i
-    } else if (c === 0x7d || c === 0x5d) depth--
-  }
-  return undefined
+  return scanJsonBrackets(text, (bracket, depth, i) => (depth > 3 || (depth === 3 && bracket === 0x7b) ? i : undefined))
 }
 
 /**

@@ -25,7 +25,7 @@ import { crc32c, unmaskCrc } from '../util/crc32c.js'
 import { fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
 import { CONFIG_JSON_LIMITS, parseConfig, type AlbertConfig } from './config.js'
-import { readExactly, readJsonFile } from '../util/read.js'
+import { readExactly, readJsonFile, statOrFail } from '../util/read.js'
 import { MAX_RANK } from '../ir/tensor.js'
 import type { WeightEntry } from './weights.js'
 import { readTable, showKey } from './tf-table.js'
@@ -146,12 +146,7 @@ export interface BundleIndex {
 
 /** Read and validate `<prefix>.index`: the header entry first, then one entry per tensor. */
 export function readBundleIndex(file: string): BundleIndex {
-  let size: number
-  try {
-    size = fs.statSync(file).size
-  } catch (e) {
-    fail(file, `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
-  }
+  const size = statOrFail(file, (code) => `cannot open: ${code}`).size
   if (size > MAX_INDEX_BYTES) fail(file, `${size} bytes, over the ${MAX_INDEX_BYTES}-byte limit for a checkpoint index`)
   const table = readTable(file, fs.readFileSync(file))
   const head = table[0]

@@ -5,6 +5,7 @@
 import { UsageError, UserError, describe } from '../util/errors.js'
 import { DecodeError } from '../onnx/decode.js'
 import { fsCause, isSystemError } from '../util/output-guard.js'
+import type { ExitCodeRows } from './help.js'
 
 export const EXIT = {
   /** everything done; every model verified within tolerance */
@@ -18,6 +19,18 @@ export const EXIT = {
   /** a bug in albertkit */
   internal: 4,
 } as const
+
+/**
+ * A command's EXIT CODES rows for --help: its causes for each code it can end with, in code order;
+ * the internal-error row is the same for every command and added here.
+ */
+export function exitCodeRows(causes: { ok: string; parity?: string; usage: string; input: string }): ExitCodeRows {
+  const rows: [number, string][] = [[EXIT.ok, `success: ${causes.ok}`]]
+  if (causes.parity !== undefined) rows.push([EXIT.parity, `parity check failed: ${causes.parity}`])
+  rows.push([EXIT.usage, `usage: ${causes.usage}`], [EXIT.input, `input/output: ${causes.input}`])
+  rows.push([EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'])
+  return rows
+}
 
 export type ErrorKind = 'usage' | 'input' | 'internal'
 

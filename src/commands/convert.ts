@@ -12,8 +12,8 @@ import { type ParsedFlags, given, readRecipe, recipeFlag, thresholdsWith, withRe
 import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contradictions.js'
 import { formatVerdict } from '../verify/verdict.js'
 import { verboseFlag } from '../cli/pass-flags.js'
-import type { ExitCodeRows, FlagGroup } from '../cli/help.js'
-import { EXIT } from '../cli/exit-codes.js'
+import type { FlagGroup } from '../cli/help.js'
+import { exitCodeRows } from '../cli/exit-codes.js'
 import { formatBytes } from '../util/format.js'
 
 export default class Convert extends AlbertkitCommand {
@@ -42,13 +42,12 @@ export default class Convert extends AlbertkitCommand {
       command: '<%= config.bin %> convert ./my-albert --out build/albert --recipe albertkit.json --quiet',
     },
   ]
-  static exitCodes: ExitCodeRows = [
-    [EXIT.ok, 'success: the folder was written and every model is within tolerance'],
-    [EXIT.parity, 'parity check failed: a model is out of tolerance; the folder and its report.json are still written'],
-    [EXIT.usage, 'usage: an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file, an output that --force may not replace; nothing was read or written'],
-    [EXIT.input, 'input/output: an unreadable, malformed or unsupported checkpoint, a bad --text-file or --calibration file, an output folder that exists (no --force) or cannot be written; nothing is left at the output'],
-    [EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'],
-  ]
+  static exitCodes = exitCodeRows({
+    ok: 'the folder was written and every model is within tolerance',
+    parity: 'a model is out of tolerance; the folder and its report.json are still written',
+    usage: 'an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file, an output that --force may not replace; nothing was read or written',
+    input: 'an unreadable, malformed or unsupported checkpoint, a bad --text-file or --calibration file, an output folder that exists (no --force) or cannot be written; nothing is left at the output',
+  })
   static override args = {
     checkpoint: Args.string({ description: 'checkpoint folder (or a file inside it)', required: true }),
   }

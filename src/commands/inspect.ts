@@ -2,8 +2,7 @@ import { Args } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { inspect, type InspectReport } from '../report/inspect.js'
 import { formatBytes } from '../util/format.js'
-import type { ExitCodeRows } from '../cli/help.js'
-import { EXIT } from '../cli/exit-codes.js'
+import { exitCodeRows } from '../cli/exit-codes.js'
 
 export default class Inspect extends AlbertkitCommand {
   static override summary = 'Show what an ALBERT checkpoint or ONNX file holds.'
@@ -21,12 +20,11 @@ export default class Inspect extends AlbertkitCommand {
       command: "<%= config.bin %> inspect ./my-albert --json | jq .factorization.E",
     },
   ]
-  static exitCodes: ExitCodeRows = [
-    [EXIT.ok, 'success: the summary was printed'],
-    [EXIT.usage, 'usage: an unknown flag, a missing or extra argument'],
-    [EXIT.input, 'input/output: a checkpoint or ONNX file that is missing, unreadable, malformed or unsupported'],
-    [EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'],
-  ]
+  static exitCodes = exitCodeRows({
+    ok: 'the summary was printed',
+    usage: 'an unknown flag, a missing or extra argument',
+    input: 'a checkpoint or ONNX file that is missing, unreadable, malformed or unsupported',
+  })
   static override args = {
     target: Args.string({ description: 'checkpoint folder or .onnx file', required: true }),
   }

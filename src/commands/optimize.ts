@@ -9,8 +9,8 @@ import { formatBytes } from '../util/format.js'
 import { passByName } from '../passes/index.js'
 import { type ParsedFlags, readRecipe, recipeFlag, withRecipe } from '../cli/recipe.js'
 import { checkOptimizeFlags, checkVerbosity } from '../cli/contradictions.js'
-import type { ExitCodeRows, FlagGroup, HelpTable } from '../cli/help.js'
-import { EXIT } from '../cli/exit-codes.js'
+import type { FlagGroup, HelpTable } from '../cli/help.js'
+import { exitCodeRows } from '../cli/exit-codes.js'
 
 export default class Optimize extends AlbertkitCommand {
   static override summary = 'Run graph passes on any ONNX file.'
@@ -35,12 +35,11 @@ export default class Optimize extends AlbertkitCommand {
     },
   ]
   static helpTables: readonly HelpTable[] = [{ header: 'PASSES', rows: [...PASSES.values()].map((p) => [p.name, p.description]) }]
-  static exitCodes: ExitCodeRows = [
-    [EXIT.ok, 'success: the passes ran and the model was written'],
-    [EXIT.usage, 'usage: an unknown or missing flag or argument, an unknown pass, a bad flag value, a bad recipe file, an output that --force may not replace; nothing was read or written'],
-    [EXIT.input, 'input/output: an unreadable or malformed ONNX file, an output file that exists (no --force) or cannot be written; nothing is left at the output'],
-    [EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'],
-  ]
+  static exitCodes = exitCodeRows({
+    ok: 'the passes ran and the model was written',
+    usage: 'an unknown or missing flag or argument, an unknown pass, a bad flag value, a bad recipe file, an output that --force may not replace; nothing was read or written',
+    input: 'an unreadable or malformed ONNX file, an output file that exists (no --force) or cannot be written; nothing is left at the output',
+  })
   static override args = {
     input: Args.string({ description: 'ONNX file to read', required: true }),
   }

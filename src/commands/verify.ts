@@ -6,8 +6,8 @@ import { formatVerdict } from '../verify/verdict.js'
 import { tokenPreview } from '../tokenizer/index.js'
 import { type ParsedFlags, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
 import { checkVerifyFlags, sequenceSource } from '../cli/contradictions.js'
-import type { ExitCodeRows, FlagGroup } from '../cli/help.js'
-import { EXIT } from '../cli/exit-codes.js'
+import type { FlagGroup } from '../cli/help.js'
+import { exitCodeRows } from '../cli/exit-codes.js'
 import { TASKS } from '../checkpoint/task.js'
 import { UserError } from '../util/errors.js'
 
@@ -45,13 +45,12 @@ export default class Verify extends AlbertkitCommand {
       command: '<%= config.bin %> verify ./ckpt build/onnx/model.onnx build/onnx/model_int8.onnx --recipe albertkit.json --json --quiet > verdict.json',
     },
   ]
-  static exitCodes: ExitCodeRows = [
-    [EXIT.ok, 'success: every candidate is within tolerance'],
-    [EXIT.parity, 'parity check failed: a candidate is out of tolerance; the report still prints'],
-    [EXIT.usage, 'usage: an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file; nothing was read'],
-    [EXIT.input, 'input/output: an unreadable, malformed or unsupported checkpoint or candidate, a bad --golden, --inputs or --text-file file'],
-    [EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'],
-  ]
+  static exitCodes = exitCodeRows({
+    ok: 'every candidate is within tolerance',
+    parity: 'a candidate is out of tolerance; the report still prints',
+    usage: 'an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file; nothing was read',
+    input: 'an unreadable, malformed or unsupported checkpoint or candidate, a bad --golden, --inputs or --text-file file',
+  })
   static override args = {
     checkpoint: Args.string({ description: 'the original checkpoint folder', required: true }),
     candidates: Args.string({ description: 'ONNX models to check (one or more)', required: true, multiple: true }),

@@ -143,6 +143,8 @@ class Decoder {
     const infos: ProtoReader[] = []
     const unknown: Unknown = []
     const metadata: StringPair[] = []
+    /** GraphProto's repeated message fields, read after the scan: node, initializer, input, output, value_info. */
+    const messages: Record<number, ProtoReader[]> = { 1: nodeReaders, 5: inits, 11: inputs, 12: outputs, 13: infos }
     while (!r.done) {
       const start = r.pos
       const [field, wire] = r.tag()
@@ -150,34 +152,12 @@ class Decoder {
         r.skip(wire, start)
         continue
       }
-      switch (field) {
-        case 1:
-          nodeReaders.push(r.message())
-          break
-        case 2:
-          g.name = r.string()
-          break
-        case 5:
-          inits.push(r.message())
-          break
-        case 10:
-          g.docString = r.string()
-          break
-        case 11:
-          inputs.push(r.message())
-          break
-        case 12:
-          outputs.push(r.message())
-          break
-        case 13:
-          infos.push(r.message())
-          break
-        case 16:
-          metadata.push(stringPair(r.message()))
-          break
-        default:
-          unknown.push(r.skip(wire, start))
-      }
+      const repeated = messages[field]
+      if (repeated) repeated.push(r.message())
+      else if (field === 2) g.name = r.string()
+      else if (field === 10) g.docString = r.string()
+      else if (field === 16) metadata.push(stringPair(r.message()))
+      else unknown.push(r.skip(wire, start))
     }
     if (this.entries > MAX_GRAPH_ENTRIES) throw this.tooLarge()
     if (unknown.length) g.unknown = unknown
@@ -512,8 +492,19 @@ interface TypedFields {
   uint64s: Int[]
 }
 
+/** The element types ONNX stores one per int32_data entry, by the typed array each packs into. */
+const INT32_DATA: readonly (readonly [{ from(values: ArrayLike<Int>, map: (v: Int) => number): ArrayBufferView }, readonly DataType[]])[] = [
+  [Int32Array, [DataType.INT32]],
+  [Int16Array, [DataType.INT16]],
+  [Int8Array, [DataType.INT8]],
+  [Uint16Array, [DataType.UINT16, DataType.FLOAT16, DataType.BFLOAT16]],
+  [Uint8Array, [DataType.UINT8, DataType.BOOL, DataType.FLOAT8E4M3FN, DataType.FLOAT8E4M3FNUZ, DataType.FLOAT8E5M2, DataType.FLOAT8E5M2FNUZ, DataType.FLOAT8E8M0]],
+]
+
 /** Bytes of a tensor given in the typed repeated fields instead of raw_data. */
 function typedFieldBytes(dtype: DataType, count: number, f: TypedFields, label: string): Uint8Array {
+  const packed = INT32_DATA.find(([, types]) => types.includes(dtype))?.[0]
+  if (packed) return bytesOf(packed.from(f.int32s, Number))
   switch (dtype) {
     case DataType.FLOAT:
     case DataType.COMPLEX64: {
@@ -529,24 +520,6 @@ function typedFieldBytes(dtype: DataType, count: number, f: TypedFields, label: 
     }
     case DataType.INT64:
       return bytesOf(BigInt64Array.from(f.int64s, (v) => BigInt(v)))
-    case DataType.INT32:
-      return bytesOf(Int32Array.from(f.int32s, Number))
-    case DataType.INT16:
-      return bytesOf(Int16Array.from(f.int32s, Number))
-    case DataType.UINT16:
-    case DataType.FLOAT16:
-    case DataType.BFLOAT16:
-      return bytesOf(Uint16Array.from(f.int32s, Number))
-    case DataType.INT8:
-      return bytesOf(Int8Array.from(f.int32s, Number))
-    case DataType.UINT8:
-    case DataType.BOOL:
-    case DataType.FLOAT8E4M3FN:
-    case DataType.FLOAT8E4M3FNUZ:
-    case DataType.FLOAT8E5M2:
-    case DataType.FLOAT8E5M2FNUZ:
-    case DataType.FLOAT8E8M0:
-      return Uint8Array.from(f.int32s, Number)
     case DataType.DOUBLE:
     case DataType.COMPLEX128:
       return bytesOf(Float64Array.from(f.doubles))

@@ -161,21 +161,21 @@ export const textEncoder = new TextEncoder()
 
 /** Read a repeated int64 field that may arrive packed or one value per tag. */
 export function readInt64s(r: ProtoReader, wire: number, into: Int[]): void {
-  if (wire === WIRE_LEN) {
-    const sub = r.message()
-    while (!sub.done) into.push(sub.int64())
-  } else if (wire === WIRE_VARINT) {
-    into.push(r.int64())
-  } else throw new WireError(`wire type ${wire} for a repeated integer`)
+  readRepeated(r, wire, WIRE_VARINT, 'integer', (from) => into.push(from.int64()))
 }
 
+/** Read a repeated float field that may arrive packed or one value per tag. */
 export function readFloats(r: ProtoReader, wire: number, into: number[]): void {
+  readRepeated(r, wire, WIRE_I32, 'float', (from) => into.push(from.fixed32Float()))
+}
+
+/** A repeated scalar field: packed (one length-delimited run of values) or one value per tag (`scalarWire`). */
+function readRepeated(r: ProtoReader, wire: number, scalarWire: number, what: string, readOne: (from: ProtoReader) => void): void {
   if (wire === WIRE_LEN) {
     const sub = r.message()
-    while (!sub.done) into.push(sub.fixed32Float())
-  } else if (wire === WIRE_I32) {
-    into.push(r.fixed32Float())
-  } else throw new WireError(`wire type ${wire} for a repeated float`)
+    while (!sub.done) readOne(sub)
+  } else if (wire === scalarWire) readOne(r)
+  else throw new WireError(`wire type ${wire} for a repeated ${what}`)
 }
 
 /** Nested messages up to this many bytes are copied into their parent instead of referenced. */
@@ -257,19 +257,21 @@ export class ProtoWriter {
   }
 
   float(field: number, v: number): void {
-    this.tag(field, WIRE_I32)
-    this.ensure(4)
-    new DataView(this.scratch.buffer, this.scratch.byteOffset + this.used, 4).setFloat32(0, v, true)
-    this.used += 4
-    this.length += 4
+    this.fixed(field, WIRE_I32, 4).setFloat32(0, v, true)
   }
 
   double(field: number, v: number): void {
-    this.tag(field, WIRE_I64)
-    this.ensure(8)
-    new DataView(this.scratch.buffer, this.scratch.byteOffset + this.used, 8).setFloat64(0, v, true)
-    this.used += 8
-    this.length += 8
+    this.fixed(field, WIRE_I64, 8).setFloat64(0, v, true)
+  }
+
+  /** Tag a fixed-width field and reserve its `bytes`; the caller writes them through the view. */
+  private fixed(field: number, wire: number, bytes: number): DataView {
+    this.tag(field, wire)
+    this.ensure(bytes)
+    const view = new DataView(this.scratch.buffer, this.scratch.byteOffset + this.used, bytes)
+    this.used += bytes
+    this.length += bytes
+    return view
   }
 
   /** Bytes of a length-delimited field; large ones are referenced, not copied. */

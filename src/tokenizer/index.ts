@@ -14,6 +14,7 @@ import { UserError, describe, fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
 import { tokenizerFilesFromSentencepiece, type AlbertTokenizerOptions } from './sentencepiece.js'
 import { LIMITS, boundTokenizerWork, checkTokenizerConfig, checkTokenizerJson } from './limits.js'
+import { statOrFail } from '../util/read.js'
 
 export { tokenizerFilesFromSentencepiece, albertTokenizerFiles, parseSentencepiece, readSentencepiece, PieceType } from './sentencepiece.js'
 export type { AlbertTokenizerOptions, TokenizerFiles, SentencePieceModel, Piece } from './sentencepiece.js'
@@ -118,13 +119,7 @@ export function sentencepieceOptions(config: Record<string, unknown>, configFile
  * ALBERT's. A folder with none of them is a UserError that names the files looked for.
  */
 export function openTokenizer(dir: string): TextTokenizer {
-  let stat: fs.Stats
-  try {
-    stat = fs.statSync(dir)
-  } catch {
-    fail(dir, 'no such folder')
-  }
-  if (stat.isFile()) dir = path.dirname(dir)
+  if (statOrFail(dir, () => 'no such folder').isFile()) dir = path.dirname(dir)
   const { file: configFile, config } = readTokenizerConfig(dir)
   const found = TOKENIZER_FILES.map((f) => path.join(dir, f)).find(isFile)
   if (!found) fail(dir, `has no tokenizer (looked for ${TOKENIZER_FILES.join(', ')})`)

@@ -112,13 +112,18 @@ class Checker {
     return type
   }
 
+  /** A Sequence's steps (`node[key]`), each checked by `step`, nested at most LIMITS.sequenceDepth deep. */
+  private sequence(node: Record<string, unknown>, key: string, where: string, depth: number, step: (s: unknown, at: string) => void): void {
+    if (depth >= LIMITS.sequenceDepth) this.problem(where, `nests Sequences more than ${LIMITS.sequenceDepth} deep`)
+    this.array(node[key], `${where}.${key}`, LIMITS.sequenceSteps).forEach((s, i) => step(s, `${where}.${key}[${i}]`))
+  }
+
   normalizer(v: unknown, where: string, depth = 0): void {
     if (v === null) return
     const n = this.object(v, where)
     switch (this.type(n, where, NORMALIZERS)) {
       case 'Sequence':
-        if (depth >= LIMITS.sequenceDepth) this.problem(where, `nests Sequences more than ${LIMITS.sequenceDepth} deep`)
-        this.array(n.normalizers, `${where}.normalizers`, LIMITS.sequenceSteps).forEach((s, i) => this.normalizer(s, `${where}.normalizers[${i}]`, depth + 1))
+        this.sequence(n, 'normalizers', where, depth, (s, at) => this.normalizer(s, at, depth + 1))
         break
       case 'Replace':
         this.pattern(n.pattern, `${where}.pattern`)
@@ -135,8 +140,7 @@ class Checker {
     const p = this.object(v, where)
     switch (this.type(p, where, PRE_TOKENIZERS)) {
       case 'Sequence':
-        if (depth >= LIMITS.sequenceDepth) this.problem(where, `nests Sequences more than ${LIMITS.sequenceDepth} deep`)
-        this.array(p.pretokenizers, `${where}.pretokenizers`, LIMITS.sequenceSteps).forEach((s, i) => this.preTokenizer(s, `${where}.pretokenizers[${i}]`, depth + 1))
+        this.sequence(p, 'pretokenizers', where, depth, (s, at) => this.preTokenizer(s, at, depth + 1))
         break
       case 'Split':
         this.pattern(p.pattern, `${where}.pattern`)

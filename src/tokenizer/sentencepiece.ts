@@ -9,9 +9,8 @@
  * keep_accents), lowercases (when do_lower_case) and applies the model's precompiled charsmap,
  * whitespace splitting plus Metaspace (▁) before the model, and [CLS] A [SEP] (B [SEP]) after it.
  */
-import fs from 'node:fs'
 import { ProtoReader, WIRE_I32, WIRE_LEN, WIRE_VARINT, WireError } from '../protobuf/wire.js'
-import { readWholeFile } from '../util/read.js'
+import { readWholeFile, statOrFail } from '../util/read.js'
 import { LIMITS, trieNodes } from './limits.js'
 import { UserError, describe, fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
@@ -245,12 +244,7 @@ function check(m: SentencePieceModel, rd: SpmReader): void {
 
 /** Read and check a SentencePiece model file (its size checked before it is read). */
 export function readSentencepiece(file: string): SentencePieceModel {
-  let size: number
-  try {
-    size = fs.statSync(file).size
-  } catch (e) {
-    fail(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? describe(e)}`)
-  }
+  const size = statOrFail(file, (code) => `cannot read: ${code}`).size
   if (size > LIMITS.tokenizerFileBytes) fail(file, `is ${size} bytes, more than the ${LIMITS.tokenizerFileBytes} albertkit reads from a tokenizer file`)
   return parseSentencepiece(readWholeFile(file), file)
 }

@@ -5,8 +5,17 @@
  */
 import fs from 'node:fs'
 import { constants as bufferConstants } from 'node:buffer'
-import { fail } from './errors.js'
+import { describe, fail } from './errors.js'
 import { printable } from './printable.js'
+
+/** `fs.statSync(file)`, or a one-line error naming `file`: `problem` words the error code (ENOENT, EACCES, …). */
+export function statOrFail(file: string, problem: (code: string) => string): fs.Stats {
+  try {
+    return fs.statSync(file)
+  } catch (e) {
+    fail(file, problem((e as NodeJS.ErrnoException).code ?? describe(e)))
+  }
+}
 
 /** Open `file` for reading, run `use(fd, size)`, close. */
 export function withFile<T>(file: string, use: (fd: number, size: number) => T): T {
@@ -76,19 +85,32 @@ export function readJsonFile(file: string, limits: JsonLimits): unknown {
   }
 }
 
-/** Where JSON `text` nests deeper than `maxDepth` or opens more than `maxContainers` brackets (strings skipped), if it does. */
-export function jsonShapeProblem(text: string, maxDepth: number, maxContainers: number): string | undefined {
+/**
+ * Scan JSON `text` linearly, strings skipped, and call `open` at each `{` or `[` with its character
+ * code, the depth it opens (1 for the outermost) and its index; the first value `open` returns ends
+ * the scan and is returned.
+ */
+export function scanJsonBrackets<T>(text: string, open: (bracket: number, depth: number, at: number) => T | undefined): T | undefined {
   let depth = 0
-  let containers = 0
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
     if (c === 0x22) {
       // a string: skip to its closing quote
       for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++
     } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > maxDepth) return `nested deeper than ${maxDepth} levels at character ${i}`
-      if (++containers > maxContainers) return `more than ${maxContainers} objects and lists (at character ${i})`
+      const found = open(c, ++depth, i)
+      if (found !== undefined) return found
     } else if (c === 0x7d || c === 0x5d) depth--
   }
   return undefined
+}
+
+/** Where JSON `text` nests deeper than `maxDepth` or opens more than `maxContainers` brackets (strings skipped), if it does. */
+export function jsonShapeProblem(text: string, maxDepth: number, maxContainers: number): string | undefined {
+  let containers = 0
+  return scanJsonBrackets(text, (_, depth, i) => {
+    if (depth > maxDepth) return `nested deeper than ${maxDepth} levels at character ${i}`
+    if (++containers > maxContainers) return `more than ${maxContainers} objects and lists (at character ${i})`
+    return undefined
+  })
 }
