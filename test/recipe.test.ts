@@ -12,6 +12,7 @@ import path from 'node:path'
 import { BIN, FIXTURES, fixtureDir, tempDir } from './support/helpers.js'
 import { parseRecipe, readRecipe, thresholdsWith, withRecipe } from '../src/cli/recipe.js'
 import { UsageError } from '../src/util/errors.js'
+import { TARGET_NAMES } from '../src/targets/targets.js'
 
 const SAMPLE = path.join(FIXTURES, 'recipes', 'albertkit.json')
 const work = tempDir()
@@ -60,7 +61,7 @@ describe('recipe files', () => {
     rejects({ precisions: [] }, 'precisions must not be empty')
     rejects({ precisions: ['fp32', 'int3'] }, "precisions[1] 'int3' is not one of fp32, int8, int4, fp16")
     rejects({ precisions: ['int8', 'int8'] }, 'precisions names a precision twice')
-    rejects({ target: 'tpu' }, "target 'tpu' is not one of cpu, gpu, mobile")
+    rejects({ target: 'tpu' }, `target 'tpu' is not one of ${TARGET_NAMES.join(', ')}`)
     rejects({ target: 'cpu', precisions: ['fp32'] }, 'target and precisions are both given')
     rejects({ task: 'summarization' }, "task 'summarization' is not one of")
     rejects({ passes: ['dedup', 'shrink'] }, "passes[1] 'shrink' is not one of")
