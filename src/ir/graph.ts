@@ -293,7 +293,6 @@ export class Node {
 export const attrInt = (name: string, i: Int): Attribute => ({ name, type: AttrType.INT, i })
 export const attrInts = (name: string, ints: Int[]): Attribute => ({ name, type: AttrType.INTS, ints })
 export const attrFloat = (name: string, f: number): Attribute => ({ name, type: AttrType.FLOAT, f })
-export const attrFloats = (name: string, floats: number[]): Attribute => ({ name, type: AttrType.FLOATS, floats })
 export const attrString = (name: string, s: string): Attribute => ({
   name,
   type: AttrType.STRING,

@@ -46,10 +46,6 @@ function buildHalfTable(): Float32Array {
   return table
 }
 
-export function halfToFloat(bits: number): number {
-  return halfTable[bits & 0xffff]!
-}
-
 export function halfArrayToFloat32(src: Uint16Array, out = new Float32Array(src.length)): Float32Array {
   for (let i = 0; i < src.length; i++) out[i] = halfTable[src[i]!]!
   return out
