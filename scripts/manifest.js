@@ -4,6 +4,7 @@
 // `npm run build` (and so by `npm ci`'s prepare and `npm test`), never committed: a stale one would
 // show stale help. This is what the `oclif manifest` command of oclif's dev package does, through
 // the same @oclif/core API, without that package's dependencies.
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -20,3 +21,21 @@ if (ids.length === 0) throw new Error(`no commands found under ${plugin.pjson.oc
 const tmp = `${file}.tmp-${process.pid}`
 fs.writeFileSync(tmp, JSON.stringify(plugin.manifest, null, 2) + '\n')
 fs.renameSync(tmp, file)
+
+// help-pages.json: the root page and each command's page as oclif prints them to a pipe, so that a
+// --help into a pipe or file prints without loading oclif (src/cli/help-pages.ts). Rendered by the
+// CLI itself with the stored pages out of the way, so every page is oclif's own output.
+const pagesFile = path.join(root, 'help-pages.json')
+fs.rmSync(pagesFile, { force: true })
+const env = { ...process.env }
+for (const k of ['OCLIF_COLUMNS', 'FORCE_COLOR', 'ALBERTKIT_LIVE_HELP']) delete env[k]
+const pages = {}
+for (const key of ['', ...ids]) {
+  const args = key === '' ? ['--help'] : [key, '--help']
+  const r = spawnSync(process.execPath, [path.join(root, 'bin', 'run.js'), ...args], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] })
+  if (r.status !== 0) throw new Error(`albertkit ${args.join(' ')} exited ${r.status}: ${r.stderr}`)
+  pages[key] = r.stdout
+}
+const pagesTmp = `${pagesFile}.tmp-${process.pid}`
+fs.writeFileSync(pagesTmp, JSON.stringify({ version: plugin.pjson.version, pages }) + '\n')
+fs.renameSync(pagesTmp, pagesFile)

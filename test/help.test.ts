@@ -14,6 +14,7 @@ import { BIN, ROOT, fixtureDir, tempDir } from './support/helpers.js'
 import { runCommandBounded } from './support/bounded.js'
 import { FLAG_GROUPS, type ExitCodeRows } from '../src/cli/help.js'
 import { closest, didYouMean } from '../src/cli/suggest.js'
+import { helpPageKey, storedHelpPage } from '../src/cli/help-pages.js'
 
 const COMMANDS = ['convert', 'inspect', 'optimize', 'verify']
 const pjson = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }
@@ -264,7 +265,7 @@ describe('the oclif manifest', () => {
     assert.equal(ignored.status, 0, '.gitignore lists oclif.manifest.json')
   })
 
-  it('--help imports no command, no pipeline and no onnxruntime: only @oclif/core, the supervisor and the help class', () => {
+  it('--help into a pipe loads only the supervisor and the stored pages; rendered live, @oclif/core and the help class; never a command or onnxruntime', () => {
     // Every module the process loads: ES modules through a resolve hook, CommonJS from require.cache at exit.
     const hook = `export async function resolve(s, c, next) { const r = await next(s, c); if (r.url.startsWith('file:')) process.stderr.write('module ' + r.url + '\\n'); return r }`
     const tracer = [
@@ -273,16 +274,25 @@ describe('the oclif manifest', () => {
       `const require = createRequire(${JSON.stringify(BIN)})`,
       `process.on('exit', () => { for (const k of Object.keys(require.cache)) process.stderr.write('module ' + k + '\\n') })`,
     ].join('\n')
-    for (const args of [['--help'], ['convert', '--help'], ['-v']]) {
-      const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(tracer)}`, BIN, ...args], { encoding: 'utf8', cwd: ROOT })
+    const base = ['dist/src/cli/supervisor.js', 'dist/src/cli/help-pages.js']
+    const cases: [string[], NodeJS.ProcessEnv, string[], number][] = [
+      // into a pipe: the page the build stored, node built-ins only
+      [['--help'], {}, base, 10],
+      [['convert', '--help'], {}, base, 10],
+      // rendered live (a terminal, a forced width or colour): oclif's help class from the manifest
+      [['convert', '--help'], { ALBERTKIT_LIVE_HELP: '1' }, [...base, 'dist/src/cli/help.js'], 130],
+      [['-v'], {}, base, 130],
+    ]
+    for (const [args, env, expected, most] of cases) {
+      const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(tracer)}`, BIN, ...args], { encoding: 'utf8', cwd: ROOT, env: { ...process.env, ...env } })
       assert.equal(r.status, 0, r.stderr)
       const modules = [...new Set(r.stderr.split('\n').filter((l) => l.startsWith('module ')).map((l) => l.slice(7).replace(/^file:\/\//, '')))]
       const ours = modules.filter((m) => m.startsWith(path.join(ROOT, 'dist'))).map((m) => path.relative(ROOT, m))
-      // bin/run.js's supervisor (node built-ins only) serves help and version in its own process
-      assert.deepEqual(ours, args[0] === '-v' ? ['dist/src/cli/supervisor.js'] : ['dist/src/cli/supervisor.js', 'dist/src/cli/help.js'], args.join(' '))
+      // bin/run.js's supervisor serves help and version in its own process
+      assert.deepEqual(ours, expected, args.join(' '))
       assert.ok(!modules.some((m) => /onnxruntime|@huggingface|protobuf/.test(m)), args.join(' '))
       // @oclif/core's execute path and what it needs; all of @oclif/core is ~160, with the commands ~460.
-      assert.ok(modules.length <= 130, `${args.join(' ')}: ${modules.length} modules`)
+      assert.ok(modules.length <= most, `${args.join(' ')}: ${modules.length} modules`)
     }
   })
 
@@ -297,8 +307,46 @@ describe('the oclif manifest', () => {
       }
     }
     const [b, h] = [Math.min(...bare), Math.min(...helped)]
-    // About 3 times bare Node on a quiet machine; importing the commands and onnxruntime made it 10.
-    assert.ok(h < 6 * b + 300, `convert --help ${h.toFixed(0)} ms of CPU, bare Node ${b.toFixed(0)} ms`)
+    // A stored page costs a few ms over bare Node; oclif's help class made it 3 times bare Node, importing the commands and onnxruntime 10.
+    assert.ok(h < 1.5 * b + 60, `convert --help ${h.toFixed(0)} ms of CPU, bare Node ${b.toFixed(0)} ms`)
+  })
+})
+
+describe('stored help pages', () => {
+  it("are oclif's own pages: every way to ask for each page prints what oclif renders live, byte for byte", () => {
+    const stored = JSON.parse(fs.readFileSync(path.join(ROOT, 'help-pages.json'), 'utf8')) as { version: string; pages: Record<string, string> }
+    assert.equal(stored.version, pjson.version)
+    assert.deepEqual(Object.keys(stored.pages).sort(), ['', ...COMMANDS])
+    const asks: [string, string[][]][] = [['', [[], ['--help'], ['-h'], ['help']]], ...COMMANDS.map((c): [string, string[][]] => [c, [[c, '--help'], [c, '-h'], ['help', c]]])]
+    for (const [key, lines] of asks) {
+      const live = albertkit(lines[0]!, { ALBERTKIT_LIVE_HELP: '1' })
+      assert.equal(live.code, 0)
+      assert.equal(stored.pages[key], live.stdout, `page '${key}'`)
+      for (const args of lines) assert.deepEqual(albertkit(args), { code: 0, stdout: live.stdout, stderr: '' }, args.join(' '))
+    }
+    const ignored = spawnSync('git', ['check-ignore', '-q', 'help-pages.json'], { cwd: ROOT })
+    assert.equal(ignored.status, 0, '.gitignore lists help-pages.json')
+  })
+
+  it('only a page the build stored, for this version, printed as the build printed it', () => {
+    assert.equal(helpPageKey(['convert', '--help']), 'convert')
+    assert.equal(helpPageKey(['help', 'verify']), 'verify')
+    assert.equal(helpPageKey(['-h']), '')
+    assert.equal(helpPageKey(['convert', '--help', 'x']), undefined)
+    assert.equal(helpPageKey(['--version']), undefined)
+    assert.equal(helpPageKey(['convert', 'ckpt']), undefined)
+    const dir = tempDir()
+    const file = path.join(dir, 'help-pages.json')
+    fs.writeFileSync(file, JSON.stringify({ version: '0.0.1', pages: { '': 'old page' } }))
+    assert.equal(storedHelpPage(file, '0.0.1', ['--help']), 'old page')
+    assert.equal(storedHelpPage(file, pjson.version, ['--help']), undefined, 'another version')
+    assert.equal(storedHelpPage(path.join(dir, 'none.json'), '0.0.1', ['--help']), undefined, 'no file')
+    // a width or colour the build did not render: oclif renders it
+    const narrow = albertkit(['convert', '--help'], { OCLIF_COLUMNS: '60' })
+    assert.equal(narrow.code, 0)
+    const stored = JSON.parse(fs.readFileSync(path.join(ROOT, 'help-pages.json'), 'utf8')) as { pages: Record<string, string> }
+    assert.notEqual(narrow.stdout, stored.pages.convert, 'rendered for 60 columns, not the stored 80-column page')
+    assert.ok(narrow.stdout.includes('EXIT CODES') && narrow.stdout.split('\n').length > stored.pages.convert!.split('\n').length)
   })
 })
 

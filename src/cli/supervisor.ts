@@ -15,13 +15,15 @@
  * in a process whose argv totals more than about 28 KB, which a long `--text` reaches. Its exit
  * code is passed through as it is.
  *
- * Help and version run in this process: they do no work worth interrupting.
+ * Help and version run in this process: they do no work worth interrupting. A help page the build
+ * stored (help-pages.ts) is printed without loading oclif.
  */
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { StagedMessage } from '../util/staged-registry.js'
+import { HELP_PAGES_FILE, helpPageKey, rendersAsBuilt, storedHelpPage } from './help-pages.js'
 
 /** What the supervisor sends the command process. */
 export interface RunMessage {
@@ -50,11 +52,28 @@ const CHILD = fileURLToPath(new URL('./run-child.js', import.meta.url))
 export async function main(bin: string): Promise<void> {
   const args = process.argv.slice(2)
   if (cheap(args)) {
+    const page = storedPage(bin, args)
+    if (page !== undefined) {
+      process.stdout.write(page)
+      return
+    }
     const { execute } = await import('@oclif/core/execute')
     await execute({ dir: bin, args })
     return
   }
   supervise(bin, args)
+}
+
+/** The help page the build stored for `args` (help-pages.ts), if there is one to print. */
+function storedPage(bin: string, args: readonly string[]): string | undefined {
+  if (helpPageKey(args) === undefined || !rendersAsBuilt()) return undefined
+  const root = path.dirname(path.dirname(fileURLToPath(bin)))
+  try {
+    const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }
+    return storedHelpPage(path.join(root, HELP_PAGES_FILE), version, args)
+  } catch {
+    return undefined
+  }
 }
 
 /** Help and version: nothing to interrupt, so no second process. */
