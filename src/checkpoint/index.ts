@@ -13,6 +13,7 @@ import { readSafetensors } from './safetensors.js'
 import { readTorchBin } from './torch-bin.js'
 import { findTfCheckpoint, readTfCheckpoint } from './tf-checkpoint.js'
 import type { WeightEntry } from './weights.js'
+import { resolveCheckpoint, type ResolveOptions } from './hf-cache.js'
 
 export interface Checkpoint {
   dir: string
@@ -33,8 +34,9 @@ const TF_CONFIG = 'albert_config.json'
 /** A shard index lists every tensor once (some 100 bytes each) in one object, beside a metadata object. */
 const SHARD_INDEX_LIMITS = { what: 'a shard index', maxBytes: 64 << 20, maxDepth: 8, maxContainers: 1000 }
 
-/** Open a Hugging Face checkpoint folder (or a file inside one). */
-export function openCheckpoint(where: string): Checkpoint {
+/** Open a Hugging Face checkpoint folder (or a file inside one), or a model in the Hugging Face cache (hf-cache.ts). */
+export function openCheckpoint(where: string, source: ResolveOptions = {}): Checkpoint {
+  where = resolveCheckpoint(where, source).path
   // Kept as the user gave it (relative stays relative), so every message names their path.
   let dir = path.normalize(where).replace(/(.)\/+$/, '$1')
   const stat = statOrFail(dir, () => 'no such file or folder')
