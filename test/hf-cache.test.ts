@@ -274,6 +274,15 @@ describe('what is missing is one line: the cache searched, the revisions present
     assert.equal(errorOf(() => resolveCheckpoint(snapshotOf(MAIN, hub), { env: {} })), expected.replace(FETCH(SEQCLS), FETCH(SEQCLS, MAIN)))
   })
 
+  it('an output inside the cached snapshot an id names is refused (usage, exit code 2), the cache left as it was', () => {
+    const hub = copyCache('guarded')
+    const out = path.join(snapshotOf(MAIN, hub), 'out')
+    const r = albertkit(['convert', SEQCLS, '--out', out], { HF_HUB_CACHE: hub })
+    assert.equal(r.code, EXIT.usage)
+    assert.equal(r.stderr, `Error: ${out}: lies inside the checkpoint ${snapshotOf(MAIN, hub)}\n`)
+    assert.deepEqual(fs.readdirSync(snapshotOf(MAIN, hub)).sort(), ['config.json', 'model.safetensors', 'special_tokens_map.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json'])
+  })
+
   it('a ref to a snapshot that is not there, a partial download, an ambiguous prefix', () => {
     const hub = copyCache('partial')
     fs.rmSync(snapshotOf(V1, hub), { recursive: true })

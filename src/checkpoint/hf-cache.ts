@@ -234,6 +234,18 @@ export function resolveCheckpoint(arg: string, opts: ResolveOptions = {}): Resol
   return resolveInRepo(repoFolder, arg, opts.revision ?? DEFAULT_REVISION, arg, `the Hugging Face cache ${cache.dir} (${cache.source})`)
 }
 
+/**
+ * The path `resolveCheckpoint` would open for `arg`, or `arg` itself when it names none: for
+ * guarding the output before anything is read (the resolver's errors come when the checkpoint is opened).
+ */
+export function checkpointPathOf(arg: string, opts: ResolveOptions = {}): string {
+  try {
+    return resolveCheckpoint(arg, opts).path
+  } catch {
+    return arg
+  }
+}
+
 /** A path that is no cache folder: opened as it is, and --revision has nothing to name. */
 function plainPath(arg: string, opts: ResolveOptions): ResolvedCheckpoint {
   if (opts.revision !== undefined && fs.existsSync(arg)) {

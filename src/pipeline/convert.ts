@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { openCheckpoint, type Checkpoint } from '../checkpoint/index.js'
+import { checkpointPathOf } from '../checkpoint/hf-cache.js'
 import { buildAlbert } from '../builder/albert.js'
 import { resolveTask, type Task } from '../checkpoint/task.js'
 import { cloneModel, type Model } from '../ir/graph.js'
@@ -107,6 +108,7 @@ export function checkConvertOutput(opts: { checkpoint: string; out: string; forc
 
 /** The checkpoint folder an argument names: the folder, or the one a file inside it lies in. */
 function checkpointFolder(arg: string): string {
+  arg = checkpointPathOf(arg)
   try {
     return fs.statSync(arg).isDirectory() ? arg : path.dirname(arg)
   } catch {
