@@ -13,7 +13,7 @@ import { Config, Plugin } from '@oclif/core'
 import { BIN, ROOT, fixtureDir, tempDir } from './support/helpers.js'
 import { runCommandBounded } from './support/bounded.js'
 import { FLAG_GROUPS, type ExitCodeRows } from '../src/cli/help.js'
-import { closest, didYouMean } from '../src/cli/suggest.js'
+import { closest, didYouMean } from '../src/util/suggest.js'
 
 const COMMANDS = ['convert', 'inspect', 'optimize', 'verify']
 const pjson = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }

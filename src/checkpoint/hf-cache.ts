@@ -50,7 +50,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { UsageError, fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
-import { closest, didYouMean } from '../cli/suggest.js'
+import { closest, didYouMean } from '../util/suggest.js'
 
 export interface HubCacheOptions {
   /** environment to read HF_HUB_CACHE, HF_HOME, … from (default process.env) */
