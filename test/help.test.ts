@@ -97,6 +97,7 @@ describe('help', () => {
     const groups: Record<string, string[][]> = {
       convert: [
         ['OUTPUT', 'out', 'force', 'quiet', 'verbose', 'json'],
+        ['CHECKPOINT', 'revision'],
         ['MODEL', 'task', 'target', 'precision', 'fixed-shape', 'calibration'],
         ['GRAPH', 'standard-ops', 'refactor'],
         ['QUANTIZATION', 'per-tensor', 'block-size', 'asymmetric', 'keep-nodes', 'keep-ops'],
@@ -111,10 +112,14 @@ describe('help', () => {
       ],
       verify: [
         ['OUTPUT', 'quiet', 'json'],
+        ['CHECKPOINT', 'revision'],
         ['VERIFICATION', 'task', 'golden', 'inputs', 'text', 'text-file', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'],
         ['RECIPE', 'recipe'],
       ],
-      inspect: [['OUTPUT', 'quiet', 'json']],
+      inspect: [
+        ['OUTPUT', 'quiet', 'json'],
+        ['CHECKPOINT', 'revision'],
+      ],
     }
     const config = await Config.load(ROOT)
     for (const c of COMMANDS) {
@@ -240,7 +245,7 @@ describe('did you mean', () => {
       [['convert', fixtureDir('albert-model'), '--out', out, '--precison=int8', '--jsn'], 'Nonexistent flags: --precison=int8, --jsn; did you mean --precision for --precison=int8 or --json for --jsn? (see albertkit convert --help)'],
       [['verify', fixtureDir('albert-model'), 'a.onnx', '--sequnce', '8'], 'Nonexistent flag: --sequnce; did you mean --sequence? (see albertkit verify --help)'],
       [['optimize', 'a.onnx', '--out', out, '--pases', 'dedup'], 'Nonexistent flag: --pases; did you mean --passes? (see albertkit optimize --help)'],
-      [['inspect', fixtureDir('albert-model'), '--precision', 'int8'], 'Nonexistent flag: --precision (see albertkit inspect --help)'],
+      [['inspect', fixtureDir('albert-model'), '--target', 'cpu'], 'Nonexistent flag: --target (see albertkit inspect --help)'],
     ]
     for (const [args, message] of cases) {
       const r = albertkit(args)

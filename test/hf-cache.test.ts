@@ -20,6 +20,7 @@ import { createSession, runSession } from '../src/runtime/session.js'
 import { compareOutputs } from '../src/verify/compare.js'
 import { EXIT } from '../src/cli/exit-codes.js'
 import { printable } from '../src/util/printable.js'
+import { parseRecipe } from '../src/cli/recipe.js'
 
 const HUB = path.join(FIXTURES, 'hf-cache', 'hub')
 const SEQCLS = 'albertkit/tiny-seqcls'
@@ -31,6 +32,7 @@ const MLM_MAIN = '2cd034512c4e9a10dbd73bab6b952ee53d77dd22'
 const SEQCLS_WEIGHTS_BLOB = '5ea9a8fc43db9bc788da75e53d09e5e2ae10dd5418b0530fd3b3659b856ce241'
 const FETCH = (id: string, rev = '') => `albertkit downloads nothing: fetch it with \`hf download ${id}${rev ? ` --revision ${rev}` : ''}\` and run again`
 const TOLERANCE = 1e-5
+const LOCAL_PATH = 'a local path, not a Hub model id (org/name), a models--org--name folder or a snapshot folder of the Hugging Face cache; a revision names a version of a cached model (drop it, or name the model by its id)'
 
 const work = tempDir()
 const cached = (extra: ResolveOptions = {}, hub = HUB): ResolveOptions => ({ env: { HF_HUB_CACHE: hub }, home: '/nonexistent-home', ...extra })
@@ -153,7 +155,7 @@ describe('what an argument names', () => {
     )
     assert.equal(
       errorOf(() => resolveCheckpoint(fixtureDir('albert-mlm'), { env: {}, revision: 'main' }), UsageError),
-      `--revision main: ${fixtureDir('albert-mlm')} is not a Hub model id, nor a models--org--name folder or a snapshot folder of the Hugging Face cache; a revision names a version of a cached model`,
+      `--revision main contradicts ${fixtureDir('albert-mlm')}: ${LOCAL_PATH}`,
     )
   })
 
@@ -424,5 +426,93 @@ describe('hostile caches are refused before anything is read', () => {
     fs.rmSync(blob)
     fs.symlinkSync(`../../blobs/zz/${SEQCLS_WEIGHTS_BLOB}`, blob)
     assert.match(errorOf(() => resolveCheckpoint(SEQCLS, cached({}, hub))), /\/model\.safetensors: links to .*\/shared-store\/hub\/blobs\/zz\/5ea9a8fc[0-9a-f]+, outside /)
+  })
+})
+
+describe('--revision on the command line (convert, verify, inspect) and in a recipe', () => {
+  /** `convert albertkit/tiny-seqcls --revision v1`, run once: its output folder. */
+  let v1Folder: string | undefined
+  const convertedV1 = (): string => {
+    if (v1Folder) return v1Folder
+    const out = path.join(work, 'cli-v1')
+    const r = albertkit(['convert', SEQCLS, '--revision', 'v1', '--out', out, '--quiet'], { HF_HUB_CACHE: HUB })
+    assert.equal(r.code, EXIT.ok, r.stderr)
+    assert.equal(r.stderr, '')
+    return (v1Folder = out)
+  }
+
+  it('convert org/name --revision v1: the v1 files, report.json naming the model, the revision and the commit; verify and inspect read the same', () => {
+    const out = convertedV1()
+    const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'))
+    assert.equal(report.source.name, SEQCLS)
+    assert.deepEqual(report.source.hub, { id: SEQCLS, revision: 'v1', commit: V1 })
+    assert.deepEqual(fs.readFileSync(path.join(out, 'config.json')), fs.readFileSync(path.join(snapshotOf(V1), 'config.json')))
+    assert.notDeepEqual(fs.readFileSync(path.join(out, 'config.json')), fs.readFileSync(path.join(snapshotOf(MAIN), 'config.json')))
+    const v = albertkit(['verify', SEQCLS, path.join(out, 'onnx', 'model.onnx'), '--revision', V1.slice(0, 10), '--json'], { HF_HUB_CACHE: HUB })
+    assert.equal(v.code, EXIT.ok, v.stderr)
+    const verdict = JSON.parse(v.stdout)
+    assert.equal(verdict.reference, `albertkit fp32 graph of ${SEQCLS} at ${V1.slice(0, 10)} (commit ${V1.slice(0, 12)}) (onnxruntime optimizations off)`)
+    assert.equal(verdict.pass, true)
+    assert.ok(verdict.artifacts[0].outputs[0].maxAbs <= 1e-5, `max abs ${verdict.artifacts[0].outputs[0].maxAbs}`)
+    const i = albertkit(['inspect', SEQCLS, '--revision', 'v1', '--json'], { HF_HUB_CACHE: HUB })
+    assert.equal(i.code, EXIT.ok, i.stderr)
+    assert.deepEqual(JSON.parse(i.stdout).hub, { id: SEQCLS, revision: 'v1', commit: V1 })
+    const plain = albertkit(['inspect', MLM], { HF_HUB_CACHE: HUB })
+    assert.equal(plain.code, EXIT.ok, plain.stderr)
+    assert.equal(plain.stdout.split('\n').slice(0, 2).join('\n'), `${MLM} (checkpoint, safetensors)\n  hub cache      ${MLM} at main, commit ${MLM_MAIN}`)
+  })
+
+  it('a missing model and a missing revision are exit code 3, one line naming the cache and the revisions present; stdout empty', () => {
+    for (const [args, message] of [
+      [['inspect', SEQCLS, '--revision', 'v2'], `${SEQCLS}: no revision 'v2' in the Hugging Face cache ${HUB} (HF_HUB_CACHE); revisions present: main (${MAIN.slice(0, 12)}), v1 (${V1.slice(0, 12)}); ${FETCH(SEQCLS, 'v2')}`],
+      [['verify', 'google/albert-base-v2', 'model.onnx'], `google/albert-base-v2: no such file or folder, and no model google/albert-base-v2 in the Hugging Face cache ${HUB} (HF_HUB_CACHE); ${FETCH('google/albert-base-v2')}`],
+    ] as [string[], string][]) {
+      const r = albertkit(args, { HF_HUB_CACHE: HUB })
+      assert.equal(r.code, EXIT.input, args.join(' '))
+      assert.equal(r.stderr, `Error: ${message}\n`)
+      assert.equal(r.stdout, '')
+    }
+  })
+
+  it('--revision with a local checkpoint or an ONNX file, or malformed, is a usage error (2) naming both, before anything is read or written', () => {
+    const out = path.join(work, 'never-revision')
+    const onnx = path.join(convertedV1(), 'onnx', 'model.onnx')
+    const recipe = path.join(work, 'revision-recipe.json')
+    fs.writeFileSync(recipe, JSON.stringify({ revision: 'v1' }))
+    const cases: [string[], string][] = [
+      [['convert', fixtureDir('albert-mlm'), '--revision', 'v1', '--out', out], `--revision v1 contradicts ${fixtureDir('albert-mlm')}: ${LOCAL_PATH}`],
+      [['inspect', onnx, '--revision', 'main'], `--revision main contradicts ${onnx}: ${LOCAL_PATH}`],
+      [['verify', fixtureDir('albert-mlm'), onnx, '--recipe', recipe], `${recipe}: revision v1 contradicts ${fixtureDir('albert-mlm')}: ${LOCAL_PATH}`],
+      [['convert', SEQCLS, '--revision', 'main..v1', '--out', out], "--revision 'main..v1': holds '..'; give a branch, tag or commit of the model (default main)"],
+      [['inspect', snapshotOf(V1), '--revision', 'main'], `--revision main: names commit ${MAIN}, but ${snapshotOf(V1)} is the snapshot of commit ${V1}`],
+    ]
+    for (const [args, message] of cases) {
+      const r = albertkit(args, { HF_HUB_CACHE: HUB })
+      assert.equal(r.code, EXIT.usage, args.join(' '))
+      assert.equal(r.stderr, `Error: ${message}\n`)
+    }
+    assert.ok(!fs.existsSync(out), 'nothing written')
+    // With the checkpoint named by its id, the recipe's revision is the one read.
+    const r = albertkit(['verify', SEQCLS, onnx, '--recipe', recipe, '--json'], { HF_HUB_CACHE: HUB })
+    assert.equal(JSON.parse(r.stdout).reference, `albertkit fp32 graph of ${SEQCLS} at v1 (commit ${V1.slice(0, 12)}) (onnxruntime optimizations off)`)
+  })
+
+  it('a recipe revision is checked as --revision is, naming the file and the key', () => {
+    assert.equal(parseRecipe({ revision: 'v1' }, 'r.json').revision, 'v1')
+    assert.throws(() => parseRecipe({ revision: 'a..b' }, 'r.json'), { name: 'UsageError', message: `r.json: revision "a..b" is no branch, tag or commit: holds '..'` })
+    assert.throws(() => parseRecipe({ revision: 1 }, 'r.json'), { name: 'UsageError', message: 'r.json: revision must be a string, got 1' })
+  })
+
+  it('nothing is downloaded: no module of albertkit opens a network connection', () => {
+    const offenders: string[] = []
+    const walk = (dir: string): void => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name)
+        if (e.isDirectory()) walk(p)
+        else if (p.endsWith('.ts') && /from '(node:)?(http|https|http2|net|tls|dgram)'|\bfetch\(|XMLHttpRequest|WebSocket/.test(fs.readFileSync(p, 'utf8'))) offenders.push(p)
+      }
+    }
+    walk(path.join(FIXTURES, '..', 'src'))
+    assert.deepEqual(offenders, [])
   })
 })

@@ -62,6 +62,8 @@ export interface HubCacheOptions {
 export interface ResolveOptions extends HubCacheOptions {
   /** a branch, tag, ref or commit (default `main`) */
   revision?: string
+  /** where `revision` came from, for messages: `--revision` (the default), or a recipe's `albertkit.json: revision` */
+  revisionFrom?: string
 }
 
 export interface HubCache {
@@ -155,12 +157,25 @@ export function repoFolderName(id: string): string {
 }
 
 /** A usage error when `revision` is neither a commit hash nor a git ref name (git check-ref-format). */
-export function checkRevision(revision: string): void {
+export function checkRevision(revision: string, from = '--revision'): void {
   const problem = revisionProblem(revision)
-  if (problem !== undefined) throw new UsageError(`--revision '${printable(revision, 80)}': ${problem}; give a branch, tag or commit of the model (default ${DEFAULT_REVISION})`)
+  if (problem !== undefined) throw new UsageError(`${from} '${printable(revision, 80)}': ${problem}; give a branch, tag or commit of the model (default ${DEFAULT_REVISION})`)
 }
 
-function revisionProblem(r: string): string | undefined {
+/**
+ * A revision against the checkpoint argument, before anything is read: a malformed revision, or
+ * one given with an existing path that is no folder of the Hugging Face cache (a local checkpoint,
+ * an ONNX file), is a usage error naming both. Whether a snapshot folder is the revision's commit
+ * is known only once its refs are read (`resolveCheckpoint`).
+ */
+export function checkRevisionArgument(arg: string, opts: ResolveOptions): void {
+  if (opts.revision === undefined) return
+  checkRevision(opts.revision, opts.revisionFrom)
+  if (kindOf(arg).kind === 'plain') throw revisionContradiction(arg, opts)
+}
+
+/** `revisionProblem` (exported for recipes: their own message names the file and the key). */
+export function revisionProblem(r: string): string | undefined {
   if (r === '') return 'empty'
   if (r.length > MAX_REVISION_LENGTH) return `${r.length} characters, over the ${MAX_REVISION_LENGTH}-character limit`
   // eslint-disable-next-line no-control-regex
@@ -182,40 +197,20 @@ function revisionProblem(r: string): string | undefined {
  * for a malformed --revision or one that contradicts the folder given.
  */
 export function resolveCheckpoint(arg: string, opts: ResolveOptions = {}): ResolvedCheckpoint {
-  if (opts.revision !== undefined) checkRevision(opts.revision)
-  let st: fs.Stats | undefined
-  try {
-    st = fs.lstatSync(arg)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return plainPath(arg, opts)
-  }
-  if (st !== undefined) {
-    const folder = st.isDirectory() || (st.isSymbolicLink() && isDirectory(arg))
-    const abs = path.resolve(arg)
-    if (folder && path.basename(abs).startsWith(MODEL_PREFIX)) {
-      const repoId = idOfFolder(path.basename(abs))
-      const revision = opts.revision ?? DEFAULT_REVISION
-      return resolveInRepo(arg, repoId, revision, arg, undefined)
+  if (opts.revision !== undefined) checkRevision(opts.revision, opts.revisionFrom)
+  const kind = kindOf(arg)
+  if (kind.kind === 'repo') return resolveInRepo(arg, kind.id, opts.revision ?? DEFAULT_REVISION, arg, undefined)
+  if (kind.kind === 'snapshot') {
+    const { snapshot, repoFolder, id, commit } = kind
+    if (opts.revision !== undefined) {
+      const wanted = resolveInRepo(repoFolder, id, opts.revision, repoFolder, undefined).repo!.commit
+      if (wanted !== commit) throw new UsageError(`${opts.revisionFrom ?? '--revision'} ${opts.revision}: names commit ${wanted}, but ${arg} is the snapshot of commit ${printable(commit)}`)
     }
-    const snapshot = folder ? arg : path.dirname(arg)
-    const absSnapshot = path.resolve(snapshot)
-    const snapshots = path.dirname(absSnapshot)
-    const repoAbs = path.dirname(snapshots)
-    if (path.basename(snapshots) === 'snapshots' && path.basename(repoAbs).startsWith(MODEL_PREFIX)) {
-      const repoFolder = path.join(snapshot, '..', '..')
-      const id = idOfFolder(path.basename(repoAbs))
-      const commit = path.basename(absSnapshot)
-      if (opts.revision !== undefined) {
-        const wanted = resolveInRepo(repoFolder, id, opts.revision, repoFolder, undefined).repo!.commit
-        if (wanted !== commit) throw new UsageError(`--revision ${opts.revision}: names commit ${wanted}, but ${arg} is the snapshot of commit ${printable(commit)}`)
-      }
-      const revision = opts.revision ?? commit
-      checkSnapshot(snapshot, repoFolder, { id, revision })
-      return { path: arg, repo: { id, folder: repoFolder, revision, commit } }
-    }
-    return plainPath(arg, opts)
+    const revision = opts.revision ?? commit
+    checkSnapshot(snapshot, repoFolder, { id, revision })
+    return { path: arg, repo: { id, folder: repoFolder, revision, commit } }
   }
-  if (!isRepoId(arg)) return plainPath(arg, opts)
+  if (kind.kind !== 'missing' || !isRepoId(arg)) return plainPath(arg, opts)
   const cache = hubCache(opts)
   const repoFolder = path.join(cache.dir, repoFolderName(arg))
   const single = !arg.includes('/')
@@ -246,12 +241,45 @@ export function checkpointPathOf(arg: string, opts: ResolveOptions = {}): string
   }
 }
 
-/** A path that is no cache folder: opened as it is, and --revision has nothing to name. */
-function plainPath(arg: string, opts: ResolveOptions): ResolvedCheckpoint {
-  if (opts.revision !== undefined && fs.existsSync(arg)) {
-    throw new UsageError(`--revision ${opts.revision}: ${arg} is not a Hub model id, nor a models--org--name folder or a snapshot folder of the Hugging Face cache; a revision names a version of a cached model`)
+type PathKind =
+  | { kind: 'missing' }
+  | { kind: 'unreadable' }
+  | { kind: 'plain' }
+  | { kind: 'repo'; id: string }
+  | { kind: 'snapshot'; snapshot: string; repoFolder: string; id: string; commit: string }
+
+/**
+ * What an argument is on disk (lstat: even a dangling link is a path): missing, a `models--…`
+ * folder, a snapshot folder of one (or a file in it), or any other path.
+ */
+function kindOf(arg: string): PathKind {
+  let st: fs.Stats
+  try {
+    st = fs.lstatSync(arg)
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? { kind: 'missing' } : { kind: 'unreadable' }
   }
+  const folder = st.isDirectory() || (st.isSymbolicLink() && isDirectory(arg))
+  const abs = path.resolve(arg)
+  if (folder && path.basename(abs).startsWith(MODEL_PREFIX)) return { kind: 'repo', id: idOfFolder(path.basename(abs)) }
+  const snapshot = folder ? arg : path.dirname(arg)
+  const absSnapshot = path.resolve(snapshot)
+  const snapshots = path.dirname(absSnapshot)
+  const repoAbs = path.dirname(snapshots)
+  if (path.basename(snapshots) !== 'snapshots' || !path.basename(repoAbs).startsWith(MODEL_PREFIX)) return { kind: 'plain' }
+  return { kind: 'snapshot', snapshot, repoFolder: path.join(snapshot, '..', '..'), id: idOfFolder(path.basename(repoAbs)), commit: path.basename(absSnapshot) }
+}
+
+/** A path that is no cache folder: opened as it is, and a revision has nothing to name. */
+function plainPath(arg: string, opts: ResolveOptions): ResolvedCheckpoint {
+  if (opts.revision !== undefined && fs.existsSync(arg)) throw revisionContradiction(arg, opts)
   return { path: arg }
+}
+
+function revisionContradiction(arg: string, opts: ResolveOptions): UsageError {
+  return new UsageError(
+    `${opts.revisionFrom ?? '--revision'} ${printable(opts.revision ?? '', 80)} contradicts ${arg}: a local path, not a Hub model id (org/name), a models--org--name folder or a snapshot folder of the Hugging Face cache; a revision names a version of a cached model (drop it, or name the model by its id)`,
+  )
 }
 
 /**

@@ -10,6 +10,7 @@ import type { FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { TASKS } from '../checkpoint/task.js'
 import { UserError } from '../util/errors.js'
+import { revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
 
 /** Rows of text inputs shown in the report's token preview. */
 const PREVIEW_ROWS = 5
@@ -49,13 +50,14 @@ export default class Verify extends AlbertkitCommand {
     ok: 'every candidate is within tolerance',
     parity: 'a candidate is out of tolerance; the report still prints',
     usage: 'an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file; nothing was read',
-    input: 'an unreadable, malformed or unsupported checkpoint or candidate, a bad --golden, --inputs or --text-file file',
+    input: 'an unreadable, malformed or unsupported checkpoint or candidate, a model or revision missing from the Hugging Face cache, a bad --golden, --inputs or --text-file file',
   })
   static override args = {
     checkpoint: Args.string({ description: 'the original checkpoint folder', required: true }),
     candidates: Args.string({ description: 'ONNX models to check (one or more)', required: true, multiple: true }),
   }
   static override flags = {
+    ...revisionFlag,
     task: Flags.string({ description: `head of the reference graph, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     golden: Flags.string({ description: 'safetensors of PyTorch outputs to compare against, instead of the fp32 graph (needs --inputs)', helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     inputs: Flags.string({ description: 'safetensors of input_ids, attention_mask, token_type_ids to run on', exclusive: ['text', 'text-file'], helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
@@ -78,7 +80,7 @@ export default class Verify extends AlbertkitCommand {
       if (flags.golden && !flags.inputs) throw new UserError(`${flags.golden}: goldens need the inputs they were computed on (--inputs)`)
       checkVerifyFlags(typed, flags)
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
-      return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)) }
+      return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)), cache: revisionOf(args.checkpoint, typed, flags, recipe) }
     })
     const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
     const progress = this.progress(flags)

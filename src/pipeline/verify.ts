@@ -14,9 +14,12 @@ import { DEFAULT_INPUTS, describeRandomInputs, randomInputs, resolveInputSpec, t
 import { goldenOutputs, type ArtifactVerdict, type ThresholdOverrides } from '../verify/verdict.js'
 import { referenceOutputs, verifyCandidates } from '../runtime/parity.js'
 import { precisionOfFile } from '../targets/precision.js'
+import type { ResolveOptions } from '../checkpoint/hf-cache.js'
 
 export interface VerifyOptions {
   checkpoint: string
+  /** How a checkpoint in the Hugging Face cache is looked up: the revision (default main). */
+  cache?: ResolveOptions
   candidates: string[]
   task?: string
   /** safetensors of PyTorch outputs to compare against instead of the reference graph */
@@ -93,7 +96,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   // Everything is read (checkpoint, inputs, candidates) before anything runs: a bad file stops the
   // command before any step has printed.
   const reading = progress.start('reading checkpoint, inputs and models')
-  const ckpt = openCheckpoint(opts.checkpoint)
+  const ckpt = openCheckpoint(opts.checkpoint, opts.cache)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
   if (opts.golden && !opts.inputs) fail(opts.golden, 'goldens need the inputs they were computed on (--inputs)')
   if (opts.text && opts.inputs) fail(opts.inputs, 'give either --inputs or texts, not both')
@@ -125,7 +128,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   }
   checking.done(`${artifacts.filter((a) => a.pass).length} of ${artifacts.length} within tolerance`)
   return {
-    reference: opts.golden ?? `albertkit fp32 graph of ${opts.checkpoint} (onnxruntime optimizations off)`,
+    reference: opts.golden ?? `albertkit fp32 graph of ${opts.checkpoint}${ckpt.repo ? ` at ${ckpt.repo.revision} (commit ${ckpt.repo.commit.slice(0, 12)})` : ''} (onnxruntime optimizations off)`,
     inputs: text ? describeTextInputs(text) : opts.inputs ?? describeRandomInputs(spec!),
     ...(text ? { text: textReport(text) } : {}),
     pass: artifacts.every((a) => a.pass),
