@@ -78,13 +78,13 @@ describe('help', () => {
       convert: '$ albertkit convert CHECKPOINT -o <folder> [FLAGS]',
       inspect: '$ albertkit inspect TARGET [FLAGS]',
       optimize: '$ albertkit optimize INPUT -o <file> [FLAGS]',
-      verify: '$ albertkit verify CHECKPOINT CANDIDATES... [FLAGS]',
+      verify: '$ albertkit verify REFERENCE CANDIDATES... [FLAGS]',
     }
     for (const c of COMMANDS) {
       const text = help(c)
       assert.match(text, new RegExp(`^USAGE\\n {2}${usage[c]!.replace(/[.$[\]]/g, '\\$&')}\\n\\n`, 'm'), c)
     }
-    assert.match(help('verify'), /^ARGUMENTS\n {2}CHECKPOINT +the original checkpoint folder\n {2}CANDIDATES\.\.\. +ONNX models/m)
+    assert.match(help('verify').replace(/\s+/g, ' '), / ARGUMENTS REFERENCE the original checkpoint folder \(or org\/name in the Hugging Face cache\), or an ONNX model to check against CANDIDATES\.\.\. ONNX models/)
   })
 
   it('verify takes several candidates and no second checkpoint (the USAGE line is what the parser does)', () => {
@@ -113,7 +113,7 @@ describe('help', () => {
       verify: [
         ['OUTPUT', 'quiet', 'json'],
         ['CHECKPOINT', 'revision'],
-        ['VERIFICATION', 'task', 'golden', 'inputs', 'text', 'text-file', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'],
+        ['VERIFICATION', 'task', 'golden', 'inputs', 'text', 'text-file', 'tokenizer', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'],
         ['RECIPE', 'recipe'],
       ],
       inspect: [

@@ -9,7 +9,7 @@ import type { FlagGroup } from './help.js'
 
 export const revisionFlag = {
   revision: Flags.string({
-    description: `the version of a model in the Hugging Face cache, when CHECKPOINT is an id (org/name) or a models--org--name folder: a branch, tag or commit (default ${DEFAULT_REVISION}); nothing is downloaded`,
+    description: `the version of a model in the Hugging Face cache, for a checkpoint named by its id (org/name) or a models--org--name folder: a branch, tag or commit (default ${DEFAULT_REVISION}); nothing is downloaded`,
     helpValue: '<rev>',
     helpGroup: 'CHECKPOINT' satisfies FlagGroup,
   }),

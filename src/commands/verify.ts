@@ -16,7 +16,7 @@ import { revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
 const PREVIEW_ROWS = 5
 
 export default class Verify extends AlbertkitCommand {
-  static override summary = 'Check ONNX models against the checkpoint they came from, or against a reference ONNX model.'
+  static override summary = 'Check ONNX models against their checkpoint or a reference ONNX model.'
   static override description = [
     'Runs the reference and each candidate on the same inputs: seeded random batches with padding, a safetensors file (--inputs), or real text through the reference’s tokenizer (--text, --text-file).',
     'The reference is a checkpoint, run through albertkit’s plain fp32 graph; an ONNX model, run as written (its vocabulary, positions and token types read from its embedding tables; its tokenizer beside it, or --tokenizer); or PyTorch goldens (--golden). onnxruntime optimizations are off.',
