@@ -50,6 +50,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { UsageError, fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
+import { realpathOrUndefined, within } from '../util/paths.js'
 import { closest, didYouMean } from '../util/suggest.js'
 
 export interface HubCacheOptions {
@@ -523,17 +524,4 @@ function lstatOrUndefined(p: string): fs.Stats | undefined {
   } catch {
     return undefined
   }
-}
-
-function realpathOrUndefined(p: string): string | undefined {
-  try {
-    return fs.realpathSync(p)
-  } catch {
-    return undefined
-  }
-}
-
-/** `child` lies inside `parent` or is it. */
-function within(child: string, parent: string): boolean {
-  return child === parent || child.startsWith(parent.endsWith(path.sep) ? parent : parent + path.sep)
 }
