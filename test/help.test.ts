@@ -13,7 +13,7 @@ import { Config, Plugin } from '@oclif/core'
 import { BIN, ROOT, fixtureDir, tempDir } from './support/helpers.js'
 import { runCommandBounded } from './support/bounded.js'
 import { FLAG_GROUPS, type ExitCodeRows } from '../src/cli/help.js'
-import { closest, didYouMean } from '../src/cli/suggest.js'
+import { closest, didYouMean } from '../src/util/suggest.js'
 import { helpPageKey, storedHelpPage } from '../src/cli/help-pages.js'
 
 const COMMANDS = ['convert', 'inspect', 'optimize', 'verify']
@@ -79,13 +79,13 @@ describe('help', () => {
       convert: '$ albertkit convert CHECKPOINT -o <folder> [FLAGS]',
       inspect: '$ albertkit inspect TARGET [FLAGS]',
       optimize: '$ albertkit optimize INPUT -o <file> [FLAGS]',
-      verify: '$ albertkit verify CHECKPOINT CANDIDATES... [FLAGS]',
+      verify: '$ albertkit verify REFERENCE CANDIDATES... [FLAGS]',
     }
     for (const c of COMMANDS) {
       const text = help(c)
       assert.match(text, new RegExp(`^USAGE\\n {2}${usage[c]!.replace(/[.$[\]]/g, '\\$&')}\\n\\n`, 'm'), c)
     }
-    assert.match(help('verify'), /^ARGUMENTS\n {2}CHECKPOINT +the original checkpoint folder\n {2}CANDIDATES\.\.\. +ONNX models/m)
+    assert.match(help('verify').replace(/\s+/g, ' '), / ARGUMENTS REFERENCE the original checkpoint folder \(or org\/name in the Hugging Face cache\), or an ONNX model to check against CANDIDATES\.\.\. ONNX models/)
   })
 
   it('verify takes several candidates and no second checkpoint (the USAGE line is what the parser does)', () => {
@@ -98,6 +98,7 @@ describe('help', () => {
     const groups: Record<string, string[][]> = {
       convert: [
         ['OUTPUT', 'out', 'force', 'quiet', 'verbose', 'json'],
+        ['CHECKPOINT', 'revision'],
         ['MODEL', 'task', 'target', 'precision', 'fixed-shape', 'calibration'],
         ['GRAPH', 'standard-ops', 'refactor'],
         ['QUANTIZATION', 'per-tensor', 'block-size', 'asymmetric', 'keep-nodes', 'keep-ops'],
@@ -112,10 +113,14 @@ describe('help', () => {
       ],
       verify: [
         ['OUTPUT', 'quiet', 'json'],
-        ['VERIFICATION', 'task', 'golden', 'inputs', 'text', 'text-file', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'],
+        ['CHECKPOINT', 'revision'],
+        ['VERIFICATION', 'task', 'golden', 'inputs', 'text', 'text-file', 'tokenizer', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'],
         ['RECIPE', 'recipe'],
       ],
-      inspect: [['OUTPUT', 'quiet', 'json']],
+      inspect: [
+        ['OUTPUT', 'quiet', 'json'],
+        ['CHECKPOINT', 'revision'],
+      ],
     }
     const config = await Config.load(ROOT)
     for (const c of COMMANDS) {
@@ -241,7 +246,7 @@ describe('did you mean', () => {
       [['convert', fixtureDir('albert-model'), '--out', out, '--precison=int8', '--jsn'], 'Nonexistent flags: --precison=int8, --jsn; did you mean --precision for --precison=int8 or --json for --jsn? (see albertkit convert --help)'],
       [['verify', fixtureDir('albert-model'), 'a.onnx', '--sequnce', '8'], 'Nonexistent flag: --sequnce; did you mean --sequence? (see albertkit verify --help)'],
       [['optimize', 'a.onnx', '--out', out, '--pases', 'dedup'], 'Nonexistent flag: --pases; did you mean --passes? (see albertkit optimize --help)'],
-      [['inspect', fixtureDir('albert-model'), '--precision', 'int8'], 'Nonexistent flag: --precision (see albertkit inspect --help)'],
+      [['inspect', fixtureDir('albert-model'), '--target', 'cpu'], 'Nonexistent flag: --target (see albertkit inspect --help)'],
     ]
     for (const [args, message] of cases) {
       const r = albertkit(args)

@@ -13,6 +13,7 @@ import { readSafetensors } from './safetensors.js'
 import { readTorchBin } from './torch-bin.js'
 import { findTfCheckpoint, readTfCheckpoint } from './tf-checkpoint.js'
 import type { WeightEntry } from './weights.js'
+import { resolveCheckpoint, type CachedRepo, type ResolveOptions } from './hf-cache.js'
 
 export interface Checkpoint {
   dir: string
@@ -22,6 +23,8 @@ export interface Checkpoint {
   /** Files that hold the weights, in reading order. */
   weightFiles: string[]
   weights: Map<string, WeightEntry>
+  /** set when the checkpoint was found in the Hugging Face cache (hf-cache.ts) */
+  repo?: CachedRepo
 }
 
 /** Weight file layouts albertkit reads, in order of preference. */
@@ -33,8 +36,14 @@ const TF_CONFIG = 'albert_config.json'
 /** A shard index lists every tensor once (some 100 bytes each) in one object, beside a metadata object. */
 const SHARD_INDEX_LIMITS = { what: 'a shard index', maxBytes: 64 << 20, maxDepth: 8, maxContainers: 1000 }
 
-/** Open a Hugging Face checkpoint folder (or a file inside one). */
-export function openCheckpoint(where: string): Checkpoint {
+/** Open a Hugging Face checkpoint folder (or a file inside one), or a model in the Hugging Face cache (hf-cache.ts). */
+export function openCheckpoint(where: string, source: ResolveOptions = {}): Checkpoint {
+  const resolved = resolveCheckpoint(where, source)
+  const ckpt = openFolder(resolved.path)
+  return resolved.repo ? { ...ckpt, repo: resolved.repo } : ckpt
+}
+
+function openFolder(where: string): Checkpoint {
   // Kept as the user gave it (relative stays relative), so every message names their path.
   let dir = path.normalize(where).replace(/(.)\/+$/, '$1')
   const stat = statOrFail(dir, () => 'no such file or folder')

@@ -2,7 +2,7 @@ import { Command, Flags } from '@oclif/core'
 import { UsageError, UserError } from '../util/errors.js'
 import { EXIT, classify, isOclifExit } from './exit-codes.js'
 import { createProgress, type Progress } from '../util/progress.js'
-import { closest, didYouMean } from './suggest.js'
+import { closest, didYouMean } from '../util/suggest.js'
 import type { FlagGroup } from './help.js'
 
 /**

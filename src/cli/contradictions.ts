@@ -109,9 +109,22 @@ export function checkOptimizeFlags(parsed: Parsed, flags: Record<string, unknown
   checkPassOptions(parsed, flags, recipe, new Set(passes), chose)
 }
 
-/** verify: `--task` picks the reference graph's head; with --golden the goldens are the reference. */
-export function checkVerifyFlags(parsed: Parsed, flags: { golden?: string | undefined }): void {
+/**
+ * verify: `--task` picks the reference graph's head; with --golden the goldens are the reference;
+ * an ONNX reference (`onnxReference`) has its own head and is a reference already; `--tokenizer`
+ * encodes texts and does nothing without them.
+ */
+export function checkVerifyFlags(
+  parsed: Parsed,
+  flags: { golden?: string | undefined; tokenizer?: string | undefined; text?: string[] | undefined; 'text-file'?: string | undefined },
+  onnxReference?: string,
+): void {
   if (flags.golden !== undefined && given(parsed, 'task')) throw new UsageError('--task chooses the head of the reference graph and does nothing with --golden (the goldens are the reference)')
+  if (onnxReference !== undefined && flags.golden !== undefined) throw new UsageError(`--golden makes PyTorch outputs the reference; ${onnxReference} is an ONNX reference already (give one of them)`)
+  if (onnxReference !== undefined && given(parsed, 'task')) throw new UsageError(`--task chooses the head of albertkit's graph of a checkpoint; the ONNX reference ${onnxReference} has its own`)
+  if (flags.tokenizer !== undefined && flags.text === undefined && flags['text-file'] === undefined) {
+    throw new UsageError('--tokenizer encodes --text and --text-file and does nothing without them')
+  }
 }
 
 /**

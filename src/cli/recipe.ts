@@ -11,6 +11,7 @@ import { TASKS } from '../checkpoint/task.js'
 import { PASSES } from '../passes/index.js'
 import { PRECISIONS, type Precision } from '../targets/precision.js'
 import { TARGET_NAMES } from '../targets/targets.js'
+import { revisionProblem } from '../checkpoint/hf-cache.js'
 import { UsageError, describe } from '../util/errors.js'
 import type { ThresholdOverrides, Thresholds } from '../verify/verdict.js'
 import type { FlagGroup } from './help.js'
@@ -49,6 +50,8 @@ export interface RecipeInputs {
 export interface Recipe {
   /** the file it came from, for messages */
   file: string
+  /** the version of a model in the Hugging Face cache, as --revision */
+  revision?: string
   task?: string
   target?: string
   precisions?: Precision[]
@@ -89,6 +92,13 @@ export function parseRecipe(json: unknown, file: string): Recipe {
   const recipe: Recipe = { file }
   for (const [key, value] of Object.entries(top)) {
     switch (key) {
+      case 'revision': {
+        if (typeof value !== 'string') bad(key, `must be a string, got ${shown(value)}`)
+        const problem = revisionProblem(value as string)
+        if (problem !== undefined) bad(key, `${shown(value)} is no branch, tag or commit: ${problem}`)
+        recipe.revision = value as string
+        break
+      }
       case 'task':
         recipe.task = oneOf(value, key, TASKS, bad)
         break
@@ -113,7 +123,7 @@ export function parseRecipe(json: unknown, file: string): Recipe {
         recipe.thresholds = thresholds(value, key, bad)
         break
       default:
-        unknownKey(key, ['task', 'target', 'precisions', 'passes', 'options', 'inputs', 'thresholds'], bad)
+        unknownKey(key, ['revision', 'task', 'target', 'precisions', 'passes', 'options', 'inputs', 'thresholds'], bad)
     }
   }
   if (recipe.target && recipe.precisions) bad('target', 'and precisions are both given: a target fixes the models it emits (give one of them)')
@@ -255,6 +265,7 @@ function thresholds(v: unknown, at: string, bad: Bad): ThresholdOverrides {
 /** The recipe as flag values (what the flag would have parsed to), for the keys it sets. */
 export function recipeFlagValues(recipe: Recipe): Record<string, string | number | boolean | string[]> {
   const f: Record<string, string | number | boolean | string[]> = {}
+  if (recipe.revision !== undefined) f.revision = recipe.revision
   if (recipe.task) f.task = recipe.task
   if (recipe.target) f.target = recipe.target
   if (recipe.precisions) f.precision = recipe.precisions.join(',')

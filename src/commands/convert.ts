@@ -15,11 +15,13 @@ import { verboseFlag } from '../cli/pass-flags.js'
 import type { FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { formatBytes } from '../util/format.js'
+import { revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
 
 export default class Convert extends AlbertkitCommand {
   static override summary = 'Build ONNX models from an ALBERT checkpoint.'
   static override description = [
     'Reads an ALBERT checkpoint and writes a folder that transformers.js loads as it is. The checkpoint is a Hugging Face folder (config.json with model.safetensors, sharded safetensors or pytorch_model.bin) or an original Google TF1 checkpoint.',
+    'A model in the Hugging Face cache is named by its id (org/name, at --revision) and read where huggingface_hub keeps it (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub); nothing is downloaded.',
     'The folder holds onnx/model.onnx, built straight from the weights (opset 17, each shared ALBERT tensor stored once); one more model per --precision, or the models of a --target; config.json; the tokenizer files (tokenizer.json made from spiece.model when the checkpoint has none); and report.json.',
     'The head comes from config.architectures unless --task names one.',
     'Every model is checked against the fp32 graph, on seeded random inputs or on real text (--text, --text-file), unless --no-verify.',
@@ -38,6 +40,10 @@ export default class Convert extends AlbertkitCommand {
       command: '<%= config.bin %> convert fixtures/albert-seqcls-text --out build/albert-seqcls --target cpu --text "The library opens at nine."',
     },
     {
+      description: 'Convert a model from the Hugging Face cache (as `hf download` left it), at a tag:',
+      command: '<%= config.bin %> convert albert/albert-base-v2 --revision main --out build/albert-base --target cpu',
+    },
+    {
       description: 'Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the recipe:',
       command: '<%= config.bin %> convert ./my-albert --out build/albert --recipe albertkit.json --quiet',
     },
@@ -46,14 +52,15 @@ export default class Convert extends AlbertkitCommand {
     ok: 'the folder was written and every model is within tolerance',
     parity: 'a model is out of tolerance; the folder and its report.json are still written',
     usage: 'an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file, an output that --force may not replace; nothing was read or written',
-    input: 'an unreadable, malformed or unsupported checkpoint, a bad --text-file or --calibration file, an output folder that exists (no --force) or cannot be written; nothing is left at the output',
+    input: 'an unreadable, malformed or unsupported checkpoint, a model or revision missing from the Hugging Face cache, a bad --text-file or --calibration file, an output folder that exists (no --force) or cannot be written; nothing is left at the output',
   })
   static override args = {
-    checkpoint: Args.string({ description: 'checkpoint folder (or a file inside it)', required: true }),
+    checkpoint: Args.string({ description: 'checkpoint folder (or a file inside it), or org/name in the Hugging Face cache', required: true }),
   }
   static override flags = {
     out: Flags.string({ char: 'o', description: 'output folder', required: true, helpValue: '<folder>', helpGroup: 'OUTPUT' satisfies FlagGroup }),
     force: Flags.boolean({ char: 'f', description: 'replace the output folder if it exists', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
+    ...revisionFlag,
     task: Flags.string({ description: `head to build, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'MODEL' satisfies FlagGroup }),
     target: Flags.string({ description: `the models and passes for a runtime: ${TARGET_NAMES.join(', ')} (see the README)`, helpValue: '<target>', helpGroup: 'MODEL' satisfies FlagGroup }),
     precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (${PRECISIONS.map((p) => PRECISION[p].file.replace(/^onnx\//, '')).join(', ')})`, default: 'fp32', helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
@@ -87,10 +94,11 @@ export default class Convert extends AlbertkitCommand {
         ...(flags['fixed-shape'] && !given(typed, 'fixed-shape') && recipe ? { fixedShapeFrom: `${recipe.file}: options.fixed-shape` } : {}),
         inputs: inputSpecFrom(flags, sequenceSource(typed, recipe)),
         thresholds: thresholdsWith(recipe, thresholdsFrom(flags)),
+        cache: revisionOf(args.checkpoint, typed, flags, recipe),
       }
     })
     // Where the output goes is checked before any input is read (util/output-guard.ts).
-    const checked = checkConvertOutput({ checkpoint: args.checkpoint, out: flags.out, force: flags.force, read: readFiles(flags) })
+    const checked = checkConvertOutput({ checkpoint: args.checkpoint, cache: settings.cache, out: flags.out, force: flags.force, read: readFiles(flags) })
     // A text file's problems are input errors (3); an empty --text is a usage error (2).
     const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
     const progress = this.progress(flags)

@@ -1,4 +1,6 @@
 import { Args } from '@oclif/core'
+import { revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
+import type { ParsedFlags } from '../cli/recipe.js'
 import { AlbertkitCommand } from '../cli/base.js'
 import { inspect, type InspectReport } from '../report/inspect.js'
 import { formatBytes } from '../util/format.js'
@@ -22,18 +24,23 @@ export default class Inspect extends AlbertkitCommand {
   ]
   static exitCodes = exitCodeRows({
     ok: 'the summary was printed',
-    usage: 'an unknown flag, a missing or extra argument',
-    input: 'a checkpoint or ONNX file that is missing, unreadable, malformed or unsupported',
+    usage: 'an unknown flag, a missing or extra argument, a malformed --revision or one given with a local path',
+    input: 'a checkpoint or ONNX file that is missing, unreadable, malformed or unsupported; a model or revision missing from the Hugging Face cache',
   })
   static override args = {
-    target: Args.string({ description: 'checkpoint folder or .onnx file', required: true }),
+    target: Args.string({ description: 'checkpoint folder, .onnx file, or org/name in the Hugging Face cache', required: true }),
+  }
+  static override flags = {
+    ...revisionFlag,
   }
   static override enableJsonFlag = true
 
   async run(): Promise<InspectReport> {
-    const { args, flags } = await this.parse(Inspect)
+    const parsed = await this.parse(Inspect)
+    const { args, flags } = parsed
+    const cache = this.usage(() => revisionOf(args.target, parsed as unknown as ParsedFlags<Record<string, unknown>>, flags))
     const reading = this.progress(flags).start(`reading ${args.target}`)
-    const report = inspect(args.target)
+    const report = inspect(args.target, cache)
     reading.done(kindAndFormat(report))
     if (!this.jsonEnabled()) this.log(formatInspect(report))
     return report
@@ -49,6 +56,7 @@ function kindAndFormat(r: InspectReport): string {
 
 export function formatInspect(r: InspectReport): string {
   const lines: string[] = [`${r.path} (${kindAndFormat(r)})`]
+  if (r.hub) lines.push(`  hub cache      ${r.hub.id} at ${r.hub.revision}, commit ${r.hub.commit}`)
   if (r.config) {
     const c = r.config
     lines.push(

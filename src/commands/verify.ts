@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
-import { verify } from '../pipeline/verify.js'
+import { isOnnxReference, verify } from '../pipeline/verify.js'
 import { formatVerdict } from '../verify/verdict.js'
 import { tokenPreview } from '../tokenizer/index.js'
 import { type ParsedFlags, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
@@ -10,23 +10,29 @@ import type { FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { TASKS } from '../checkpoint/task.js'
 import { UserError } from '../util/errors.js'
+import { revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
 
 /** Rows of text inputs shown in the report's token preview. */
 const PREVIEW_ROWS = 5
 
 export default class Verify extends AlbertkitCommand {
-  static override summary = 'Check ONNX models against the checkpoint they came from.'
+  static override summary = 'Check ONNX models against their checkpoint or a reference ONNX model.'
   static override description = [
-    'Runs the checkpoint through albertkit’s plain fp32 graph (onnxruntime optimizations off), or takes PyTorch goldens with --golden, and each candidate on the same inputs: seeded random batches with padding, a safetensors file (--inputs), or real text through the checkpoint’s own tokenizer (--text, --text-file).',
+    'Runs the reference and each candidate on the same inputs: seeded random batches with padding, a safetensors file (--inputs), or real text through the reference’s tokenizer (--text, --text-file).',
+    'The reference is a checkpoint, run through albertkit’s plain fp32 graph; an ONNX model, run as written (its vocabulary, positions and token types read from its embedding tables; its tokenizer beside it, or --tokenizer); or PyTorch goldens (--golden). onnxruntime optimizations are off.',
     'It reports per output the max abs error, the mean abs error, the cosine similarity and, for logits, the top-1 agreement.',
     'Thresholds follow each model’s precision (fp32: max abs 1e-4; fp16: cosine 0.9999; int8: cosine 0.999 and top-1 99%; int4: cosine 0.99) unless --max-abs, --cosine, --top1 or a recipe file (which can set them per precision) say otherwise.',
     'Nothing is written. The verdicts, or with --json the report, go to stdout; progress goes to stderr.',
   ].join('\n\n')
-  static override usage = '<%= command.id %> CHECKPOINT CANDIDATES... [FLAGS]'
+  static override usage = '<%= command.id %> REFERENCE CANDIDATES... [FLAGS]'
   static override examples = [
     {
       description: 'Check an fp32 and an int8 model against the checkpoint they came from:',
       command: '<%= config.bin %> verify fixtures/albert-mlm build/albert-mlm/onnx/model.onnx build/albert-mlm/onnx/model_int8.onnx',
+    },
+    {
+      description: 'Check albertkit’s models against another exporter’s ONNX (tokenizer files beside it):',
+      command: '<%= config.bin %> verify exported/model.onnx build/albert/onnx/model.onnx build/albert/onnx/model_int8.onnx --text "The quick brown fox."',
     },
     {
       description: 'Compare with PyTorch outputs computed on given inputs, the verdict as JSON:',
@@ -49,17 +55,19 @@ export default class Verify extends AlbertkitCommand {
     ok: 'every candidate is within tolerance',
     parity: 'a candidate is out of tolerance; the report still prints',
     usage: 'an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file; nothing was read',
-    input: 'an unreadable, malformed or unsupported checkpoint or candidate, a bad --golden, --inputs or --text-file file',
+    input: 'an unreadable, malformed or unsupported checkpoint, reference ONNX model (no embedding tables found) or candidate, a reference without a tokenizer for --text, a model or revision missing from the Hugging Face cache, a bad --golden, --inputs or --text-file file',
   })
   static override args = {
-    checkpoint: Args.string({ description: 'the original checkpoint folder', required: true }),
+    reference: Args.string({ description: 'the original checkpoint folder (or org/name in the Hugging Face cache), or an ONNX model to check against', required: true }),
     candidates: Args.string({ description: 'ONNX models to check (one or more)', required: true, multiple: true }),
   }
   static override flags = {
+    ...revisionFlag,
     task: Flags.string({ description: `head of the reference graph, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     golden: Flags.string({ description: 'safetensors of PyTorch outputs to compare against, instead of the fp32 graph (needs --inputs)', helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     inputs: Flags.string({ description: 'safetensors of input_ids, attention_mask, token_type_ids to run on', exclusive: ['text', 'text-file'], helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     ...textFlags,
+    tokenizer: Flags.string({ description: 'folder of the tokenizer for --text and --text-file (default: the checkpoint’s, or the one beside an ONNX reference)', helpValue: '<folder>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     ...verifyFlags,
     ...recipeFlag,
   }
@@ -76,16 +84,18 @@ export default class Verify extends AlbertkitCommand {
     const settings = this.usage(() => {
       checkRandomInputFlags(typed, flags)
       if (flags.golden && !flags.inputs) throw new UserError(`${flags.golden}: goldens need the inputs they were computed on (--inputs)`)
-      checkVerifyFlags(typed, flags)
+      checkVerifyFlags(typed, flags, isOnnxReference(args.reference) ? args.reference : undefined)
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
-      return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)) }
+      return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)), cache: revisionOf(args.reference, typed, flags, recipe) }
     })
     const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
     const progress = this.progress(flags)
     const report = await verify({
-      checkpoint: args.checkpoint,
+      checkpoint: args.reference,
+      ...(flags.tokenizer !== undefined ? { tokenizer: flags.tokenizer } : {}),
       candidates,
-      task: flags.task,
+      // A recipe's task is for checkpoints; an ONNX reference has its own head (a typed --task is refused above).
+      task: isOnnxReference(args.reference) ? undefined : flags.task,
       golden: flags.golden,
       inputs: flags.inputs,
       text,

@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { openCheckpoint, type Checkpoint } from '../checkpoint/index.js'
+import { checkpointPathOf, type ResolveOptions } from '../checkpoint/hf-cache.js'
 import { buildAlbert } from '../builder/albert.js'
 import { resolveTask, type Task } from '../checkpoint/task.js'
 import { cloneModel, type Model } from '../ir/graph.js'
@@ -35,6 +36,8 @@ const DEFAULT_INPUTS_REQUEST: InputRequest = { batch: DEFAULT_INPUTS.batch, seed
 
 export interface ConvertOptions {
   checkpoint: string
+  /** How a checkpoint in the Hugging Face cache is looked up: the revision (default main). */
+  cache?: ResolveOptions
   out: string
   task?: string
   /** Precisions to emit without a target (default fp32 only). */
@@ -80,7 +83,7 @@ export interface Artifact {
 export interface ConvertReport {
   albertkit: string
   /** the checkpoint: its folder's name (no path of the machine that wrote the report), format and digest */
-  source: { name: string; format: string; sha256: string; files: SourceDigest['files'] }
+  source: { name: string; format: string; sha256: string; files: SourceDigest['files']; hub?: HubSource }
   task: Task
   outputs: string[]
   artifacts: Artifact[]
@@ -97,16 +100,24 @@ export interface ConvertReport {
   written: string[]
 }
 
+/** A checkpoint from the Hugging Face cache: the model, the revision asked for and the commit read. */
+export interface HubSource {
+  id: string
+  revision: string
+  commit: string
+}
+
 /**
  * convert's output, checked before anything is read: a folder clear of the checkpoint (and of the
  * other files named in `read`), that `--force` may replace only when albertkit wrote it.
  */
-export function checkConvertOutput(opts: { checkpoint: string; out: string; force?: boolean; read?: GuardedInput[] }): CheckedOutput {
-  return checkOutput(opts.out, { kind: 'folder', force: !!opts.force, inputs: [{ path: checkpointFolder(opts.checkpoint), what: 'the checkpoint' }, ...(opts.read ?? [])] })
+export function checkConvertOutput(opts: { checkpoint: string; cache?: ResolveOptions; out: string; force?: boolean; read?: GuardedInput[] }): CheckedOutput {
+  return checkOutput(opts.out, { kind: 'folder', force: !!opts.force, inputs: [{ path: checkpointFolder(opts.checkpoint, opts.cache), what: 'the checkpoint' }, ...(opts.read ?? [])] })
 }
 
-/** The checkpoint folder an argument names: the folder, or the one a file inside it lies in. */
-function checkpointFolder(arg: string): string {
+/** The checkpoint folder an argument names: the folder, or the one a file inside it lies in (a cached model's snapshot). */
+function checkpointFolder(arg: string, cache?: ResolveOptions): string {
+  arg = checkpointPathOf(arg, cache)
   try {
     return fs.statSync(arg).isDirectory() ? arg : path.dirname(arg)
   } catch {
@@ -117,9 +128,9 @@ function checkpointFolder(arg: string): string {
 export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   const progress = opts.progress ?? lineProgress(opts.log)
   const log = (line: string) => progress.info(line)
-  const output = opts.checked ?? checkConvertOutput({ checkpoint: opts.checkpoint, out: opts.out, force: opts.force })
+  const output = opts.checked ?? checkConvertOutput({ checkpoint: opts.checkpoint, cache: opts.cache, out: opts.out, force: opts.force })
   const reading = progress.start('reading checkpoint')
-  const ckpt = openCheckpoint(opts.checkpoint)
+  const ckpt = openCheckpoint(opts.checkpoint, opts.cache)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
   const digest = digestCheckpoint(ckpt.dir, [ckpt.configFile, ...ckpt.weightFiles])
   const plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
@@ -197,7 +208,14 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
     const c = ckpt.config
     const report: ConvertReport = {
       albertkit: VERSION,
-      source: { name: path.basename(path.resolve(ckpt.dir)), format: ckpt.format, sha256: digest.sha256, files: digest.files },
+      source: {
+        // A cached model is named by its id (its snapshot folder's name is only the commit).
+        name: ckpt.repo?.id ?? path.basename(path.resolve(ckpt.dir)),
+        format: ckpt.format,
+        sha256: digest.sha256,
+        files: digest.files,
+        ...(ckpt.repo ? { hub: { id: ckpt.repo.id, revision: ckpt.repo.revision, commit: ckpt.repo.commit } } : {}),
+      },
       task,
       outputs: made.outputs,
       artifacts: artifacts.map((a) => ({ ...a, passes: a.passes.map(withoutTiming) })),

@@ -1,4 +1,8 @@
-/** `verify`: parity of ONNX models against a checkpoint (or PyTorch goldens), as figures and a verdict. */
+/**
+ * `verify`: parity of ONNX models against a reference, as figures and a verdict. The reference is a
+ * checkpoint (albertkit's plain fp32 graph of it), an ONNX model (run as written: another
+ * exporter's file, or albertkit's own), or PyTorch goldens.
+ */
 import fs from 'node:fs'
 import path from 'node:path'
 import { openCheckpoint } from '../checkpoint/index.js'
@@ -6,17 +10,25 @@ import { readSafetensors } from '../checkpoint/safetensors.js'
 import { buildAlbert } from '../builder/albert.js'
 import { resolveTask } from '../checkpoint/task.js'
 import { modelBytes, readModelFile } from '../onnx/file.js'
-import { fail } from '../util/errors.js'
+import { UsageError, fail } from '../util/errors.js'
 import { ModelRunError } from '../runtime/session.js'
 import { silentProgress, type Progress } from '../util/progress.js'
-import { textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
-import { DEFAULT_INPUTS, describeRandomInputs, randomInputs, resolveInputSpec, type InputRequest } from '../verify/inputs.js'
-import { goldenOutputs, type ArtifactVerdict, type ThresholdOverrides } from '../verify/verdict.js'
+import { TOKENIZER_FILES, textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
+import { DEFAULT_INPUTS, describeRandomInputs, pinnedInputSpec, randomInputs, resolveInputSpec, type Feed, type InputRequest, type InputShape } from '../verify/inputs.js'
+import { goldenOutputs, type ArtifactVerdict, type OutputMap, type ThresholdOverrides } from '../verify/verdict.js'
+import { referenceSignature, type ReferenceSignature } from '../verify/signature.js'
+import type { Task } from '../checkpoint/task.js'
 import { referenceOutputs, verifyCandidates } from '../runtime/parity.js'
 import { precisionOfFile } from '../targets/precision.js'
+import type { ResolveOptions } from '../checkpoint/hf-cache.js'
 
 export interface VerifyOptions {
+  /** the reference: a checkpoint (folder, file in one, or cached model id), or an ONNX model (`isOnnxReference`) */
   checkpoint: string
+  /** the folder of the tokenizer for `text` (default: the checkpoint's, or the one beside an ONNX reference) */
+  tokenizer?: string
+  /** How a checkpoint in the Hugging Face cache is looked up: the revision (default main). */
+  cache?: ResolveOptions
   candidates: string[]
   task?: string
   /** safetensors of PyTorch outputs to compare against instead of the reference graph */
@@ -45,6 +57,8 @@ export interface TextReport {
 
 export interface VerifyReport {
   reference: string
+  /** what an ONNX reference takes, as found in its graph */
+  signature?: ReferenceSignature
   inputs: string
   /** present when the inputs came from text */
   text?: TextReport
@@ -88,19 +102,104 @@ async function blaming<T>(candidate: string | undefined, inputs: string | undefi
   }
 }
 
+/** Whether a reference argument names an ONNX model (a file ending .onnx) rather than a checkpoint. */
+export function isOnnxReference(ref: string): boolean {
+  try {
+    return ref.endsWith('.onnx') && fs.statSync(ref).isFile()
+  } catch {
+    return false
+  }
+}
+
+/** A reference, read: the sizes its inputs must respect, its head, and how to run it. */
+interface Reference {
+  shape: InputShape
+  /** where `shape`'s positions come from, for messages */
+  shapeFrom: string
+  task: Task
+  /** the folder to find a tokenizer in, or the problem when there is none */
+  tokenizer: () => string
+  format: string
+  describe: string
+  signature?: ReferenceSignature
+  outputs: (feeds: Feed) => Promise<OutputMap>
+}
+
+function checkpointReference(opts: VerifyOptions): Reference {
+  const ckpt = openCheckpoint(opts.checkpoint, opts.cache)
+  const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
+  const at = ckpt.repo ? ` at ${ckpt.repo.revision} (commit ${ckpt.repo.commit.slice(0, 12)})` : ''
+  return {
+    shape: ckpt.config,
+    shapeFrom: ckpt.configFile,
+    task,
+    tokenizer: () => opts.tokenizer ?? ckpt.dir,
+    format: ckpt.format,
+    describe: `albertkit fp32 graph of ${opts.checkpoint}${at} (onnxruntime optimizations off)`,
+    outputs: (feeds) => {
+      const graph = modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model)
+      return blaming(undefined, opts.inputs, () => referenceOutputs(graph, feeds))
+    },
+  }
+}
+
+/**
+ * An ONNX model as the reference: inputs sized by what its graph holds (verify/signature.ts), text
+ * through the tokenizer beside it (its folder, or the folder above an `onnx/` folder, as convert
+ * lays it out) or the one --tokenizer names; run as written, onnxruntime optimizations off.
+ */
+function onnxReference(opts: VerifyOptions): Reference {
+  const file = opts.checkpoint
+  const signature = referenceSignature(readModelFile(file), file)
+  const beside = [path.dirname(file), ...(path.basename(path.dirname(path.resolve(file))) === 'onnx' ? [path.join(path.dirname(file), '..')] : [])]
+  return {
+    shape: { vocabSize: signature.vocabSize, typeVocabSize: signature.typeVocabSize, maxPositionEmbeddings: signature.maxPositions },
+    shapeFrom: `the position table ${signature.positionsFrom} of ${file}`,
+    task: signature.multipleChoice ? 'multiple-choice' : 'feature-extraction',
+    tokenizer: () => {
+      if (opts.tokenizer !== undefined) return opts.tokenizer
+      const found = beside.find((dir) => TOKENIZER_FILES.some((f) => isFile(path.join(dir, f))))
+      if (found === undefined) {
+        fail(file, `no tokenizer beside it to encode ${opts.text?.source ?? 'the texts'} (looked for ${TOKENIZER_FILES.join(', ')} in ${beside.map(path.normalize).join(' and ')}); name its folder with --tokenizer`)
+      }
+      return found
+    },
+    format: 'onnx',
+    describe: `${file} (vocabulary ${signature.vocabSize}, ${signature.maxPositions} positions, ${signature.typeVocabSize} token type${signature.typeVocabSize === 1 ? '' : 's'}; onnxruntime optimizations off)`,
+    signature,
+    outputs: (feeds) => blaming(file, opts.inputs, () => referenceOutputs(file, feeds)),
+  }
+}
+
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile()
+  } catch {
+    return false
+  }
+}
+
 export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   const progress = opts.progress ?? silentProgress
-  // Everything is read (checkpoint, inputs, candidates) before anything runs: a bad file stops the
+  // Everything is read (reference, inputs, candidates) before anything runs: a bad file stops the
   // command before any step has printed.
-  const reading = progress.start('reading checkpoint, inputs and models')
-  const ckpt = openCheckpoint(opts.checkpoint)
-  const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
+  const onnx = isOnnxReference(opts.checkpoint)
+  const reading = progress.start(`reading ${onnx ? 'the reference' : 'checkpoint'}, inputs and models`)
+  if (onnx && opts.golden) throw new UsageError(`--golden makes PyTorch outputs the reference; ${opts.checkpoint} is an ONNX reference already (give one of them)`)
+  if (onnx && opts.task) throw new UsageError(`--task chooses the head of albertkit's graph of a checkpoint; the ONNX reference ${opts.checkpoint} has its own`)
+  const ref = onnx ? onnxReference(opts) : checkpointReference(opts)
+  const task = ref.task
   if (opts.golden && !opts.inputs) fail(opts.golden, 'goldens need the inputs they were computed on (--inputs)')
   if (opts.text && opts.inputs) fail(opts.inputs, 'give either --inputs or texts, not both')
-  const text = opts.text ? textFeeds(ckpt.dir, opts.text.texts, ckpt.config, task, opts.text.source) : undefined
+  const fixed = ref.signature?.fixed
+  if (opts.text && fixed) throw new UsageError(`${opts.text.source} cannot drive ${opts.checkpoint}: its input_ids are pinned to [${fixed.join(', ')}] and texts vary in length; verify it on random inputs or --inputs`)
+  if (fixed && opts.spec?.sequence !== undefined && opts.spec.sequence !== fixed[1]) {
+    throw new UsageError(`${opts.spec.sequenceFrom ?? '--sequence'} ${opts.spec.sequence} does nothing with ${opts.checkpoint}: its input_ids are pinned to [${fixed.join(', ')}]`)
+  }
+  const text = opts.text ? textFeeds(ref.tokenizer(), opts.text.texts, ref.shape, task, opts.text.source) : undefined
   // The sequence actually run: an explicit one must fit the model, the default adapts to it.
-  const spec = text || opts.inputs ? undefined : resolveInputSpec(opts.spec ?? { batch: DEFAULT_INPUTS.batch, seed: DEFAULT_INPUTS.seed }, ckpt.config, ckpt.configFile)
-  const feeds = text ? text.feeds : opts.inputs ? readSafetensors(opts.inputs).tensors : randomInputs(ckpt.config, task, spec)
+  const spec = text || opts.inputs ? undefined : pinnedInputSpec(resolveInputSpec(opts.spec ?? { batch: DEFAULT_INPUTS.batch, seed: DEFAULT_INPUTS.seed }, ref.shape, ref.shapeFrom), fixed)
+  const feeds = text ? text.feeds : opts.inputs ? readSafetensors(opts.inputs).tensors : randomInputs(ref.shape, task, { ...spec!, ...(ref.signature?.choices ? { choices: ref.signature.choices } : {}) })
   const golden = opts.golden ? goldenOutputs(readSafetensors(opts.golden).tensors) : undefined
   const candidates = opts.candidates.map((path) => {
     if (!fs.existsSync(path)) fail(path, 'no such file')
@@ -108,12 +207,11 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
     const stamped = model.metadataProps.find((p) => p.key === 'albertkit.precision')?.value
     return { path, bytes: modelBytes(model), precision: stamped ?? precisionOfFile(path) }
   })
-  reading.done(`${ckpt.format}, ${candidates.length} model${candidates.length === 1 ? '' : 's'}`)
+  reading.done(`${ref.format}, ${candidates.length} model${candidates.length === 1 ? '' : 's'}`)
   let reference = golden
   if (!reference) {
-    const building = progress.start(`running the fp32 reference (${task})`)
-    const graph = modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model)
-    reference = await blaming(undefined, opts.inputs, () => referenceOutputs(graph, feeds))
+    const building = progress.start(onnx ? `running the reference ${opts.checkpoint}` : `running the fp32 reference (${task})`)
+    reference = await ref.outputs(feeds)
     building.done()
   }
   const checking = progress.start('verifying', candidates.length)
@@ -125,7 +223,8 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   }
   checking.done(`${artifacts.filter((a) => a.pass).length} of ${artifacts.length} within tolerance`)
   return {
-    reference: opts.golden ?? `albertkit fp32 graph of ${opts.checkpoint} (onnxruntime optimizations off)`,
+    reference: opts.golden ?? ref.describe,
+    ...(ref.signature ? { signature: ref.signature } : {}),
     inputs: text ? describeTextInputs(text) : opts.inputs ?? describeRandomInputs(spec!),
     ...(text ? { text: textReport(text) } : {}),
     pass: artifacts.every((a) => a.pass),

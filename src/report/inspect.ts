@@ -1,6 +1,7 @@
 /** `inspect`: what a checkpoint or an ONNX file holds, as figures. */
 import fs from 'node:fs'
 import { openCheckpoint } from '../checkpoint/index.js'
+import type { ResolveOptions } from '../checkpoint/hf-cache.js'
 import { readModelFile } from '../onnx/file.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
 import { checkpointParameterStats, graphParameterStats, type ParameterStats } from '../analysis/parameters.js'
@@ -11,6 +12,8 @@ export interface InspectReport {
   path: string
   kind: 'checkpoint' | 'onnx'
   format: string
+  /** a model of the Hugging Face cache: its id, the revision asked for and the commit read */
+  hub?: { id: string; revision: string; commit: string }
   config?: ConfigSummary
   onnx?: {
     irVersion: number
@@ -63,19 +66,20 @@ export function summarizeConfig(c: AlbertConfig): ConfigSummary {
   }
 }
 
-export function inspect(target: string): InspectReport {
+export function inspect(target: string, cache: ResolveOptions = {}): InspectReport {
   const isOnnx = target.endsWith('.onnx') && fs.existsSync(target) && fs.statSync(target).isFile()
-  return isOnnx ? inspectOnnx(target) : inspectCheckpoint(target)
+  return isOnnx ? inspectOnnx(target) : inspectCheckpoint(target, cache)
 }
 
-function inspectCheckpoint(target: string): InspectReport {
-  const ckpt = openCheckpoint(target)
+function inspectCheckpoint(target: string, cache: ResolveOptions): InspectReport {
+  const ckpt = openCheckpoint(target, cache)
   const c = ckpt.config
   const tensors = new Map([...ckpt.weights].map(([k, e]) => [k, e.tensor]))
   return {
     path: target,
     kind: 'checkpoint',
     format: ckpt.format,
+    ...(ckpt.repo ? { hub: { id: ckpt.repo.id, revision: ckpt.repo.revision, commit: ckpt.repo.commit } } : {}),
     config: summarizeConfig(c),
     parameters: checkpointParameterStats(c, tensors),
     factorization: {

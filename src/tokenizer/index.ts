@@ -289,7 +289,7 @@ export interface TextFeeds extends EncodedTexts {
  * every id within vocab_size, rows no longer than max_position_embeddings, token types only where
  * the model has them. The multiple-choice head is refused (it takes [batch, choices, sequence]).
  */
-export function textFeeds(dir: string, texts: readonly TextInput[], config: AlbertConfig, task: Task, source: string): TextFeeds {
+export function textFeeds(dir: string, texts: readonly TextInput[], config: Pick<AlbertConfig, 'vocabSize' | 'typeVocabSize' | 'maxPositionEmbeddings'>, task: Task, source: string): TextFeeds {
   if (task === 'multiple-choice') {
     throw new UserError(`${source}: text inputs cannot drive the multiple-choice head (it takes [batch, choices, sequence] inputs); verify it on random inputs or --inputs`)
   }

@@ -24,6 +24,7 @@ import path from 'node:path'
 import { StagedDir, tempNameFor, untemp } from './atomic.js'
 import { UsageError, UserError } from './errors.js'
 import { METADATA_PREFIX, folderMarkOf } from './mark.js'
+import { realpathOrUndefined, within } from './paths.js'
 
 export type OutputKind = 'folder' | 'onnx-file'
 
@@ -65,7 +66,7 @@ export function checkOutput(given: string, req: OutputRequest): CheckedOutput {
   const target = path.resolve(given)
   const existing = lstat(target, given)
   const way = nearestFolder(given, target)
-  const real = existing?.isSymbolicLink() ? (realpath(target) ?? path.join(way.real, path.basename(target))) : path.join(way.real, path.relative(way.dir, target))
+  const real = existing?.isSymbolicLink() ? (realpathOrUndefined(target) ?? path.join(way.real, path.basename(target))) : path.join(way.real, path.relative(way.dir, target))
   refusePlace(given, real, req.inputs)
   if (existing) {
     const why = notReplaceable(target, existing, req.kind)
@@ -202,7 +203,7 @@ function nearestFolder(given: string, target: string): Way {
       throw new UserError(`${given}: cannot reach ${shown}: ${fsCause(e)}`, { cause: e })
     }
     if (!st.isDirectory()) throw new UserError(`${given}: ${shown} is a file, not a folder`)
-    return { dir, shown, real: realpath(dir) ?? dir }
+    return { dir, shown, real: realpathOrUndefined(dir) ?? dir }
   }
 }
 
@@ -227,19 +228,19 @@ function refusePlace(given: string, real: string, inputs: readonly GuardedInput[
     throw new UsageError(`${given}: ${why}`)
   }
   if (real === path.parse(real).root) refuse('is the root folder')
-  const cwd = realpath(process.cwd())
+  const cwd = realpathOrUndefined(process.cwd())
   if (cwd !== undefined) {
     if (real === cwd) refuse('is the current folder; name a folder of its own for the output')
     if (within(cwd, real)) refuse('contains the current folder')
   }
-  const home = realpath(os.homedir())
+  const home = realpathOrUndefined(os.homedir())
   if (home !== undefined) {
     if (real === home) refuse('is your home folder')
     if (within(home, real)) refuse('contains your home folder')
   }
   for (const input of inputs) {
     const abs = path.resolve(input.path)
-    const r = realpath(abs) ?? abs
+    const r = realpathOrUndefined(abs) ?? abs
     if (real === r) refuse(path.resolve(given) === abs ? `is ${input.what} itself` : `is ${input.what} ${input.path}`)
     if (within(r, real)) refuse(`contains ${input.what} ${input.path}`)
     if (within(real, r)) refuse(`lies inside ${input.what} ${input.path}`)
@@ -265,7 +266,7 @@ function linkedEntries(dir: string): [string, string][] {
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   for (const e of entries.slice(0, FOLDER_ENTRY_LIMIT)) {
     if (!e.isSymbolicLink()) continue
-    const r = realpath(path.join(dir, e.name))
+    const r = realpathOrUndefined(path.join(dir, e.name))
     if (r !== undefined) out.push([e.name, r])
   }
   return out
@@ -471,18 +472,6 @@ function lstat(target: string, given: string): fs.Stats | undefined {
   }
 }
 
-function realpath(p: string): string | undefined {
-  try {
-    return fs.realpathSync(p)
-  } catch {
-    return undefined
-  }
-}
-
-/** `child` is `parent` or lies inside it. */
-function within(child: string, parent: string): boolean {
-  return child === parent || child.startsWith(parent.endsWith(path.sep) ? parent : parent + path.sep)
-}
 
 /** The folder a path the user gave lies in, as they would name it: `build/x` → `build`, `x` → `.`. */
 function shownDir(shown: string): string {

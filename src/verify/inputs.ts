@@ -6,6 +6,9 @@
 import { DataType } from '../ir/dtype.js'
 import { Tensor, bytesOf } from '../ir/tensor.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
+
+/** The sizes inputs must respect: a checkpoint's config, or what verify/signature.ts finds in an ONNX graph. */
+export type InputShape = Pick<AlbertConfig, 'vocabSize' | 'typeVocabSize' | 'maxPositionEmbeddings'>
 import type { Task } from '../checkpoint/task.js'
 import { UsageError } from '../util/errors.js'
 import type { TokenMask } from './compare.js'
@@ -55,7 +58,7 @@ export function beyondPositions(what: string, positions: number, configFile: str
 }
 
 /** The inputs to run: the default sequence adapted to the model, an explicit one checked against it. */
-export function resolveInputSpec(request: InputRequest, config: AlbertConfig, configFile: string): InputSpec {
+export function resolveInputSpec(request: InputRequest, config: InputShape, configFile: string): InputSpec {
   const positions = config.maxPositionEmbeddings
   if (request.sequence !== undefined && request.sequence > positions) {
     throw new UsageError(beyondPositions(`${request.sequenceFrom ?? '--sequence'} ${request.sequence}`, positions, configFile))
@@ -74,7 +77,7 @@ export function describeRandomInputs(spec: InputSpec): string {
  * the sequence to all of it (the first row full), padding after, two segments where the model has
  * token types. The sequence must fit the model's positions (resolveInputSpec).
  */
-export function randomInputs(config: AlbertConfig, task: Task, spec: InputSpec = DEFAULT_INPUTS): Map<string, Tensor> {
+export function randomInputs(config: InputShape, task: Task, spec: InputSpec = DEFAULT_INPUTS): Map<string, Tensor> {
   const next = rng(spec.seed)
   const rows = task === 'multiple-choice' ? spec.batch * (spec.choices ?? 2) : spec.batch
   const S = spec.sequence

@@ -6,7 +6,7 @@
  */
 import type { Hook } from '@oclif/core'
 import { EXIT } from '../exit-codes.js'
-import { closest, didYouMean } from '../suggest.js'
+import { closest, didYouMean } from '../../util/suggest.js'
 
 const hook: Hook.CommandNotFound = async function (opts) {
   const visible = opts.config.commands.filter((c) => !c.hidden)
