@@ -11,10 +11,12 @@ import { UserError } from '../util/errors.js'
 import { type ParsedFlags, given, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
 import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contradictions.js'
 import { formatVerdict } from '../verify/verdict.js'
+import { formatEvalCandidate } from '../pipeline/evaluation.js'
 import { verboseFlag } from '../cli/pass-flags.js'
 import type { ExitCodeRows, FlagGroup } from '../cli/help.js'
 import { EXIT } from '../cli/exit-codes.js'
 import { formatBytes } from '../util/format.js'
+import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
 
 export default class Convert extends AlbertkitCommand {
   static override summary = 'Build ONNX models from an ALBERT checkpoint.'
@@ -44,7 +46,7 @@ export default class Convert extends AlbertkitCommand {
   ]
   static exitCodes: ExitCodeRows = [
     [EXIT.ok, 'success: the folder was written and every model is within tolerance'],
-    [EXIT.parity, 'parity check failed: a model is out of tolerance; the folder and its report.json are still written'],
+    [EXIT.parity, 'parity check failed: a model is out of tolerance, or its metric on --eval dropped by more than --max-drop; the folder and its report.json are still written'],
     [EXIT.usage, 'usage: an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file, an output that --force may not replace; nothing was read or written'],
     [EXIT.input, 'input/output: an unreadable, malformed or unsupported checkpoint, a bad --text-file or --calibration file, an output folder that exists (no --force) or cannot be written; nothing is left at the output'],
     [EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'],
@@ -63,6 +65,7 @@ export default class Convert extends AlbertkitCommand {
     verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     ...textFlags,
     ...verifyFlags,
+    ...evalFlags,
     ...recipeFlag,
     ...verboseFlag,
   }
@@ -82,7 +85,9 @@ export default class Convert extends AlbertkitCommand {
       const plans = flags.target ? targetPlans(flags.target) : precisionPlans(parsePrecisions(flags.precision))
       checkConvertFlags(typed, flags, recipe, plans)
       const passOptions = passOptionsFrom(flags)
+      const evalRequest = evalRequestFrom(flags)
       return {
+        ...(evalRequest ? { eval: evalRequest } : {}),
         plans,
         passOptions: flags['fixed-shape'] ? { ...passOptions, fixedShape: parseFixedShape(flags['fixed-shape']) } : passOptions,
         ...(flags['fixed-shape'] && !given(typed, 'fixed-shape') && recipe ? { fixedShapeFrom: `${recipe.file}: options.fixed-shape` } : {}),
@@ -117,17 +122,25 @@ export default class Convert extends AlbertkitCommand {
     }
     for (const a of report.aliases) this.log(`${out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype ${dtypeOfFile(a.file)})`)
     if (report.generated.length > 0) this.log(`${out}: ${report.generated.join(', ')} made from spiece.model`)
-    if (report.verification && !report.verification.pass) {
-      this.parityFailed()
-      process.stderr.write('Error: parity check failed for at least one model (see above and report.json)\n')
+    const e = report.evaluation
+    if (e) {
+      this.log(`eval: ${e.examples} examples of ${e.file} (${e.task}), fp32 ${e.metric} ${e.reference.metrics[e.metric]}`)
+      for (const c of e.candidates) this.log(`  ${out}/${formatEvalCandidate(c)}`)
     }
+    // one line on stderr: the dev set's gate when it failed (it names the metric, the drop and the margin), else parity's
+    const parityFailed = !!report.verification && !report.verification.pass
+    const failed = e?.candidates.find((c) => c.gate && !c.gate.pass)
+    if (failed) process.stderr.write(`Error: ${out}/${failed.file}: ${failed.gate!.message}${parityFailed ? ' (and parity failed for at least one model: see above and report.json)' : ''}\n`)
+    else if (parityFailed) process.stderr.write('Error: parity check failed for at least one model (see above and report.json)\n')
+    if (failed || parityFailed) this.parityFailed()
     return report
   }
 }
 
 /** The files besides the checkpoint that a run reads, which the output must keep clear of. */
-function readFiles(flags: { 'text-file'?: string | undefined; calibration?: string | undefined; recipe?: string | undefined }) {
+function readFiles(flags: { 'text-file'?: string | undefined; calibration?: string | undefined; recipe?: string | undefined; eval?: string | undefined }) {
   return [
+    ...(flags.eval ? [{ path: flags.eval, what: 'the --eval file' }] : []),
     ...(flags['text-file'] ? [{ path: flags['text-file'], what: 'the --text-file' }] : []),
     ...(flags.calibration ? [{ path: flags.calibration, what: 'the --calibration file' }] : []),
     ...(flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : []),

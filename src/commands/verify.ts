@@ -10,6 +10,8 @@ import type { ExitCodeRows, FlagGroup } from '../cli/help.js'
 import { EXIT } from '../cli/exit-codes.js'
 import { TASKS } from '../checkpoint/task.js'
 import { UserError } from '../util/errors.js'
+import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
+import { formatEvalCandidate } from '../pipeline/evaluation.js'
 
 /** Rows of text inputs shown in the report's token preview. */
 const PREVIEW_ROWS = 5
@@ -20,6 +22,7 @@ export default class Verify extends AlbertkitCommand {
     'Runs the checkpoint through albertkit’s plain fp32 graph (onnxruntime optimizations off), or takes PyTorch goldens with --golden, and each candidate on the same inputs: seeded random batches with padding, a safetensors file (--inputs), or real text through the checkpoint’s own tokenizer (--text, --text-file).',
     'It reports per output the max abs error, the mean abs error, the cosine similarity and, for logits, the top-1 agreement.',
     'Thresholds follow each model’s precision (fp32: max abs 1e-4; fp16: cosine 0.9999; int8: cosine 0.999 and top-1 99%; int4: cosine 0.99) unless --max-abs, --cosine, --top1 or a recipe file (which can set them per precision) say otherwise.',
+    'With --eval FILE, each candidate and the fp32 reference are also scored on a labelled dev set (accuracy and macro-F1, entity F1, SQuAD exact match and F1, fill-mask top-1/top-5, multiple-choice accuracy): the drop in points, its 95% interval (seeded paired bootstrap) and the predictions that changed; --max-drop fails a candidate whose drop is larger.',
     'Nothing is written. The verdicts, or with --json the report, go to stdout; progress goes to stderr.',
   ].join('\n\n')
   static override usage = '<%= command.id %> CHECKPOINT CANDIDATES... [FLAGS]'
@@ -41,13 +44,17 @@ export default class Verify extends AlbertkitCommand {
       command: '<%= config.bin %> verify ./ckpt model.onnx --text-file questions.tsv',
     },
     {
+      description: 'Score the int8 model on a labelled dev set; fail when accuracy drops by more than 1 point:',
+      command: '<%= config.bin %> verify ./ckpt build/onnx/model_int8.onnx --eval dev.jsonl --max-drop 1',
+    },
+    {
       description: 'Inputs and thresholds as the repository pins them, the verdict as JSON for CI, nothing on stderr but errors:',
       command: '<%= config.bin %> verify ./ckpt build/onnx/model.onnx build/onnx/model_int8.onnx --recipe albertkit.json --json --quiet > verdict.json',
     },
   ]
   static exitCodes: ExitCodeRows = [
     [EXIT.ok, 'success: every candidate is within tolerance'],
-    [EXIT.parity, 'parity check failed: a candidate is out of tolerance; the report still prints'],
+    [EXIT.parity, 'parity check failed: a candidate is out of tolerance, or its metric on --eval dropped by more than --max-drop; the report still prints'],
     [EXIT.usage, 'usage: an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file; nothing was read'],
     [EXIT.input, 'input/output: an unreadable, malformed or unsupported checkpoint or candidate, a bad --golden, --inputs or --text-file file'],
     [EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'],
@@ -62,6 +69,7 @@ export default class Verify extends AlbertkitCommand {
     inputs: Flags.string({ description: 'safetensors of input_ids, attention_mask, token_type_ids to run on', exclusive: ['text', 'text-file'], helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     ...textFlags,
     ...verifyFlags,
+    ...evalFlags,
     ...recipeFlag,
   }
   static override enableJsonFlag = true
@@ -79,7 +87,8 @@ export default class Verify extends AlbertkitCommand {
       if (flags.golden && !flags.inputs) throw new UserError(`${flags.golden}: goldens need the inputs they were computed on (--inputs)`)
       checkVerifyFlags(typed, flags)
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
-      return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)) }
+      const evalRequest = evalRequestFrom(flags)
+      return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)), ...(evalRequest ? { eval: evalRequest } : {}) }
     })
     const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
     const progress = this.progress(flags)
@@ -100,7 +109,14 @@ export default class Verify extends AlbertkitCommand {
       for (const row of rows.slice(0, PREVIEW_ROWS)) this.log(`  ${tokenPreview(row.tokens)}`)
       if (rows.length > PREVIEW_ROWS) this.log(`  … ${rows.length - PREVIEW_ROWS} more`)
       for (const a of report.artifacts) for (const line of formatVerdict(a)) this.log(line)
+      if (report.eval) {
+        const e = report.eval
+        this.log(`eval: ${e.examples} examples of ${e.file} (${e.task}), fp32 ${e.metric} ${e.reference.metrics[e.metric]}`)
+        for (const c of e.candidates) this.log(`  ${formatEvalCandidate(c)}`)
+      }
     }
+    const failed = report.eval?.candidates.find((c) => c.gate && !c.gate.pass)
+    if (failed) process.stderr.write(`Error: ${failed.file}: ${failed.gate!.message}\n`)
     if (!report.pass) this.parityFailed()
     return report
   }

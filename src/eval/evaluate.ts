@@ -12,7 +12,7 @@ import { answerRank, argmax, decideSpan, spellingPieces, type SpanFeature } from
 import { Encoder, contextWindows, padRows, type ContextTokens, type Row } from './encode.js'
 import { Labels, type EvalModel } from './labels.js'
 import { DEFAULT_BATCH, EVAL_LIMITS, type BatchOptions } from './limits.js'
-import { openLines, type LineReader } from './lines.js'
+import { openChecked, openLines, type LineReader } from './lines.js'
 import { parseTag, squadExact, squadF1 } from './metrics.js'
 import { choiceExamples, formatFor, maskExamples, textExamples, wordExamples, type EvalFormat, type EvalTask } from './readers.js'
 import { ChoiceScorer, ClassificationScorer, MaskScorer, QaScorer, TokenScorer, type QaDetail, type Scorer } from './scoring.js'
@@ -542,4 +542,11 @@ async function evaluateQa(
   }
   await flush()
   return { run, qa: { version, maxLength, docStride, maxAnswerLength } }
+}
+
+/** Whether `file` can be read as `task`'s dev set (it exists, is a regular file, within its size), before any model runs. */
+export async function checkEvalFile(task: EvalTask, file: string): Promise<void> {
+  const squad = task === 'question-answering'
+  const { handle } = await openChecked(file, squad ? EVAL_LIMITS.squadFileBytes : EVAL_LIMITS.streamedFileBytes, squad ? 'a SQuAD JSON file (read whole)' : 'a file it streams')
+  await handle.close()
 }

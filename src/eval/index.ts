@@ -4,7 +4,7 @@
  * the fp32 reference (drop in points, a seeded bootstrap interval, changed predictions) and gate
  * on the largest drop allowed. How outputs become predictions: fixtures/eval/DECODING.md.
  */
-export { evaluate, EvalOutputError } from './evaluate.js'
+export { evaluate, checkEvalFile, EvalOutputError } from './evaluate.js'
 export type { EvalOptions, EvalProgress, EvalResult, ModelOutput, QaOptions, RunModel, Skip } from './evaluate.js'
 export { compareEval, gateDrop, formatPoints, BOOTSTRAP_METHOD, BOOTSTRAP_DRAWS, DEFAULT_RESAMPLES, MIN_RESAMPLES } from './compare.js'
 export type { CompareOptions, EvalComparison, Evaluated, GateDecision, MetricDrop } from './compare.js'

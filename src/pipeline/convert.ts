@@ -29,6 +29,8 @@ import { textFeeds, tokenPreview, type TextFeeds, type TextInput } from '../toke
 import { describeTextInputs, textReport, type TextReport } from './verify.js'
 import { layOutFolder, type Alias } from './layout.js'
 import { lineProgress, type Progress } from '../util/progress.js'
+import { Evaluator, evalStamp, formatEvalCandidate, portableFile, type EvalCandidate, type EvalReport, type EvalRequest } from './evaluation.js'
+import { openTokenizer } from '../tokenizer/index.js'
 
 /** The default random inputs: the sequence adapts to the model's positions. */
 const DEFAULT_INPUTS_REQUEST: InputRequest = { batch: DEFAULT_INPUTS.batch, seed: DEFAULT_INPUTS.seed, choices: DEFAULT_INPUTS.choices ?? 2 }
@@ -56,6 +58,8 @@ export interface ConvertOptions {
   fixedShapeFrom?: string
   /** Verify on these texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs. */
   text?: { texts: TextInput[]; source: string }
+  /** A labelled dev set every model is scored on against the fp32 reference (and gated with `maxDrop`). */
+  eval?: EvalRequest
   /** Progress lines (what each step did). */
   log?: (line: string) => void
   /** Long steps as they run, and what each did (takes the place of `log`). */
@@ -93,6 +97,8 @@ export interface ConvertReport {
   factorization: Factorization
   unusedTensors: string[]
   verification: { inputs: InputSpec | null; text?: TextReport; pass: boolean } | null
+  /** with --eval: every model's metric on the dev set against the fp32 reference */
+  evaluation?: EvalReport
   /** every file albertkit put in the folder, report.json included: with `albertkit`, the mark `--force` looks for */
   written: string[]
 }
@@ -140,12 +146,14 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   } else if (inputSpec) log(`inputs: ${describeRandomInputs(inputSpec)}`)
   const feeds = text ? text.feeds : inputSpec ? randomInputs(ckpt.config, task, inputSpec) : undefined
   const weightBytes = [...ckpt.weights.values()].reduce((n, e) => n + e.tensor.byteLength, 0)
+  const evaluator = opts.eval ? new Evaluator(opts.eval, task, openTokenizer(ckpt.dir), ckpt.config, progress, weightBytes > LARGE_MODEL_BYTES ? { disablePrepacking: true } : {}) : undefined
+  await evaluator?.check()
 
   const stage = output.stage()
   try {
     fs.mkdirSync(path.join(stage.path, 'onnx'))
     const holder = new ModelHolder(path.join(stage.path, '.verify'), weightBytes > LARGE_MODEL_BYTES)
-    const made = await makeModels(ckpt, task, plans, holder, digest.sha256, !!feeds, opts, progress)
+    const made = await makeModels(ckpt, task, plans, holder, digest.sha256, !!feeds || !!evaluator, opts, progress)
     if (holder.large) {
       // The checkpoint's buffers go before onnxruntime maps the models: about one copy at a time.
       ckpt.weights.clear()
@@ -170,6 +178,19 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       checking.done(`${[...verdicts.values()].filter((v) => v.pass).length} of ${verdicts.size} within tolerance; inputs: ${inputs}`)
     }
 
+    // Each model on the labelled dev set against the fp32 reference.
+    let evaluation: EvalReport | undefined
+    const scored = new Map<ArtifactPlan, EvalCandidate>()
+    if (evaluator && made.reference) {
+      await evaluator.reference(holder.source(made.reference), `albertkit's fp32 graph of ${opts.checkpoint}`)
+      for (const m of made.models) {
+        const c = await evaluator.candidate(holder.source(m.held), m.plan.file, m.plan.precision)
+        scored.set(m.plan, c)
+        log(formatEvalCandidate(c))
+      }
+      evaluation = evaluator.report([...scored.values()], portableFile(opts.eval!.file), false)
+    }
+
     // The files, with the verdict in their provenance.
     const artifacts: Artifact[] = []
     const externalFiles: string[] = []
@@ -178,7 +199,10 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       writing.running(m.plan.file)
       const model = holder.release(m.held)
       const verdict = verdicts.get(m.plan)
-      if (verdict) stampProvenance(model, { ...provenanceOf(m.plan, digest.sha256, task), verdict })
+      const evaluated = scored.get(m.plan)
+      if (verdict || evaluated) {
+        stampProvenance(model, { ...provenanceOf(m.plan, digest.sha256, task), ...(verdict ? { verdict } : {}), ...(evaluated ? { eval: evalStamp(evaluation!, evaluated) } : {}) })
+      }
       const written = writeModelFile(path.join(stage.path, m.plan.file), model)
       log(`wrote ${m.plan.file} (${written.bytes} bytes)`)
       if (written.externalFile) externalFiles.push(m.plan.file)
@@ -210,6 +234,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       verification: feeds
         ? { inputs: inputSpec ?? null, ...(text ? { text: portableTextReport(text, ckpt.dir) } : {}), pass: artifacts.every((a) => a.verdict?.pass) }
         : null,
+      ...(evaluation ? { evaluation } : {}),
       written: [...filesIn(stage.path), 'report.json'].sort(),
     }
     fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
@@ -353,7 +378,7 @@ class ModelHolder {
     return 'model' in held ? held.model : readModelFile(held.file)
   }
 
-  private source(held: Held): Uint8Array | string {
+  source(held: Held): Uint8Array | string {
     return 'model' in held ? modelBytes(held.model) : held.file
   }
 

@@ -9,11 +9,12 @@ import { modelBytes, readModelFile } from '../onnx/file.js'
 import { fail } from '../util/errors.js'
 import { ModelRunError } from '../runtime/session.js'
 import { silentProgress, type Progress } from '../util/progress.js'
-import { textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
+import { openTokenizer, textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import { DEFAULT_INPUTS, describeRandomInputs, randomInputs, resolveInputSpec, type InputRequest } from '../verify/inputs.js'
 import { goldenOutputs, type ArtifactVerdict, type ThresholdOverrides } from '../verify/verdict.js'
 import { referenceOutputs, verifyCandidates } from '../runtime/parity.js'
 import { precisionOfFile } from '../targets/precision.js'
+import { Evaluator, type EvalCandidate, type EvalReport, type EvalRequest } from './evaluation.js'
 
 export interface VerifyOptions {
   checkpoint: string
@@ -28,6 +29,8 @@ export interface VerifyOptions {
   /** texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs; `source` names where they came from */
   text?: { texts: TextInput[]; source: string }
   thresholds?: ThresholdOverrides
+  /** a labelled dev set: every candidate scored against the fp32 reference (and gated with `maxDrop`) */
+  eval?: EvalRequest
   /** Long steps as they run (reading, the reference, each candidate) */
   progress?: Progress
 }
@@ -48,8 +51,11 @@ export interface VerifyReport {
   inputs: string
   /** present when the inputs came from text */
   text?: TextReport
+  /** parity and, with --max-drop, the dev set's gate */
   pass: boolean
   artifacts: ArtifactVerdict[]
+  /** with --eval: the dev set's figures */
+  eval?: EvalReport
 }
 
 /**
@@ -108,12 +114,15 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
     const stamped = model.metadataProps.find((p) => p.key === 'albertkit.precision')?.value
     return { path, bytes: modelBytes(model), precision: stamped ?? precisionOfFile(path) }
   })
+  const evaluator = opts.eval ? new Evaluator(opts.eval, task, openTokenizer(ckpt.dir), ckpt.config, progress) : undefined
+  await evaluator?.check()
   reading.done(`${ckpt.format}, ${candidates.length} model${candidates.length === 1 ? '' : 's'}`)
   let reference = golden
+  let graph: Uint8Array | undefined
+  if (!reference || evaluator) graph = modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model)
   if (!reference) {
     const building = progress.start(`running the fp32 reference (${task})`)
-    const graph = modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model)
-    reference = await blaming(undefined, opts.inputs, () => referenceOutputs(graph, feeds))
+    reference = await blaming(undefined, opts.inputs, () => referenceOutputs(graph!, feeds))
     building.done()
   }
   const checking = progress.start('verifying', candidates.length)
@@ -124,11 +133,19 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
     checking.tick()
   }
   checking.done(`${artifacts.filter((a) => a.pass).length} of ${artifacts.length} within tolerance`)
+  let evaluation: EvalReport | undefined
+  if (evaluator) {
+    await evaluator.reference(graph!, `albertkit's fp32 graph of ${opts.checkpoint}`)
+    const scored: EvalCandidate[] = []
+    for (const c of candidates) scored.push(await evaluator.candidate(c.bytes, c.path, c.precision))
+    evaluation = evaluator.report(scored)
+  }
   return {
     reference: opts.golden ?? `albertkit fp32 graph of ${opts.checkpoint} (onnxruntime optimizations off)`,
     inputs: text ? describeTextInputs(text) : opts.inputs ?? describeRandomInputs(spec!),
     ...(text ? { text: textReport(text) } : {}),
-    pass: artifacts.every((a) => a.pass),
+    pass: artifacts.every((a) => a.pass) && (evaluation?.pass ?? true),
     artifacts,
+    ...(evaluation ? { eval: evaluation } : {}),
   }
 }
