@@ -101,6 +101,7 @@ describe('help', () => {
         ['GRAPH', 'standard-ops', 'refactor'],
         ['QUANTIZATION', 'per-tensor', 'block-size', 'asymmetric', 'keep-nodes', 'keep-ops'],
         ['VERIFICATION', 'verify', 'text', 'text-file', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'],
+        ['EVALUATION', 'eval', 'max-drop', 'eval-metric', 'eval-limit', 'eval-seed'],
         ['RECIPE', 'recipe'],
       ],
       optimize: [
@@ -112,6 +113,7 @@ describe('help', () => {
       verify: [
         ['OUTPUT', 'quiet', 'json'],
         ['VERIFICATION', 'task', 'golden', 'inputs', 'text', 'text-file', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'],
+        ['EVALUATION', 'eval', 'max-drop', 'eval-metric', 'eval-limit', 'eval-seed'],
         ['RECIPE', 'recipe'],
       ],
       inspect: [['OUTPUT', 'quiet', 'json']],

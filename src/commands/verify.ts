@@ -22,7 +22,7 @@ export default class Verify extends AlbertkitCommand {
     'Runs the checkpoint through albertkit’s plain fp32 graph (onnxruntime optimizations off), or takes PyTorch goldens with --golden, and each candidate on the same inputs: seeded random batches with padding, a safetensors file (--inputs), or real text through the checkpoint’s own tokenizer (--text, --text-file).',
     'It reports per output the max abs error, the mean abs error, the cosine similarity and, for logits, the top-1 agreement.',
     'Thresholds follow each model’s precision (fp32: max abs 1e-4; fp16: cosine 0.9999; int8: cosine 0.999 and top-1 99%; int4: cosine 0.99) unless --max-abs, --cosine, --top1 or a recipe file (which can set them per precision) say otherwise.',
-    'With --eval FILE, each candidate and the fp32 reference are also scored on a labelled dev set (accuracy and macro-F1, entity F1, SQuAD exact match and F1, fill-mask top-1/top-5, multiple-choice accuracy): the drop in points, its 95% interval (seeded paired bootstrap) and the predictions that changed; --max-drop fails a candidate whose drop is larger.',
+    'With --eval FILE, each candidate and the fp32 reference are also scored on a labelled dev set (the head’s metric: accuracy, entity F1, SQuAD F1, fill-mask top-1): the drop in points, its 95% interval (seeded paired bootstrap) and the predictions that changed. --max-drop fails a candidate whose drop is larger.',
     'Nothing is written. The verdicts, or with --json the report, go to stdout; progress goes to stderr.',
   ].join('\n\n')
   static override usage = '<%= command.id %> CHECKPOINT CANDIDATES... [FLAGS]'

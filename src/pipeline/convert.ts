@@ -30,7 +30,6 @@ import { describeTextInputs, textReport, type TextReport } from './verify.js'
 import { layOutFolder, type Alias } from './layout.js'
 import { lineProgress, type Progress } from '../util/progress.js'
 import { Evaluator, evalStamp, formatEvalCandidate, portableFile, type EvalCandidate, type EvalReport, type EvalRequest } from './evaluation.js'
-import { openTokenizer } from '../tokenizer/index.js'
 
 /** The default random inputs: the sequence adapts to the model's positions. */
 const DEFAULT_INPUTS_REQUEST: InputRequest = { batch: DEFAULT_INPUTS.batch, seed: DEFAULT_INPUTS.seed, choices: DEFAULT_INPUTS.choices ?? 2 }
@@ -146,7 +145,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   } else if (inputSpec) log(`inputs: ${describeRandomInputs(inputSpec)}`)
   const feeds = text ? text.feeds : inputSpec ? randomInputs(ckpt.config, task, inputSpec) : undefined
   const weightBytes = [...ckpt.weights.values()].reduce((n, e) => n + e.tensor.byteLength, 0)
-  const evaluator = opts.eval ? new Evaluator(opts.eval, task, openTokenizer(ckpt.dir), ckpt.config, progress, weightBytes > LARGE_MODEL_BYTES ? { disablePrepacking: true } : {}) : undefined
+  const evaluator = opts.eval ? Evaluator.open(opts.eval, task, ckpt.dir, ckpt.config, progress, weightBytes > LARGE_MODEL_BYTES ? { disablePrepacking: true } : {}) : undefined
   await evaluator?.check()
 
   const stage = output.stage()

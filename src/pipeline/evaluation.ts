@@ -8,7 +8,7 @@ import path from 'node:path'
 import type { Task } from '../checkpoint/task.js'
 import { EVAL_TASKS, checkEvalFile, compareEval, evaluate, formatPoints, gateDrop, summarizeComparison, type EvalComparison, type EvalModel, type EvalResult, type EvalTask, type GateDecision, type RunModel } from '../eval/index.js'
 import { createSession, runSession, ModelRunError, type SessionOptions } from '../runtime/session.js'
-import type { TextTokenizer } from '../tokenizer/index.js'
+import { openTokenizer, type TextTokenizer } from '../tokenizer/index.js'
 import { UsageError, fail } from '../util/errors.js'
 import type { Progress } from '../util/progress.js'
 
@@ -111,6 +111,12 @@ export class Evaluator {
     } finally {
       await release()
     }
+  }
+
+  /** An evaluator for a checkpoint: its head checked before its tokenizer is read. */
+  static open(request: EvalRequest, task: Task, checkpointDir: string, config: EvalModel, progress: Progress, session: SessionOptions = {}): Evaluator {
+    evalTaskOf(task, request.file)
+    return new Evaluator(request, task, openTokenizer(checkpointDir), config, progress, session)
   }
 
   /** The dev set is there and readable (before anything runs). */

@@ -9,7 +9,7 @@ import { modelBytes, readModelFile } from '../onnx/file.js'
 import { fail } from '../util/errors.js'
 import { ModelRunError } from '../runtime/session.js'
 import { silentProgress, type Progress } from '../util/progress.js'
-import { openTokenizer, textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
+import { textFeeds, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import { DEFAULT_INPUTS, describeRandomInputs, randomInputs, resolveInputSpec, type InputRequest } from '../verify/inputs.js'
 import { goldenOutputs, type ArtifactVerdict, type ThresholdOverrides } from '../verify/verdict.js'
 import { referenceOutputs, verifyCandidates } from '../runtime/parity.js'
@@ -101,6 +101,8 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   const reading = progress.start('reading checkpoint, inputs and models')
   const ckpt = openCheckpoint(opts.checkpoint)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
+  const evaluator = opts.eval ? Evaluator.open(opts.eval, task, ckpt.dir, ckpt.config, progress) : undefined
+  await evaluator?.check()
   if (opts.golden && !opts.inputs) fail(opts.golden, 'goldens need the inputs they were computed on (--inputs)')
   if (opts.text && opts.inputs) fail(opts.inputs, 'give either --inputs or texts, not both')
   const text = opts.text ? textFeeds(ckpt.dir, opts.text.texts, ckpt.config, task, opts.text.source) : undefined
@@ -114,8 +116,6 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
     const stamped = model.metadataProps.find((p) => p.key === 'albertkit.precision')?.value
     return { path, bytes: modelBytes(model), precision: stamped ?? precisionOfFile(path) }
   })
-  const evaluator = opts.eval ? new Evaluator(opts.eval, task, openTokenizer(ckpt.dir), ckpt.config, progress) : undefined
-  await evaluator?.check()
   reading.done(`${ckpt.format}, ${candidates.length} model${candidates.length === 1 ? '' : 's'}`)
   let reference = golden
   let graph: Uint8Array | undefined

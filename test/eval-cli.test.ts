@@ -1,0 +1,123 @@
+/**
+ * `verify --eval` and `convert --eval --max-drop` (issue 16) on the trained classifier
+ * (fixtures/albert-seqcls-trained: language id, fp32 accuracy 0.844 on dev): int4 costs real
+ * accuracy, the gate fails and passes both ways with exit code 1 / 0 and one line naming the
+ * metric, the drop and the margin; the figures in --json, report.json and the provenance; flags
+ * and recipe keys checked before anything runs.
+ */
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { readModelFile } from '../src/onnx/file.js'
+import { BIN, fixtureDir, tempDir } from './support/helpers.js'
+
+const work = tempDir()
+const TRAINED = fixtureDir('albert-seqcls-trained')
+const DEV = path.join(TRAINED, 'dev.jsonl')
+const albertkit = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' })
+const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'))
+
+/** fixtures/albert-seqcls-trained/meta.json: the PyTorch simulation's figures */
+const meta = readJson(path.join(TRAINED, 'meta.json')).quantization_simulated
+
+describe('convert --eval --max-drop on the trained classifier', () => {
+  const out = path.join(work, 'trained')
+  const r = albertkit('convert', TRAINED, '-o', out, '--precision', 'fp32,int8,int4', '--no-verify', '--eval', DEV, '--max-drop', '1', '--quiet')
+
+  it('int4 drops 5.8 points: exit code 1, one line naming the model, the metric, the drop and the margin', () => {
+    assert.equal(r.status, 1, r.stderr)
+    const report = readJson(path.join(out, 'report.json'))
+    const int4 = report.evaluation.candidates.find((c: { precision: string }) => c.precision === 'int4')
+    const [lo, hi] = int4.comparison.drops[0].interval
+    assert.equal(r.stderr, `Error: ${out}/onnx/model_q4.onnx: accuracy 84.4 → 78.6: a drop of 5.8 points (95% interval ${lo} to ${hi}), more than the largest drop allowed, 1, by 4.8\n`)
+    assert.match(r.stdout, /onnx\/model_q4\.onnx: eval FAIL: accuracy 84\.4 → 78\.6: a drop of 5\.8 points/)
+  })
+
+  it('report.json: each model\'s metric, drop, interval and changed predictions; the folder is written', () => {
+    const e = readJson(path.join(out, 'report.json')).evaluation
+    assert.deepEqual([e.file, e.task, e.format, e.examples, e.skipped, e.metric, e.maxDrop, e.pass], [DEV.split('/').pop(), 'text-classification', 'jsonl', 500, 0, 'accuracy', 1, false])
+    assert.equal(e.reference.metrics.accuracy, meta.dev.fp32.accuracy)
+    assert.equal(e.reference.seconds, 0, 'report.json carries no timings')
+    const [fp32, int8, int4] = e.candidates
+    assert.deepEqual(e.candidates.map((c: { file: string }) => c.file), ['onnx/model.onnx', 'onnx/model_int8.onnx', 'onnx/model_q4.onnx'])
+    assert.deepEqual([fp32.comparison.drops[0].drop, fp32.comparison.changed, fp32.gate.pass], [0, 0, true])
+    assert.ok(Math.abs(int8.comparison.drops[0].drop) <= 1, `int8 drop ${int8.comparison.drops[0].drop}`)
+    assert.equal(int8.gate.pass, true)
+    const d = int4.comparison.drops[0]
+    assert.deepEqual([d.metric, d.drop, int4.gate.pass, int4.gate.margin], ['accuracy', 5.8, false, -4.8])
+    assert.ok(d.interval[0] > 0 && d.interval[0] < 5.8 && d.interval[1] > 5.8, `interval ${d.interval}`)
+    assert.equal(int4.comparison.drops[1].metric, 'macro_f1')
+    assert.ok(int4.comparison.drops[1].drop > 0)
+    assert.equal(int4.comparison.changed, int4.comparison.lost + int4.comparison.gained + (int4.comparison.changed - int4.comparison.lost - int4.comparison.gained))
+    assert.ok(int4.comparison.changed >= 50, `${int4.comparison.changed} changed`)
+    assert.equal(int4.comparison.bootstrap.seed, 0)
+    // the provenance of the file
+    const stamp = JSON.parse(readModelFile(path.join(out, 'onnx/model_q4.onnx')).metadataProps.find((p) => p.key === 'albertkit.eval')!.value)
+    assert.deepEqual(stamp, { file: 'dev.jsonl', examples: 500, metric: 'accuracy', reference: 0.844, candidate: 0.786, drop: 5.8, interval: d.interval, changed: int4.comparison.changed, maxDrop: 1, pass: false })
+  })
+
+  it('verify --eval --max-drop 6 passes the same int4 model (exit 0), --json carries the gate', () => {
+    const v = albertkit('verify', TRAINED, path.join(out, 'onnx/model_q4.onnx'), '--eval', DEV, '--max-drop', '6', '--cosine', '-1', '--json', '--quiet')
+    assert.equal(v.status, 0, v.stderr)
+    assert.equal(v.stderr, '')
+    const j = JSON.parse(v.stdout)
+    assert.equal(j.pass, true)
+    const c = j.eval.candidates[0]
+    assert.deepEqual([c.gate.pass, c.gate.drop, c.gate.margin, c.gate.metric], [true, 5.8, 0.2, 'accuracy'])
+    assert.match(c.gate.message, /^accuracy 84\.4 → 78\.6: a drop of 5\.8 points \(95% interval [\d.]+ to [\d.]+\), within the largest drop allowed, 6, by 0\.2$/)
+  })
+
+  it('verify --eval --max-drop 1 fails it (exit 1), and gates on macro-F1 when asked', () => {
+    const v = albertkit('verify', TRAINED, path.join(out, 'onnx/model_q4.onnx'), '--eval', DEV, '--max-drop', '1', '--cosine', '-1', '--quiet')
+    assert.equal(v.status, 1)
+    assert.match(v.stderr, /^Error: \S+model_q4\.onnx: accuracy 84\.4 → 78\.6: a drop of 5\.8 points \(95% interval [\d.]+ to [\d.]+\), more than the largest drop allowed, 1, by 4\.8\n$/)
+    assert.match(v.stdout, /eval: 500 examples of \S+dev\.jsonl \(text-classification\), fp32 accuracy 0\.844\n/)
+    const f1 = albertkit('verify', TRAINED, path.join(out, 'onnx/model_q4.onnx'), '--eval', DEV, '--max-drop', '20', '--eval-metric', 'macro_f1', '--cosine', '-1', '--json', '--quiet')
+    assert.equal(f1.status, 0, f1.stderr)
+    assert.equal(JSON.parse(f1.stdout).eval.candidates[0].gate.metric, 'macro_f1')
+  })
+
+  it('a recipe\'s eval key (its file relative to the recipe), overridden by --max-drop', () => {
+    const dir = tempDir()
+    fs.copyFileSync(DEV, path.join(dir, 'dev.jsonl'))
+    const recipe = path.join(dir, 'albertkit.json')
+    fs.writeFileSync(recipe, JSON.stringify({ eval: { file: 'dev.jsonl', 'max-drop': 1, seed: 3 } }))
+    const model = path.join(out, 'onnx/model_q4.onnx')
+    const failing = albertkit('verify', TRAINED, model, '--recipe', recipe, '--cosine', '-1', '--json', '--quiet')
+    assert.equal(failing.status, 1)
+    const c = JSON.parse(failing.stdout).eval.candidates[0]
+    assert.deepEqual([c.gate.maxDrop, c.comparison.bootstrap.seed], [1, 3])
+    const passing = albertkit('verify', TRAINED, model, '--recipe', recipe, '--max-drop', '6', '--cosine', '-1', '--quiet')
+    assert.equal(passing.status, 0, passing.stderr)
+  })
+})
+
+describe('--eval: bad flags and files, one line each, no model run', () => {
+  const candidate = path.join(work, 'trained', 'onnx', 'model.onnx')
+  const bad = path.join(TRAINED, '..', 'eval', 'bad', 'trained-unknown-label.tsv')
+  const missing = path.join(work, 'missing.jsonl')
+  const cases: [string, string[], number, string][] = [
+    ['--max-drop without --eval', ['--max-drop', '1'], 2, 'Error: --max-drop needs a dev set to score (--eval)'],
+    ['--max-drop not a number', ['--eval', DEV, '--max-drop', 'lots'], 2, "Error: --max-drop must be a number of points from 0 to 100, got 'lots'"],
+    ['--eval-limit 0', ['--eval', DEV, '--eval-limit', '0'], 2, 'Error: --eval-limit must be from 1 to 1000000, got 0'],
+    ['a metric the head does not have', ['--eval', DEV, '--eval-metric', 'exact'], 2, "Error: --eval-metric exact: text-classification has no metric 'exact' (accuracy, macro_f1)"],
+    ['a missing dev set', ['--eval', missing], 3, `Error: ${missing}: no such file`],
+    ['a label the config does not know', ['--eval', bad], 3, `Error: ${bad}: line 3: label "fr" is not in the config's id2label (en, eo, es, it)`],
+  ]
+  for (const [what, flags, code, message] of cases) {
+    it(`${what}: exit ${code}`, () => {
+      const r = albertkit('verify', TRAINED, candidate, ...flags, '--quiet')
+      assert.equal(r.status, code, r.stderr)
+      assert.equal(r.stderr, `${message}\n`)
+      assert.equal(r.stdout, '')
+    })
+  }
+
+  it('a head without labels: feature extraction has nothing to score (exit 2)', () => {
+    const r = albertkit('verify', fixtureDir('albert-model'), candidate, '--eval', DEV, '--quiet')
+    assert.equal(r.status, 2)
+    assert.equal(r.stderr, `Error: --eval ${DEV}: a feature-extraction model has no labels to score (--eval reads dev sets for text-classification, token-classification, question-answering, fill-mask, multiple-choice)\n`)
+  })
+})
