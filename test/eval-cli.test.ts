@@ -121,3 +121,49 @@ describe('--eval: bad flags and files, one line each, no model run', () => {
     assert.equal(r.stderr, `Error: --eval ${DEV}: a feature-extraction model has no labels to score (--eval reads dev sets for text-classification, token-classification, question-answering, fill-mask, multiple-choice)\n`)
   })
 })
+
+describe('convert --precision auto --eval dev --max-drop 2 on the trained classifier', () => {
+  const out = path.join(work, 'auto')
+  const r = albertkit('convert', TRAINED, '-o', out, '--precision', 'auto', '--eval', DEV, '--max-drop', '2', '--no-verify', '--quiet')
+
+  it('int4 drops too much, int8 holds; int4 with the two most sensitive shared weights at int8 holds and is smaller: chosen', () => {
+    assert.equal(r.status, 0, r.stderr)
+    const report = readJson(path.join(out, 'report.json'))
+    const a = report.auto
+    assert.deepEqual([a.metric, a.maxDrop, a.chosen], ['accuracy', 2, 'int4+int8 ×2'])
+    assert.deepEqual(a.tried.map((t: { name: string; holds: boolean }) => [t.name, t.holds]), [
+      ['int4', false],
+      ['int8', true],
+      ['int4+int8 ×1', false],
+      ['int4+int8 ×2', true],
+    ])
+    const [int4, int8, , chosen] = a.tried
+    assert.equal(int4.drop, 5.8)
+    assert.ok(chosen.drop <= 2 && chosen.bytes < int8.bytes && chosen.bytes > int4.bytes, `${chosen.drop} points, ${chosen.bytes} bytes`)
+    // the sensitivity of every shared linear weight (9: mapping, Q, K, V, dense, ffn, ffn_output, pooler, classifier), most first
+    assert.equal(a.sensitivity.length, 9)
+    assert.deepEqual(chosen.kept, a.sensitivity.slice(0, 2).map((s: { weight: string }) => s.weight))
+    for (let i = 1; i < 9; i++) assert.ok(a.sensitivity[i - 1].points >= a.sensitivity[i].points)
+    // one model, int4's file; its provenance names the plan
+    assert.deepEqual(report.artifacts.map((x: { path: string }) => x.path), ['onnx/model_q4.onnx'])
+    const model = readModelFile(path.join(out, 'onnx/model_q4.onnx'))
+    assert.equal(JSON.parse(model.metadataProps.find((p) => p.key === 'albertkit.plan')!.value).chosen, 'int4+int8 ×2')
+    assert.equal(report.evaluation.candidates[0].comparison.drops[0].drop, chosen.drop)
+    assert.match(r.stdout, /auto: chose int4\+int8 ×2 \(keeping /)
+  })
+
+  it('on the held-out file the chosen model\'s drop lies within the interval stated on dev', () => {
+    const chosen = readJson(path.join(out, 'report.json')).auto.tried.find((t: { name: string }) => t.name === 'int4+int8 ×2')
+    const v = albertkit('verify', TRAINED, path.join(out, 'onnx/model_q4.onnx'), '--eval', path.join(TRAINED, 'heldout.jsonl'), '--cosine', '-1', '--json', '--quiet')
+    assert.equal(v.status, 0, v.stderr)
+    const held = JSON.parse(v.stdout).eval.candidates[0].comparison.drops[0].drop
+    assert.ok(chosen.interval[0] <= held && held <= chosen.interval[1], `held-out drop ${held} in [${chosen.interval}]`)
+  })
+
+  it('without --max-drop: a usage error before anything is read', () => {
+    const u = albertkit('convert', TRAINED, '-o', path.join(work, 'auto-no'), '--precision', 'auto', '--eval', DEV)
+    assert.equal(u.status, 2)
+    assert.equal(u.stderr, 'Error: --precision auto picks the smallest model that holds a largest drop on a dev set: give --eval FILE and --max-drop X\n')
+    assert.equal(fs.existsSync(path.join(work, 'auto-no')), false)
+  })
+})

@@ -3,7 +3,7 @@ import { AlbertkitCommand } from '../cli/base.js'
 import { checkConvertOutput, convert } from '../pipeline/convert.js'
 import { TASKS } from '../checkpoint/task.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
-import { PRECISION, PRECISIONS, dtypeOfFile, parsePrecisions, precisionPlans } from '../targets/precision.js'
+import { AUTO_KINDS, PRECISION, PRECISIONS, autoPlan, dtypeOfFile, parsePrecisions, precisionPlans } from '../targets/precision.js'
 import { TARGET_NAMES, targetPlans } from '../targets/targets.js'
 import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
 import { parseFixedShape, readCalibration, targetFlags } from '../cli/target-flags.js'
@@ -12,6 +12,7 @@ import { type ParsedFlags, given, readRecipe, recipeFlag, thresholdsWith, withRe
 import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contradictions.js'
 import { formatVerdict } from '../verify/verdict.js'
 import { formatEvalCandidate } from '../pipeline/evaluation.js'
+import { formatPoints } from '../eval/index.js'
 import { verboseFlag } from '../cli/pass-flags.js'
 import type { ExitCodeRows, FlagGroup } from '../cli/help.js'
 import { EXIT } from '../cli/exit-codes.js'
@@ -40,6 +41,10 @@ export default class Convert extends AlbertkitCommand {
       command: '<%= config.bin %> convert fixtures/albert-seqcls-text --out build/albert-seqcls --target cpu --text "The library opens at nine."',
     },
     {
+      description: 'The smallest model whose accuracy on a labelled dev set stays within 1 point of fp32:',
+      command: '<%= config.bin %> convert ./my-albert --out build/albert --precision auto --eval dev.jsonl --max-drop 1',
+    },
+    {
       description: 'Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the recipe:',
       command: '<%= config.bin %> convert ./my-albert --out build/albert --recipe albertkit.json --quiet',
     },
@@ -59,7 +64,7 @@ export default class Convert extends AlbertkitCommand {
     force: Flags.boolean({ char: 'f', description: 'replace the output folder if it exists', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
     task: Flags.string({ description: `head to build, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'MODEL' satisfies FlagGroup }),
     target: Flags.string({ description: `the models and passes for a runtime: ${TARGET_NAMES.join(', ')} (see the README)`, helpValue: '<target>', helpGroup: 'MODEL' satisfies FlagGroup }),
-    precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (${PRECISIONS.map((p) => PRECISION[p].file.replace(/^onnx\//, '')).join(', ')})`, default: 'fp32', helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (${PRECISIONS.map((p) => PRECISION[p].file.replace(/^onnx\//, '')).join(', ')}); or auto: the smallest plan that holds --max-drop on --eval`, default: 'fp32', helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
     ...targetFlags,
     ...passFlags,
     verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
@@ -82,11 +87,15 @@ export default class Convert extends AlbertkitCommand {
       checkVerbosity(flags)
       checkRandomInputFlags(typed, flags)
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
-      const plans = flags.target ? targetPlans(flags.target) : precisionPlans(parsePrecisions(flags.precision))
+      const auto = !flags.target && flags.precision.trim() === 'auto'
+      // auto: the options of every plan it may try are checked as if all were asked for
+      const plans = flags.target ? targetPlans(flags.target) : auto ? AUTO_KINDS.map((k) => autoPlan(k)) : precisionPlans(parsePrecisions(flags.precision))
       checkConvertFlags(typed, flags, recipe, plans)
       const passOptions = passOptionsFrom(flags)
       const evalRequest = evalRequestFrom(flags)
+      if (auto && evalRequest?.maxDrop === undefined) throw new UserError('--precision auto picks the smallest model that holds a largest drop on a dev set: give --eval FILE and --max-drop X')
       return {
+        ...(auto ? { auto } : {}),
         ...(evalRequest ? { eval: evalRequest } : {}),
         plans,
         passOptions: flags['fixed-shape'] ? { ...passOptions, fixedShape: parseFixedShape(flags['fixed-shape']) } : passOptions,
@@ -122,6 +131,11 @@ export default class Convert extends AlbertkitCommand {
     }
     for (const a of report.aliases) this.log(`${out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype ${dtypeOfFile(a.file)})`)
     if (report.generated.length > 0) this.log(`${out}: ${report.generated.join(', ')} made from spiece.model`)
+    if (report.auto) {
+      const a = report.auto
+      for (const t of a.tried) this.log(`auto: ${t.name.padEnd(14)} ${formatBytes(t.bytes).padStart(9)}, ${t.metric} drop ${t.drop} points (95% interval ${t.interval[0]} to ${t.interval[1]}): ${t.holds ? 'holds' : 'does not hold'} ${formatPoints(a.maxDrop)}`)
+      this.log(`auto: chose ${a.chosen}${a.tried.find((t) => t.name === a.chosen)!.kept.length > 0 ? ` (keeping ${a.tried.find((t) => t.name === a.chosen)!.kept.join(', ')})` : ''}`)
+    }
     const e = report.evaluation
     if (e) {
       this.log(`eval: ${e.examples} examples of ${e.file} (${e.task}), fp32 ${e.metric} ${e.reference.metrics[e.metric]}`)
