@@ -11,7 +11,7 @@ import { UserError } from '../util/errors.js'
 import { type ParsedFlags, given, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
 import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contradictions.js'
 import { formatVerdict } from '../verify/verdict.js'
-import { formatEvalCandidate } from '../pipeline/evaluation.js'
+import { formatEvalCandidate, formatEvalHeader } from '../pipeline/evaluation.js'
 import { formatPoints } from '../eval/index.js'
 import { verboseFlag } from '../cli/pass-flags.js'
 import type { ExitCodeRows, FlagGroup } from '../cli/help.js'
@@ -138,7 +138,7 @@ export default class Convert extends AlbertkitCommand {
     }
     const e = report.evaluation
     if (e) {
-      this.log(`eval: ${e.examples} examples of ${e.file} (${e.task}), fp32 ${e.metric} ${e.reference.metrics[e.metric]}`)
+      this.log(formatEvalHeader(e))
       for (const c of e.candidates) this.log(`  ${out}/${formatEvalCandidate(c)}`)
     }
     // one line on stderr: the dev set's gate when it failed (it names the metric, the drop and the margin), else parity's

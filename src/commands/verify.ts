@@ -11,7 +11,7 @@ import { EXIT } from '../cli/exit-codes.js'
 import { TASKS } from '../checkpoint/task.js'
 import { UserError } from '../util/errors.js'
 import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
-import { formatEvalCandidate } from '../pipeline/evaluation.js'
+import { formatEvalCandidate, formatEvalHeader } from '../pipeline/evaluation.js'
 
 /** Rows of text inputs shown in the report's token preview. */
 const PREVIEW_ROWS = 5
@@ -111,7 +111,7 @@ export default class Verify extends AlbertkitCommand {
       for (const a of report.artifacts) for (const line of formatVerdict(a)) this.log(line)
       if (report.eval) {
         const e = report.eval
-        this.log(`eval: ${e.examples} examples of ${e.file} (${e.task}), fp32 ${e.metric} ${e.reference.metrics[e.metric]}`)
+        this.log(formatEvalHeader(e))
         for (const c of e.candidates) this.log(`  ${formatEvalCandidate(c)}`)
       }
     }

@@ -46,6 +46,8 @@ export interface EvalReport {
   skipped: number
   warnings: string[]
   metric: string
+  /** points per unit of the metric (100 for a share, 1 for SQuAD's percentages) */
+  scale: number
   maxDrop: number | null
   reference: { metrics: Record<string, number>; seconds: number }
   candidates: EvalCandidate[]
@@ -170,12 +172,18 @@ export class Evaluator {
       skipped: ref.skipped,
       warnings: ref.warnings,
       metric: this.request.metric ?? ref.primary,
+      scale: ref.scorer.scale(this.request.metric ?? ref.primary),
       maxDrop: this.request.maxDrop ?? null,
       reference: { metrics: ref.metrics, seconds: timings ? ref.seconds.total : 0 },
       candidates,
       pass: candidates.every((c) => c.gate?.pass ?? true),
     }
   }
+}
+
+/** `eval: 500 examples of dev.jsonl (text-classification), fp32 accuracy 84.4` */
+export function formatEvalHeader(e: EvalReport): string {
+  return `eval: ${e.examples} examples of ${e.file} (${e.task}), fp32 ${e.metric} ${formatPoints(e.reference.metrics[e.metric]! * e.scale)}${e.skipped > 0 ? `, ${e.skipped} skipped` : ''}`
 }
 
 /** One line per candidate: the gate's verdict, or without a gate the drop and its interval. */
