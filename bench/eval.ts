@@ -6,8 +6,10 @@
  *   fp32 and int8 on `examples` texts (default 1,000: dev + heldout) of their own length, or
  *   cut / repeated to `tokens` tokens each;
  * - the bootstrap alone on 500 to 100,000 examples.
+ * - `albertkit verify CKPT model_int8.onnx --eval FILE` on that albert-base-shaped model, end to end.
  * Times are wall clock on this machine; CPU time is printed beside them (a shared machine's wall
- * time says more about its load than about albertkit).
+ * time says more about its load than about albertkit). Everything it writes goes to one temp folder,
+ * removed when it ends.
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -26,6 +28,7 @@ import { openTokenizer } from '../src/tokenizer/index.js'
 import { ClassificationScorer, Labels, compareEval, evaluate, type EvalModel, type EvalResult } from '../src/eval/index.js'
 import { ALBERT_BASE, albertModelTensors } from '../test/support/synthetic.js'
 import { ROOT } from './measure.js'
+import { runBounded } from '../test/support/bounded.js'
 
 const TRAINED = path.join(ROOT, 'fixtures', 'albert-seqcls-trained')
 
@@ -54,10 +57,16 @@ async function timed(label: string, model: Model, config: EvalModel, file: strin
   return r
 }
 
+/** Everything the bench writes; removed when it ends. */
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'albertkit-bench-eval-'))
+process.on('exit', () => fs.rmSync(scratch, { recursive: true, force: true }))
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130))
+
 function syntheticBase(): string {
-  const dir = path.join(os.tmpdir(), 'albertkit-bench-eval-base')
-  if (fs.existsSync(path.join(dir, 'model.safetensors'))) return dir
+  const dir = path.join(scratch, 'albert-base')
   fs.mkdirSync(dir, { recursive: true })
+  // the trained fixture's tokenizer (its 1,000 ids are all within albert-base's 30,000)
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'spiece.model']) fs.copyFileSync(path.join(TRAINED, f), path.join(dir, f))
   const tensors = new Map<string, Tensor>()
   for (const [k, v] of albertModelTensors(ALBERT_BASE)) tensors.set(`albert.${k}`, v)
   const w = new Float32Array(4 * ALBERT_BASE.hidden_size).map((_, i) => Math.sin(i) * 0.05)
@@ -79,7 +88,7 @@ function evalFile(examples: number, tokens: number | undefined): string {
     if (tokens) ex.text = Array.from({ length: Math.max(1, Math.round((tokens - 2) / 5)) }, () => ex.text).join(' ')
     out.push(JSON.stringify(ex))
   }
-  const file = path.join(os.tmpdir(), `albertkit-bench-eval-${examples}-${tokens ?? 'own'}.jsonl`)
+  const file = path.join(scratch, `eval-${examples}-${tokens ?? 'own'}.jsonl`)
   fs.writeFileSync(file, `${out.join('\n')}\n`)
   return file
 }
@@ -101,6 +110,18 @@ const file = evalFile(examples, tokens)
 const fp32 = build(base)
 await timed('  fp32', fp32.model, fp32.config, file)
 await timed('  int8', await quantized(base, 'quantize-int8'), fp32.config, file)
+
+// the command end to end: `albertkit verify CKPT model_int8.onnx --eval FILE` (parity on random
+// inputs, the fp32 reference and the int8 model on every example, the bootstrap)
+const converted = path.join(scratch, 'converted')
+const made = await runBounded(['convert', base, '-o', converted, '--precision', 'int8', '--no-verify', '--quiet'], { cpu: 600, mb: 8000 })
+if (made.status !== 0) throw new Error(`convert failed: ${made.stderr}`)
+const v = await runBounded(['verify', base, path.join(converted, 'onnx', 'model_int8.onnx'), '--eval', file, '--json', '--quiet'], { cpu: 1200, mb: 8000 })
+if (v.status !== 0 && v.status !== 1) throw new Error(`verify failed: ${v.stderr}`)
+const e = JSON.parse(v.stdout).eval
+console.log(
+  `  albertkit verify --eval (int8, ${e.examples} examples): ${(v.ms / 1000).toFixed(1)} s wall, ${(v.cpuMs / 1000).toFixed(1)} s CPU, peak ${v.peakMB.toFixed(0)} MB; fp32 reference ${e.reference.seconds.toFixed(1)} s, int8 ${e.candidates[0].seconds.toFixed(1)} s, bootstrap ${e.candidates[0].comparison.bootstrap.seconds.toFixed(2)} s; drop ${e.candidates[0].comparison.drops[0].drop} points, ${e.candidates[0].comparison.changed} changed`,
+)
 
 console.log('bootstrap alone (accuracy and macro-F1, 4 labels)')
 const labels = Labels.of(small.config)

@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { readModelFile } from '../src/onnx/file.js'
+import { parseRecipe, recipeFlagValues } from '../src/cli/recipe.js'
 import { BIN, fixtureDir, tempDir } from './support/helpers.js'
 
 const work = tempDir()
@@ -165,5 +166,23 @@ describe('convert --precision auto --eval dev --max-drop 2 on the trained classi
     assert.equal(u.status, 2)
     assert.equal(u.stderr, 'Error: --precision auto picks the smallest model that holds a largest drop on a dev set: give --eval FILE and --max-drop X\n')
     assert.equal(fs.existsSync(path.join(work, 'auto-no')), false)
+  })
+})
+
+describe('recipe: the eval key', () => {
+  it('is checked: one line naming the file and the key', () => {
+    const bad: [unknown, string][] = [
+      [{ 'max-drop': 1 }, 'r.json: eval.file is missing: the dev set to score'],
+      [{ file: 'dev.jsonl', 'max-drop': 'one' }, 'r.json: eval.max-drop must be a number, got "one"'],
+      [{ file: 'dev.jsonl', 'max-drop': 101 }, 'r.json: eval.max-drop must be between 0 and 100, got 101'],
+      [{ file: 'dev.jsonl', limt: 5 }, 'r.json: eval.limt is not a recipe key (known here: file, max-drop, metric, limit, seed)'],
+      [{ file: '' }, 'r.json: eval.file must be a file name, got ""'],
+    ]
+    for (const [value, message] of bad) assert.throws(() => parseRecipe({ eval: value }, 'r.json'), { message })
+  })
+
+  it('becomes the flags it stands for, its file taken from the recipe\'s folder', () => {
+    const r = parseRecipe({ eval: { file: 'dev.jsonl', 'max-drop': 1.5, metric: 'macro_f1', limit: 100, seed: 7 } }, path.join('ci', 'albertkit.json'))
+    assert.deepEqual(recipeFlagValues(r), { eval: path.resolve('ci', 'dev.jsonl'), 'max-drop': '1.5', 'eval-metric': 'macro_f1', 'eval-limit': 100, 'eval-seed': 7 })
   })
 })

@@ -133,7 +133,7 @@ export default class Convert extends AlbertkitCommand {
     if (report.generated.length > 0) this.log(`${out}: ${report.generated.join(', ')} made from spiece.model`)
     if (report.auto) {
       const a = report.auto
-      for (const t of a.tried) this.log(`auto: ${t.name.padEnd(14)} ${formatBytes(t.bytes).padStart(9)}, ${t.metric} drop ${t.drop} points (95% interval ${t.interval[0]} to ${t.interval[1]}): ${t.holds ? 'holds' : 'does not hold'} ${formatPoints(a.maxDrop)}`)
+      for (const t of a.tried) this.log(`auto: ${t.name.padEnd(14)} ${formatBytes(t.bytes).padStart(9)}, ${t.metric} drop ${t.drop} points (95% interval ${t.interval[0]} to ${t.interval[1]}), ${t.holds ? 'within' : 'over'} ${formatPoints(a.maxDrop)}`)
       this.log(`auto: chose ${a.chosen}${a.tried.find((t) => t.name === a.chosen)!.kept.length > 0 ? ` (keeping ${a.tried.find((t) => t.name === a.chosen)!.kept.join(', ')})` : ''}`)
     }
     const e = report.evaluation

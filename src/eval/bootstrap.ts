@@ -121,3 +121,28 @@ export function pairedBootstrap(n: number, acc: DropAccumulator, opts: Bootstrap
     return [quantile(v, tail), quantile(v, 1 - tail)]
   })
 }
+
+/**
+ * A drop that is the mean of per-example differences (reference − candidate), one column per
+ * metric, in points (× 100): accuracy, top-k, SQuAD's exact match and F1.
+ */
+export function meanDifferences(columns: readonly ArrayLike<number>[]): DropAccumulator {
+  const sums = new Float64Array(columns.length)
+  const out = new Float64Array(columns.length)
+  let n = 0
+  return {
+    metrics: columns.length,
+    reset() {
+      sums.fill(0)
+      n = 0
+    },
+    add(i) {
+      for (let m = 0; m < columns.length; m++) sums[m]! += columns[m]![i]!
+      n++
+    },
+    drops() {
+      for (let m = 0; m < columns.length; m++) out[m] = (100 * sums[m]!) / n
+      return out
+    },
+  }
+}

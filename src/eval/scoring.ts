@@ -4,7 +4,7 @@
  * example at a time (O(1) each; macro-F1 and entity F1 are computed from the resample's sums, not
  * averaged per example). One scorer per task.
  */
-import type { DropAccumulator } from './bootstrap.js'
+import { meanDifferences, type DropAccumulator } from './bootstrap.js'
 import type { Labels } from './labels.js'
 import { entityCounts, entityScores, macroF1FromCounts, parseTag, squadTotals, type Tag } from './metrics.js'
 import type { EvalTask } from './readers.js'
@@ -57,22 +57,12 @@ export abstract class Scorer {
   }
 }
 
-export class ClassificationScorer extends Scorer {
-  readonly task = 'text-classification'
-  readonly dropMetrics = ['accuracy', 'macro_f1']
+/** A scorer of one gold and one predicted index per example (a label, a choice). */
+abstract class IndexScorer extends Scorer {
   readonly lines = new IntList()
   readonly gold = new IntList()
-  /** canonical label id, -1 for no prediction (every logit NaN) */
+  /** the predicted index, -1 for none (every logit NaN) */
   readonly pred = new IntList()
-  /** label indices by name (scikit-learn sorts labels), then -1's slot */
-  private readonly order: number[]
-
-  constructor(readonly labels: Labels) {
-    super()
-    const names = labels.names
-    this.order = [...names.keys()].sort((a, b) => (names[a]! < names[b]! ? -1 : names[a]! > names[b]! ? 1 : a - b))
-    this.order.push(names.length)
-  }
 
   get count() {
     return this.lines.length
@@ -86,6 +76,20 @@ export class ClassificationScorer extends Scorer {
 
   key(i: number) {
     return this.lines.get(i)
+  }
+}
+
+export class ClassificationScorer extends IndexScorer {
+  readonly task = 'text-classification'
+  readonly dropMetrics = ['accuracy', 'macro_f1']
+  /** label indices by name (scikit-learn sorts labels), then -1's slot */
+  private readonly order: number[]
+
+  constructor(readonly labels: Labels) {
+    super()
+    const names = labels.names
+    this.order = [...names.keys()].sort((a, b) => (names[a]! < names[b]! ? -1 : names[a]! > names[b]! ? 1 : a - b))
+    this.order.push(names.length)
   }
 
   /** Per-label true positives, gold and predicted counts of `pred` (slot labels.count: no prediction). */
@@ -372,28 +376,7 @@ export class QaScorer extends Scorer {
   }
 
   dropAccumulator(candidate: QaScorer): DropAccumulator {
-    const df = this.f1.map((v, i) => v - candidate.f1[i]!)
-    const de = this.exact.map((v, i) => v - candidate.exact[i]!)
-    let f = 0
-    let e = 0
-    let n = 0
-    const out = new Float64Array(2)
-    return {
-      metrics: 2,
-      reset() {
-        f = e = n = 0
-      },
-      add(i) {
-        f += df[i]!
-        e += de[i]!
-        n++
-      },
-      drops() {
-        out[0] = (100 * f) / n
-        out[1] = (100 * e) / n
-        return out
-      },
-    }
+    return meanDifferences([this.f1.map((v, i) => v - candidate.f1[i]!), this.exact.map((v, i) => v - candidate.exact[i]!)])
   }
 
   metrics() {
@@ -457,26 +440,7 @@ export class MaskScorer extends Scorer {
     const hit = (r: number, k: number) => (r >= 1 && r <= k ? 1 : 0)
     const d1 = Int8Array.from(this.ranks.view(), (r, i) => hit(r, 1) - hit(candidate.ranks.get(i), 1))
     const d5 = Int8Array.from(this.ranks.view(), (r, i) => hit(r, 5) - hit(candidate.ranks.get(i), 5))
-    let a = 0
-    let b = 0
-    let n = 0
-    const out = new Float64Array(2)
-    return {
-      metrics: 2,
-      reset() {
-        a = b = n = 0
-      },
-      add(i) {
-        a += d1[i]!
-        b += d5[i]!
-        n++
-      },
-      drops() {
-        out[0] = (a * 100) / n
-        out[1] = (b * 100) / n
-        return out
-      },
-    }
+    return meanDifferences([d1, d5])
   }
 
   metrics() {
@@ -498,26 +462,9 @@ export class MaskScorer extends Scorer {
   }
 }
 
-export class ChoiceScorer extends Scorer {
+export class ChoiceScorer extends IndexScorer {
   readonly task = 'multiple-choice'
   readonly dropMetrics = ['accuracy']
-  readonly lines = new IntList()
-  readonly gold = new IntList()
-  readonly pred = new IntList()
-
-  get count() {
-    return this.lines.length
-  }
-
-  record(line: number, gold: number, pred: number): void {
-    this.lines.push(line)
-    this.gold.push(gold)
-    this.pred.push(pred)
-  }
-
-  key(i: number) {
-    return this.lines.get(i)
-  }
 
   private right(): [number, number] {
     let correct = 0
@@ -531,24 +478,7 @@ export class ChoiceScorer extends Scorer {
   }
 
   dropAccumulator(candidate: ChoiceScorer): DropAccumulator {
-    const d = Int8Array.from(this.lines.view(), (_, i) => (this.correct(i) ? 1 : 0) - (candidate.correct(i) ? 1 : 0))
-    let a = 0
-    let n = 0
-    const out = new Float64Array(1)
-    return {
-      metrics: 1,
-      reset() {
-        a = n = 0
-      },
-      add(i) {
-        a += d[i]!
-        n++
-      },
-      drops() {
-        out[0] = (a * 100) / n
-        return out
-      },
-    }
+    return meanDifferences([Int8Array.from(this.lines.view(), (_, i) => (this.correct(i) ? 1 : 0) - (candidate.correct(i) ? 1 : 0))])
   }
 
   metrics() {

@@ -2,24 +2,8 @@
 import type { EvalComparison } from './compare.js'
 import type { EvalResult } from './evaluate.js'
 
-export interface EvalSummary {
-  task: string
-  file: string
-  format: string
-  examples: number
-  skipped: number
-  skips: { where: string; reason: string }[]
-  limited: boolean
-  rows: number
-  batches: number
-  metrics: Record<string, number>
-  primary: string
-  truncated: number
-  nonFinite: number
-  warnings: string[]
-  qa?: EvalResult['qa']
-  seconds: { total: number; model: number }
-}
+/** An evaluation without its per-example outcomes. */
+export type EvalSummary = Omit<EvalResult, 'scorer'>
 
 export function summarizeEval(r: EvalResult): EvalSummary {
   const { scorer: _scorer, ...rest } = r
