@@ -116,6 +116,14 @@ describe('--eval: bad flags and files, one line each, no model run', () => {
     })
   }
 
+  it('a model pinned to one shape cannot take a dev set\'s batches (exit 2, nothing written)', () => {
+    const out = path.join(work, 'pinned')
+    const r = albertkit('convert', TRAINED, '-o', out, '--target', 'mobile', '--fixed-shape', '1,16', '--eval', DEV)
+    assert.equal(r.status, 2)
+    assert.equal(r.stderr, "Error: --eval cannot score a model with --fixed-shape (a dev set's batches vary in size and length; the model takes exactly the pinned shape)\n")
+    assert.equal(fs.existsSync(out), false)
+  })
+
   it('a head without labels: feature extraction has nothing to score (exit 2)', () => {
     const r = albertkit('verify', fixtureDir('albert-model'), candidate, '--eval', DEV, '--quiet')
     assert.equal(r.status, 2)

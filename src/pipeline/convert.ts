@@ -136,6 +136,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   if (opts.auto && opts.eval?.maxDrop === undefined) throw new UsageError('--precision auto picks the smallest model that holds a largest drop on a dev set: give --eval FILE and --max-drop X')
   let plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
   const fixedShape = opts.passOptions?.fixedShape
+  if (opts.eval && fixedShape) throw new UsageError('--eval cannot score a model with --fixed-shape (a dev set\'s batches vary in size and length; the model takes exactly the pinned shape)')
   if (opts.text && fixedShape) throw new UsageError('text inputs cannot verify a model with --fixed-shape (texts vary in length; the model takes exactly the pinned shape)')
   if (fixedShape && fixedShape[1] > ckpt.config.maxPositionEmbeddings) {
     const [B, S] = fixedShape
