@@ -103,6 +103,7 @@ describe('help', () => {
         ['GRAPH', 'standard-ops', 'refactor'],
         ['QUANTIZATION', 'per-tensor', 'block-size', 'asymmetric', 'keep-nodes', 'keep-ops'],
         ['VERIFICATION', 'verify', 'text', 'text-file', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'],
+        ['EVALUATION', 'eval', 'max-drop', 'eval-metric', 'eval-limit', 'eval-seed'],
         ['RECIPE', 'recipe'],
       ],
       optimize: [
@@ -115,6 +116,7 @@ describe('help', () => {
         ['OUTPUT', 'quiet', 'json'],
         ['CHECKPOINT', 'revision'],
         ['VERIFICATION', 'task', 'golden', 'inputs', 'text', 'text-file', 'tokenizer', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'],
+        ['EVALUATION', 'eval', 'max-drop', 'eval-metric', 'eval-limit', 'eval-seed'],
         ['RECIPE', 'recipe'],
       ],
       inspect: [

@@ -21,7 +21,7 @@ export interface HelpTable {
 }
 
 /** Flag groups (a flag's `helpGroup`), in the order --help shows them. */
-export const FLAG_GROUPS = ['OUTPUT', 'CHECKPOINT', 'MODEL', 'GRAPH', 'QUANTIZATION', 'VERIFICATION', 'RECIPE'] as const
+export const FLAG_GROUPS = ['OUTPUT', 'CHECKPOINT', 'MODEL', 'GRAPH', 'QUANTIZATION', 'VERIFICATION', 'EVALUATION', 'RECIPE'] as const
 export type FlagGroup = (typeof FLAG_GROUPS)[number]
 
 /** Flags every command has (base.ts): last in their group, after the command's own. */

@@ -47,6 +47,16 @@ export interface RecipeInputs {
   'text-file'?: string
 }
 
+/** Labelled evaluation, as --eval, --max-drop, --eval-metric, --eval-limit, --eval-seed. */
+export interface RecipeEval {
+  /** the dev set; a relative path is taken from the recipe's folder */
+  file: string
+  'max-drop'?: number
+  metric?: string
+  limit?: number
+  seed?: number
+}
+
 export interface Recipe {
   /** the file it came from, for messages */
   file: string
@@ -61,6 +71,8 @@ export interface Recipe {
   inputs?: RecipeInputs
   /** thresholds for every model, and by precision */
   thresholds?: ThresholdOverrides
+  /** a labelled dev set and the largest drop allowed */
+  eval?: RecipeEval
 }
 
 const THRESHOLD_KEYS = { 'max-abs': 'maxAbs', cosine: 'cosine', top1: 'top1' } as const
@@ -122,8 +134,12 @@ export function parseRecipe(json: unknown, file: string): Recipe {
       case 'thresholds':
         recipe.thresholds = thresholds(value, key, bad)
         break
+      case 'eval':
+        recipe.eval = evalKeys(value, key, bad)
+        recipe.eval.file = path.resolve(path.dirname(file), recipe.eval.file)
+        break
       default:
-        unknownKey(key, ['revision', 'task', 'target', 'precisions', 'passes', 'options', 'inputs', 'thresholds'], bad)
+        unknownKey(key, ['revision', 'task', 'target', 'precisions', 'passes', 'options', 'inputs', 'thresholds', 'eval'], bad)
     }
   }
   if (recipe.target && recipe.precisions) bad('target', 'and precisions are both given: a target fixes the models it emits (give one of them)')
@@ -245,6 +261,34 @@ function inputs(v: unknown, at: string, bad: Bad): RecipeInputs {
   return o
 }
 
+function evalKeys(v: unknown, at: string, bad: Bad): RecipeEval {
+  const o: Partial<RecipeEval> = {}
+  for (const [key, value] of Object.entries(object(v, at, bad))) {
+    const k = `${at}.${key}`
+    switch (key) {
+      case 'file':
+      case 'metric':
+        if (typeof value !== 'string' || !value.trim()) bad(k, `must be a ${key === 'file' ? 'file' : 'metric'} name, got ${shown(value)}`)
+        o[key] = value as string
+        break
+      case 'max-drop':
+        o[key] = number(value, k, 0, 100, bad)
+        break
+      case 'limit':
+        o.limit = integer(value, k, 1, bad)
+        break
+      case 'seed':
+        o.seed = integer(value, k, 0, bad)
+        if (o.seed > 0xffffffff) bad(k, `must be 4294967295 or less, got ${o.seed}`)
+        break
+      default:
+        unknownKey(k, ['file', 'max-drop', 'metric', 'limit', 'seed'], bad)
+    }
+  }
+  if (o.file === undefined) bad(`${at}.file`, 'is missing: the dev set to score')
+  return o as RecipeEval
+}
+
 function thresholdSet(v: unknown, at: string, bad: Bad, precisionsToo: boolean): ThresholdOverrides {
   const t: ThresholdOverrides = {}
   for (const [key, value] of Object.entries(object(v, at, bad))) {
@@ -272,6 +316,14 @@ export function recipeFlagValues(recipe: Recipe): Record<string, string | number
   if (recipe.passes) f.passes = recipe.passes.join(',')
   for (const [k, v] of Object.entries(recipe.options ?? {})) f[k] = Array.isArray(v) ? v.join(',') : (v as string | number | boolean)
   for (const [k, v] of Object.entries(recipe.inputs ?? {})) f[k] = v as number | string | string[]
+  if (recipe.eval) {
+    const e = recipe.eval
+    f.eval = e.file
+    if (e['max-drop'] !== undefined) f['max-drop'] = String(e['max-drop'])
+    if (e.metric !== undefined) f['eval-metric'] = e.metric
+    if (e.limit !== undefined) f['eval-limit'] = e.limit
+    if (e.seed !== undefined) f['eval-seed'] = e.seed
+  }
   return f
 }
 

@@ -3,7 +3,7 @@ import { AlbertkitCommand } from '../cli/base.js'
 import { checkConvertOutput, convert } from '../pipeline/convert.js'
 import { TASKS } from '../checkpoint/task.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
-import { PRECISION, PRECISIONS, dtypeOfFile, parsePrecisions, precisionPlans } from '../targets/precision.js'
+import { AUTO_KINDS, PRECISION, PRECISIONS, autoPlan, dtypeOfFile, parsePrecisions, precisionPlans } from '../targets/precision.js'
 import { TARGET_NAMES, targetPlans } from '../targets/targets.js'
 import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
 import { parseFixedShape, readCalibration, targetFlags } from '../cli/target-flags.js'
@@ -11,11 +11,14 @@ import { UserError } from '../util/errors.js'
 import { type ParsedFlags, given, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
 import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contradictions.js'
 import { formatVerdict } from '../verify/verdict.js'
+import { formatEvalCandidate, formatEvalHeader } from '../pipeline/evaluation.js'
+import { formatPoints } from '../eval/index.js'
 import { verboseFlag } from '../cli/pass-flags.js'
 import type { FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { formatBytes } from '../util/format.js'
 import { revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
+import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
 
 export default class Convert extends AlbertkitCommand {
   static override summary = 'Build ONNX models from an ALBERT checkpoint.'
@@ -44,15 +47,19 @@ export default class Convert extends AlbertkitCommand {
       command: '<%= config.bin %> convert albert/albert-base-v2 --revision main --out build/albert-base --target cpu',
     },
     {
+      description: 'The smallest model whose accuracy on a labelled dev set stays within 1 point of fp32:',
+      command: '<%= config.bin %> convert ./my-albert --out build/albert --precision auto --eval dev.jsonl --max-drop 1',
+    },
+    {
       description: 'Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the recipe:',
       command: '<%= config.bin %> convert ./my-albert --out build/albert --recipe albertkit.json --quiet',
     },
   ]
   static exitCodes = exitCodeRows({
     ok: 'the folder was written and every model is within tolerance',
-    parity: 'a model is out of tolerance; the folder and its report.json are still written',
+    parity: 'a model is out of tolerance, or its metric on --eval dropped by more than --max-drop; the folder and its report.json are still written',
     usage: 'an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file, an output that --force may not replace; nothing was read or written',
-    input: 'an unreadable, malformed or unsupported checkpoint, a model or revision missing from the Hugging Face cache, a bad --text-file or --calibration file, an output folder that exists (no --force) or cannot be written; nothing is left at the output',
+    input: 'an unreadable, malformed or unsupported checkpoint, a model or revision missing from the Hugging Face cache, a bad --text-file, --calibration or --eval file, an output folder that exists (no --force) or cannot be written; nothing is left at the output',
   })
   static override args = {
     checkpoint: Args.string({ description: 'checkpoint folder (or a file inside it), or org/name in the Hugging Face cache', required: true }),
@@ -63,12 +70,13 @@ export default class Convert extends AlbertkitCommand {
     ...revisionFlag,
     task: Flags.string({ description: `head to build, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'MODEL' satisfies FlagGroup }),
     target: Flags.string({ description: `the models and passes for a runtime: ${TARGET_NAMES.join(', ')} (see the README)`, helpValue: '<target>', helpGroup: 'MODEL' satisfies FlagGroup }),
-    precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (${PRECISIONS.map((p) => PRECISION[p].file.replace(/^onnx\//, '')).join(', ')})`, default: 'fp32', helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (${PRECISIONS.map((p) => PRECISION[p].file.replace(/^onnx\//, '')).join(', ')}); or auto: the smallest plan that holds --max-drop on --eval`, default: 'fp32', helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
     ...targetFlags,
     ...passFlags,
     verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     ...textFlags,
     ...verifyFlags,
+    ...evalFlags,
     ...recipeFlag,
     ...verboseFlag,
   }
@@ -85,10 +93,16 @@ export default class Convert extends AlbertkitCommand {
       checkVerbosity(flags)
       checkRandomInputFlags(typed, flags)
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
-      const plans = flags.target ? targetPlans(flags.target) : precisionPlans(parsePrecisions(flags.precision))
+      const auto = !flags.target && flags.precision.trim() === 'auto'
+      // auto: the options of every plan it may try are checked as if all were asked for
+      const plans = flags.target ? targetPlans(flags.target) : auto ? AUTO_KINDS.map((k) => autoPlan(k)) : precisionPlans(parsePrecisions(flags.precision))
       checkConvertFlags(typed, flags, recipe, plans)
       const passOptions = passOptionsFrom(flags)
+      const evalRequest = evalRequestFrom(flags)
+      if (auto && evalRequest?.maxDrop === undefined) throw new UserError('--precision auto picks the smallest model that holds a largest drop on a dev set: give --eval FILE and --max-drop X')
       return {
+        ...(auto ? { auto } : {}),
+        ...(evalRequest ? { eval: evalRequest } : {}),
         plans,
         passOptions: flags['fixed-shape'] ? { ...passOptions, fixedShape: parseFixedShape(flags['fixed-shape']) } : passOptions,
         ...(flags['fixed-shape'] && !given(typed, 'fixed-shape') && recipe ? { fixedShapeFrom: `${recipe.file}: options.fixed-shape` } : {}),
@@ -124,17 +138,30 @@ export default class Convert extends AlbertkitCommand {
     }
     for (const a of report.aliases) this.log(`${out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype ${dtypeOfFile(a.file)})`)
     if (report.generated.length > 0) this.log(`${out}: ${report.generated.join(', ')} made from spiece.model`)
-    if (report.verification && !report.verification.pass) {
-      this.parityFailed()
-      process.stderr.write('Error: parity check failed for at least one model (see above and report.json)\n')
+    if (report.auto) {
+      const a = report.auto
+      for (const t of a.tried) this.log(`auto: ${t.name.padEnd(14)} ${formatBytes(t.bytes).padStart(9)}, ${t.metric} drop ${t.drop} points (95% interval ${t.interval[0]} to ${t.interval[1]}), ${t.holds ? 'within' : 'over'} ${formatPoints(a.maxDrop)}`)
+      this.log(`auto: chose ${a.chosen}${a.tried.find((t) => t.name === a.chosen)!.kept.length > 0 ? ` (keeping ${a.tried.find((t) => t.name === a.chosen)!.kept.join(', ')})` : ''}`)
     }
+    const e = report.evaluation
+    if (e) {
+      this.log(formatEvalHeader(e))
+      for (const c of e.candidates) this.log(`  ${out}/${formatEvalCandidate(c)}`)
+    }
+    // one line on stderr: the dev set's gate when it failed (it names the metric, the drop and the margin), else parity's
+    const parityFailed = !!report.verification && !report.verification.pass
+    const failed = e?.candidates.find((c) => c.gate && !c.gate.pass)
+    if (failed) process.stderr.write(`Error: ${out}/${failed.file}: ${failed.gate!.message}${parityFailed ? ' (and parity failed for at least one model: see above and report.json)' : ''}\n`)
+    else if (parityFailed) process.stderr.write('Error: parity check failed for at least one model (see above and report.json)\n')
+    if (failed || parityFailed) this.parityFailed()
     return report
   }
 }
 
 /** The files besides the checkpoint that a run reads, which the output must keep clear of. */
-function readFiles(flags: { 'text-file'?: string | undefined; calibration?: string | undefined; recipe?: string | undefined }) {
+function readFiles(flags: { 'text-file'?: string | undefined; calibration?: string | undefined; recipe?: string | undefined; eval?: string | undefined }) {
   return [
+    ...(flags.eval ? [{ path: flags.eval, what: 'the --eval file' }] : []),
     ...(flags['text-file'] ? [{ path: flags['text-file'], what: 'the --text-file' }] : []),
     ...(flags.calibration ? [{ path: flags.calibration, what: 'the --calibration file' }] : []),
     ...(flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : []),

@@ -11,6 +11,8 @@ import { exitCodeRows } from '../cli/exit-codes.js'
 import { TASKS } from '../checkpoint/task.js'
 import { UserError } from '../util/errors.js'
 import { revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
+import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
+import { formatEvalCandidate, formatEvalHeader } from '../pipeline/evaluation.js'
 
 /** Rows of text inputs shown in the report's token preview. */
 const PREVIEW_ROWS = 5
@@ -22,6 +24,7 @@ export default class Verify extends AlbertkitCommand {
     'The reference is a checkpoint, run through albertkit’s plain fp32 graph; an ONNX model, run as written (its vocabulary, positions and token types read from its embedding tables; its tokenizer beside it, or --tokenizer); or PyTorch goldens (--golden). onnxruntime optimizations are off.',
     'It reports per output the max abs error, the mean abs error, the cosine similarity and, for logits, the top-1 agreement.',
     'Thresholds follow each model’s precision (fp32: max abs 1e-4; fp16: cosine 0.9999; int8: cosine 0.999 and top-1 99%; int4: cosine 0.99) unless --max-abs, --cosine, --top1 or a recipe file (which can set them per precision) say otherwise.',
+    'With --eval FILE, each candidate and the fp32 reference are also scored on a labelled dev set (the head’s metric: accuracy, entity F1, SQuAD F1, fill-mask top-1): the drop in points, its 95% interval (seeded paired bootstrap) and the predictions that changed. --max-drop fails a candidate whose drop is larger.',
     'Nothing is written. The verdicts, or with --json the report, go to stdout; progress goes to stderr.',
   ].join('\n\n')
   static override usage = '<%= command.id %> REFERENCE CANDIDATES... [FLAGS]'
@@ -47,15 +50,19 @@ export default class Verify extends AlbertkitCommand {
       command: '<%= config.bin %> verify ./ckpt model.onnx --text-file questions.tsv',
     },
     {
+      description: 'Score the int8 model on a labelled dev set; fail when accuracy drops by more than 1 point:',
+      command: '<%= config.bin %> verify ./ckpt build/onnx/model_int8.onnx --eval dev.jsonl --max-drop 1',
+    },
+    {
       description: 'Inputs and thresholds as the repository pins them, the verdict as JSON for CI, nothing on stderr but errors:',
       command: '<%= config.bin %> verify ./ckpt build/onnx/model.onnx build/onnx/model_int8.onnx --recipe albertkit.json --json --quiet > verdict.json',
     },
   ]
   static exitCodes = exitCodeRows({
     ok: 'every candidate is within tolerance',
-    parity: 'a candidate is out of tolerance; the report still prints',
+    parity: 'a candidate is out of tolerance, or its metric on --eval dropped by more than --max-drop; the report still prints',
     usage: 'an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file; nothing was read',
-    input: 'an unreadable, malformed or unsupported checkpoint, reference ONNX model (no embedding tables found) or candidate, a reference without a tokenizer for --text, a model or revision missing from the Hugging Face cache, a bad --golden, --inputs or --text-file file',
+    input: 'an unreadable, malformed or unsupported checkpoint, reference ONNX model (no embedding tables found) or candidate, a reference without a tokenizer for --text, a model or revision missing from the Hugging Face cache, a bad --golden, --inputs, --text-file or --eval file',
   })
   static override args = {
     reference: Args.string({ description: 'the original checkpoint folder (or org/name in the Hugging Face cache), or an ONNX model to check against', required: true }),
@@ -69,6 +76,7 @@ export default class Verify extends AlbertkitCommand {
     ...textFlags,
     tokenizer: Flags.string({ description: 'folder of the tokenizer for --text and --text-file (default: the checkpoint’s, or the one beside an ONNX reference)', helpValue: '<folder>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     ...verifyFlags,
+    ...evalFlags,
     ...recipeFlag,
   }
   static override enableJsonFlag = true
@@ -86,7 +94,8 @@ export default class Verify extends AlbertkitCommand {
       if (flags.golden && !flags.inputs) throw new UserError(`${flags.golden}: goldens need the inputs they were computed on (--inputs)`)
       checkVerifyFlags(typed, flags, isOnnxReference(args.reference) ? args.reference : undefined)
       if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
-      return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)), cache: revisionOf(args.reference, typed, flags, recipe) }
+      const evalRequest = evalRequestFrom(flags)
+      return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)), cache: revisionOf(args.reference, typed, flags, recipe), ...(evalRequest ? { eval: evalRequest } : {}) }
     })
     const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
     const progress = this.progress(flags)
@@ -109,7 +118,14 @@ export default class Verify extends AlbertkitCommand {
       for (const row of rows.slice(0, PREVIEW_ROWS)) this.log(`  ${tokenPreview(row.tokens)}`)
       if (rows.length > PREVIEW_ROWS) this.log(`  … ${rows.length - PREVIEW_ROWS} more`)
       for (const a of report.artifacts) for (const line of formatVerdict(a)) this.log(line)
+      if (report.eval) {
+        const e = report.eval
+        this.log(formatEvalHeader(e))
+        for (const c of e.candidates) this.log(`  ${formatEvalCandidate(c)}`)
+      }
     }
+    const failed = report.eval?.candidates.find((c) => c.gate && !c.gate.pass)
+    if (failed) process.stderr.write(`Error: ${failed.file}: ${failed.gate!.message}\n`)
     if (!report.pass) this.parityFailed()
     return report
   }

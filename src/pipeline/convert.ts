@@ -10,7 +10,7 @@ import { checkpointPathOf, type ResolveOptions } from '../checkpoint/hf-cache.js
 import { buildAlbert } from '../builder/albert.js'
 import { resolveTask, type Task } from '../checkpoint/task.js'
 import { cloneModel, type Model } from '../ir/graph.js'
-import { PassManager, formatPassReport, type PassOptions, type PassReport } from '../passes/pass.js'
+import { formatPassReport, type PassOptions, type PassReport } from '../passes/pass.js'
 import { passesOf, precisionPlans, type ArtifactPlan, type Precision } from '../targets/precision.js'
 import { writesRequiredOperators } from '../targets/targets.js'
 import { modelBytes, readModelFile, writeModelFile } from '../onnx/file.js'
@@ -29,7 +29,10 @@ import { RequiredOperators } from '../report/required-ops.js'
 import { textFeeds, tokenPreview, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import { describeTextInputs, textReport, type TextReport } from './verify.js'
 import { layOutFolder, type Alias } from './layout.js'
+import { runPlan } from './plans.js'
+import { searchPlan, type AutoReport } from './auto.js'
 import { lineProgress, type Progress } from '../util/progress.js'
+import { Evaluator, evalStamp, formatEvalCandidate, portableFile, type EvalCandidate, type EvalReport, type EvalRequest } from './evaluation.js'
 
 /** The default random inputs: the sequence adapts to the model's positions. */
 const DEFAULT_INPUTS_REQUEST: InputRequest = { batch: DEFAULT_INPUTS.batch, seed: DEFAULT_INPUTS.seed, choices: DEFAULT_INPUTS.choices ?? 2 }
@@ -59,6 +62,10 @@ export interface ConvertOptions {
   fixedShapeFrom?: string
   /** Verify on these texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs. */
   text?: { texts: TextInput[]; source: string }
+  /** `--precision auto`: search the plans (pipeline/auto.ts) for the smallest that holds `eval.maxDrop`, and emit it alone */
+  auto?: boolean
+  /** A labelled dev set every model is scored on against the fp32 reference (and gated with `maxDrop`). */
+  eval?: EvalRequest
   /** Progress lines (what each step did). */
   log?: (line: string) => void
   /** Long steps as they run, and what each did (takes the place of `log`). */
@@ -96,6 +103,10 @@ export interface ConvertReport {
   factorization: Factorization
   unusedTensors: string[]
   verification: { inputs: InputSpec | null; text?: TextReport; pass: boolean } | null
+  /** with --eval: every model's metric on the dev set against the fp32 reference */
+  evaluation?: EvalReport
+  /** with --precision auto: the plan chosen, and every plan tried with its size and metric */
+  auto?: AutoReport
   /** every file albertkit put in the folder, report.json included: with `albertkit`, the mark `--force` looks for */
   written: string[]
 }
@@ -133,8 +144,10 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   const ckpt = openCheckpoint(opts.checkpoint, opts.cache)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
   const digest = digestCheckpoint(ckpt.dir, [ckpt.configFile, ...ckpt.weightFiles])
-  const plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
+  if (opts.auto && opts.eval?.maxDrop === undefined) throw new UsageError('--precision auto picks the smallest model that holds a largest drop on a dev set: give --eval FILE and --max-drop X')
+  let plans = opts.plans ?? precisionPlans(opts.precisions ?? ['fp32'])
   const fixedShape = opts.passOptions?.fixedShape
+  if (opts.eval && fixedShape) throw new UsageError('--eval cannot score a model with --fixed-shape (a dev set\'s batches vary in size and length; the model takes exactly the pinned shape)')
   if (opts.text && fixedShape) throw new UsageError('text inputs cannot verify a model with --fixed-shape (texts vary in length; the model takes exactly the pinned shape)')
   if (fixedShape && fixedShape[1] > ckpt.config.maxPositionEmbeddings) {
     const [B, S] = fixedShape
@@ -151,12 +164,24 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
   } else if (inputSpec) log(`inputs: ${describeRandomInputs(inputSpec)}`)
   const feeds = text ? text.feeds : inputSpec ? randomInputs(ckpt.config, task, inputSpec) : undefined
   const weightBytes = [...ckpt.weights.values()].reduce((n, e) => n + e.tensor.byteLength, 0)
+  const evaluator = opts.eval ? Evaluator.open(opts.eval, task, ckpt.dir, ckpt.config, progress, weightBytes > LARGE_MODEL_BYTES ? { disablePrepacking: true } : {}) : undefined
+  await evaluator?.check()
 
   const stage = output.stage()
   try {
     fs.mkdirSync(path.join(stage.path, 'onnx'))
+    let auto: AutoReport | undefined
+    if (opts.auto) {
+      const building = progress.start(`building ${task} graph`)
+      const reference = buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.weightFiles[0] ?? ckpt.dir, configFile: ckpt.configFile }).model
+      building.done()
+      const found = await searchPlan(reference, evaluator!, opts.eval!.maxDrop!, opts.passOptions ?? {}, { runner: ortRunner, warn: opts.warn }, progress)
+      plans = [found.plan]
+      auto = found.report
+      progress.info(`chose ${auto.chosen} (${plans[0]!.file})`)
+    }
     const holder = new ModelHolder(path.join(stage.path, '.verify'), weightBytes > LARGE_MODEL_BYTES)
-    const made = await makeModels(ckpt, task, plans, holder, digest.sha256, !!feeds, opts, progress)
+    const made = await makeModels(ckpt, task, plans, holder, digest.sha256, !!feeds || !!evaluator, opts, progress)
     if (holder.large) {
       // The checkpoint's buffers go before onnxruntime maps the models: about one copy at a time.
       ckpt.weights.clear()
@@ -181,6 +206,19 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       checking.done(`${[...verdicts.values()].filter((v) => v.pass).length} of ${verdicts.size} within tolerance; inputs: ${inputs}`)
     }
 
+    // Each model on the labelled dev set against the fp32 reference.
+    let evaluation: EvalReport | undefined
+    const scored = new Map<ArtifactPlan, EvalCandidate>()
+    if (evaluator && made.reference) {
+      await evaluator.reference(holder.source(made.reference), `albertkit's fp32 graph of ${opts.checkpoint}`)
+      for (const m of made.models) {
+        const c = await evaluator.candidate(holder.source(m.held), m.plan.file, m.plan.precision)
+        scored.set(m.plan, c)
+        log(formatEvalCandidate(c))
+      }
+      evaluation = evaluator.report([...scored.values()], portableFile(opts.eval!.file), false)
+    }
+
     // The files, with the verdict in their provenance.
     const artifacts: Artifact[] = []
     const externalFiles: string[] = []
@@ -189,7 +227,15 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       writing.running(m.plan.file)
       const model = holder.release(m.held)
       const verdict = verdicts.get(m.plan)
-      if (verdict) stampProvenance(model, { ...provenanceOf(m.plan, digest.sha256, task), verdict })
+      const evaluated = scored.get(m.plan)
+      if (verdict || evaluated) {
+        stampProvenance(model, {
+          ...provenanceOf(m.plan, digest.sha256, task),
+          ...(verdict ? { verdict } : {}),
+          ...(evaluated ? { eval: evalStamp(evaluation!, evaluated) } : {}),
+          ...(auto ? { plan: auto } : {}),
+        })
+      }
       const written = writeModelFile(path.join(stage.path, m.plan.file), model)
       log(`wrote ${m.plan.file} (${written.bytes} bytes)`)
       if (written.externalFile) externalFiles.push(m.plan.file)
@@ -228,6 +274,8 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       verification: feeds
         ? { inputs: inputSpec ?? null, ...(text ? { text: portableTextReport(text, ckpt.dir) } : {}), pass: artifacts.every((a) => a.verdict?.pass) }
         : null,
+      ...(evaluation ? { evaluation } : {}),
+      ...(auto ? { auto } : {}),
       written: [...filesIn(stage.path), 'report.json'].sort(),
     }
     fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
@@ -314,14 +362,14 @@ async function makeModels(
   const fileWidth = Math.max(...plans.map((p) => p.file.length))
   for (const plan of plans) {
     const making = progress.start(`making ${plan.file}`, plan.passes.length)
-    const manager = new PassManager(passesOf(plan), {
+    passesOf(plan) // every pass name known before any runs
+    const { model: variant, reports: passes } = await runPlan(cloneModel(reference), plan, opts.passOptions, { runner: ortRunner, warn: opts.warn }, {
       onStart: (pass) => making.running(pass.name),
       onReport: (r) => {
         log(`  ${`${plan.file}:`.padEnd(fileWidth + 1)} ${formatPassReport(r, { figures: true })}`)
         making.tick()
       },
     })
-    const { model: variant, reports: passes } = await manager.run(cloneModel(reference), opts.passOptions, { runner: ortRunner, warn: opts.warn })
     making.done(`${variant.graph.nodes.length} nodes`)
     variant.graph.toposort()
     stampProvenance(variant, provenanceOf(plan, sourceSha256, task))
@@ -371,7 +419,7 @@ class ModelHolder {
     return 'model' in held ? held.model : readModelFile(held.file)
   }
 
-  private source(held: Held): Uint8Array | string {
+  source(held: Held): Uint8Array | string {
     return 'model' in held ? modelBytes(held.model) : held.file
   }
 

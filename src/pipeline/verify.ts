@@ -18,9 +18,11 @@ import { DEFAULT_INPUTS, describeRandomInputs, pinnedInputSpec, randomInputs, re
 import { goldenOutputs, type ArtifactVerdict, type OutputMap, type ThresholdOverrides } from '../verify/verdict.js'
 import { referenceSignature, type ReferenceSignature } from '../verify/signature.js'
 import type { Task } from '../checkpoint/task.js'
+import type { AlbertConfig } from '../checkpoint/config.js'
 import { referenceOutputs, verifyCandidates } from '../runtime/parity.js'
 import { precisionOfFile } from '../targets/precision.js'
 import type { ResolveOptions } from '../checkpoint/hf-cache.js'
+import { Evaluator, type EvalCandidate, type EvalReport, type EvalRequest } from './evaluation.js'
 
 export interface VerifyOptions {
   /** the reference: a checkpoint (folder, file in one, or cached model id), or an ONNX model (`isOnnxReference`) */
@@ -40,6 +42,8 @@ export interface VerifyOptions {
   /** texts (and pairs) through the checkpoint's tokenizer instead of seeded random inputs; `source` names where they came from */
   text?: { texts: TextInput[]; source: string }
   thresholds?: ThresholdOverrides
+  /** a labelled dev set: every candidate scored against the fp32 reference (and gated with `maxDrop`) */
+  eval?: EvalRequest
   /** Long steps as they run (reading, the reference, each candidate) */
   progress?: Progress
 }
@@ -62,8 +66,11 @@ export interface VerifyReport {
   inputs: string
   /** present when the inputs came from text */
   text?: TextReport
+  /** parity and, with --max-drop, the dev set's gate */
   pass: boolean
   artifacts: ArtifactVerdict[]
+  /** with --eval: the dev set's figures */
+  eval?: EvalReport
 }
 
 /**
@@ -123,12 +130,16 @@ interface Reference {
   describe: string
   signature?: ReferenceSignature
   outputs: (feeds: Feed) => Promise<OutputMap>
+  /** a checkpoint reference: its folder (tokenizer), config (labels) and fp32 graph, built once, for --eval */
+  checkpoint?: { dir: string; config: AlbertConfig; graph: () => Uint8Array }
 }
 
 function checkpointReference(opts: VerifyOptions): Reference {
   const ckpt = openCheckpoint(opts.checkpoint, opts.cache)
   const task = resolveTask(ckpt.config, opts.task, ckpt.configFile)
   const at = ckpt.repo ? ` at ${ckpt.repo.revision} (commit ${ckpt.repo.commit.slice(0, 12)})` : ''
+  let built: Uint8Array | undefined
+  const graph = () => (built ??= modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model))
   return {
     shape: ckpt.config,
     shapeFrom: ckpt.configFile,
@@ -136,10 +147,8 @@ function checkpointReference(opts: VerifyOptions): Reference {
     tokenizer: () => opts.tokenizer ?? ckpt.dir,
     format: ckpt.format,
     describe: `albertkit fp32 graph of ${opts.checkpoint}${at} (onnxruntime optimizations off)`,
-    outputs: (feeds) => {
-      const graph = modelBytes(buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile }).model)
-      return blaming(undefined, opts.inputs, () => referenceOutputs(graph, feeds))
-    },
+    outputs: (feeds) => blaming(undefined, opts.inputs, () => referenceOutputs(graph(), feeds)),
+    checkpoint: { dir: ckpt.dir, config: ckpt.config, graph },
   }
 }
 
@@ -187,8 +196,11 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   const reading = progress.start(`reading ${onnx ? 'the reference' : 'checkpoint'}, inputs and models`)
   if (onnx && opts.golden) throw new UsageError(`--golden makes PyTorch outputs the reference; ${opts.checkpoint} is an ONNX reference already (give one of them)`)
   if (onnx && opts.task) throw new UsageError(`--task chooses the head of albertkit's graph of a checkpoint; the ONNX reference ${opts.checkpoint} has its own`)
+  if (onnx && opts.eval) throw new UsageError(`--eval reads its labels from a checkpoint's config.json and tokenizes with its tokenizer; ${opts.checkpoint} is an ONNX reference (give the checkpoint it came from)`)
   const ref = onnx ? onnxReference(opts) : checkpointReference(opts)
   const task = ref.task
+  const evaluator = opts.eval && ref.checkpoint ? Evaluator.open(opts.eval, task, ref.checkpoint.dir, ref.checkpoint.config, progress) : undefined
+  await evaluator?.check()
   if (opts.golden && !opts.inputs) fail(opts.golden, 'goldens need the inputs they were computed on (--inputs)')
   if (opts.text && opts.inputs) fail(opts.inputs, 'give either --inputs or texts, not both')
   const fixed = ref.signature?.fixed
@@ -222,12 +234,20 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
     checking.tick()
   }
   checking.done(`${artifacts.filter((a) => a.pass).length} of ${artifacts.length} within tolerance`)
+  let evaluation: EvalReport | undefined
+  if (evaluator) {
+    await evaluator.reference(ref.checkpoint!.graph(), `albertkit's fp32 graph of ${opts.checkpoint}`)
+    const scored: EvalCandidate[] = []
+    for (const c of candidates) scored.push(await evaluator.candidate(c.bytes, c.path, c.precision))
+    evaluation = evaluator.report(scored)
+  }
   return {
     reference: opts.golden ?? ref.describe,
     ...(ref.signature ? { signature: ref.signature } : {}),
     inputs: text ? describeTextInputs(text) : opts.inputs ?? describeRandomInputs(spec!),
     ...(text ? { text: textReport(text) } : {}),
-    pass: artifacts.every((a) => a.pass),
+    pass: artifacts.every((a) => a.pass) && (evaluation?.pass ?? true),
     artifacts,
+    ...(evaluation ? { eval: evaluation } : {}),
   }
 }

@@ -50,6 +50,10 @@ export interface Provenance {
   precision: string
   passes: string[]
   verdict?: ArtifactVerdict
+  /** labelled evaluation (convert --eval): plain JSON, stamped as albertkit.eval */
+  eval?: object
+  /** convert --precision auto: the plan chosen and every plan tried, plain JSON, stamped as albertkit.plan */
+  plan?: object
 }
 
 const sig = (x: number) => (Number.isFinite(x) ? Number(x.toPrecision(6)) : String(x))
@@ -71,6 +75,8 @@ export function stampProvenance(model: Model, p: Provenance): void {
     )
     model.setMetadata('albertkit.parity', JSON.stringify({ pass: p.verdict.pass, thresholds: p.verdict.thresholds, outputs: parity }))
   }
+  if (p.eval) model.setMetadata('albertkit.eval', JSON.stringify(p.eval))
+  if (p.plan) model.setMetadata('albertkit.plan', JSON.stringify(p.plan))
 }
 
 /** Stamp a model `optimize` wrote: which albertkit, which passes (the convert keys, if any, stay). */

@@ -54,9 +54,48 @@ export const PRECISION: Record<Precision, PrecisionRecord> = {
 export interface ArtifactPlan {
   file: string
   precision: Precision
-  /** the target that planned it, or 'generic' (a plain precision) */
+  /** the target that planned it, 'generic' (a plain precision) or 'auto' (`--precision auto`) */
   target: string
+  /** every pass, in order (the stages' passes one after the other when there are stages) */
   passes: string[]
+  /** a plan in stages, each stage's passes keeping some weights out (mixed plans); absent: `passes` in one run */
+  stages?: PlanStage[]
+  /** `--precision auto`: the plan's name (int4, int8, int4+int8 ×2, ...) */
+  name?: string
+  /** mixed plans: the shared weights kept at the higher precision */
+  kept?: string[]
+}
+
+/** One run of passes, with the weights named in `keepWeights` left out of them (their readers join `keepNodes`). */
+export interface PlanStage {
+  passes: string[]
+  keepWeights?: string[]
+}
+
+/**
+ * The plans `convert --precision auto` tries, smallest first: int4; int4 with the most sensitive
+ * shared weights at int8 (`int4+int8`, a few at a time); int8; int8 with the most sensitive
+ * weights at fp32 (`int8+fp32`); fp16; fp32. A mixed plan is written as its base precision's
+ * file (the chosen one's provenance names its plan and the weights it keeps).
+ */
+export const AUTO_KINDS = ['int4', 'int4+int8', 'int8', 'int8+fp32', 'fp16', 'fp32'] as const
+export type AutoKind = (typeof AUTO_KINDS)[number]
+
+/** The plan of one kind; a mixed kind keeps `kept` (shared weight names) at its higher precision. */
+export function autoPlan(kind: AutoKind, kept: readonly string[] = []): ArtifactPlan {
+  const target = 'auto'
+  switch (kind) {
+    case 'int4+int8': {
+      const stages: PlanStage[] = [{ passes: [...PREPARE] }, { passes: ['quantize-int4'], keepWeights: [...kept] }, { passes: ['quantize-int8', ...CLEANUP] }]
+      return { file: PRECISION.int4.file, precision: 'int4', target, passes: stages.flatMap((s) => s.passes), stages, name: `int4+int8 ×${kept.length}`, kept: [...kept] }
+    }
+    case 'int8+fp32': {
+      const stages: PlanStage[] = [{ passes: [...PREPARE] }, { passes: ['quantize-int8', ...CLEANUP], keepWeights: [...kept] }]
+      return { file: PRECISION.int8.file, precision: 'int8', target, passes: stages.flatMap((s) => s.passes), stages, name: `int8+fp32 ×${kept.length}`, kept: [...kept] }
+    }
+    default:
+      return { file: PRECISION[kind].file, precision: kind, target, passes: PRECISION[kind].passes, name: kind }
+  }
 }
 
 /** Plans for plain precisions (no target). */
