@@ -15,10 +15,9 @@
  *   Hessian of the layer's squared output error, H = Σ xᵀx over sample activations x. Block
  *   scales are searched as in `mse`, on the values as they stand when the block's turn comes.
  *
- * All three are deterministic (plain double arithmetic, one order of operations). `halfScales`
- * rounds every scale to a float16 value while choosing, for models whose scales become float16.
+ * All three are deterministic (plain double arithmetic, one order of operations); `gptq` as far
+ * as its Hessians are (onnxruntime's sums on the machine at hand).
  */
-import { halfToFloat, toHalfBits } from '../util/half.js'
 import { roundEven } from './quant-common.js'
 
 export type Int4Rounding = 'nearest' | 'mse' | 'gptq'
@@ -26,8 +25,6 @@ export type Int4Rounding = 'nearest' | 'mse' | 'gptq'
 export interface BlockSpec {
   blockSize: number
   asymmetric: boolean
-  /** Scales are rounded to float16 values. */
-  halfScales?: boolean
 }
 
 /** 4-bit codes of an [N, K] matrix, one code a byte, with a scale (and zero point) per block. */
@@ -46,22 +43,24 @@ export interface Codes4 {
 /** Shrink factors of the scale search: 1, 0.98, ..., 0.52. */
 const SEARCH_FACTORS = Array.from({ length: 25 }, (_, i) => 1 - 0.02 * i)
 
-function storedScale(s: number, half: boolean | undefined): number {
-  return half ? halfToFloat(toHalfBits(s)) : Math.fround(s)
-}
+const storedScale = (s: number) => Math.fround(s)
+
+/** 1.5 · 2^52: adding and subtracting it rounds a double below 2^51 in magnitude to the nearest integer, ties to even. */
+const ROUNDER = 6755399441055744
 
 const code = (x: number, scale: number, zp: number) => Math.min(15, Math.max(0, roundEven(x / scale) + zp))
 
 /** Squared error of the block x[0, n) under a scale and zero point, or `limit` once it reaches it. */
 function blockError(x: Float64Array, n: number, scale: number, zp: number, limit: number): number {
   let e = 0
+  const lo = -zp
+  const hi = 15 - zp
   for (let k = 0; k < n; k++) {
     const v = x[k]!
-    const y = v / scale
-    let r = Math.round(y)
-    if (r - y === 0.5 && r % 2 !== 0) r -= 1
-    const q = r + zp < 0 ? 0 : r + zp > 15 ? 15 : r + zp
-    const d = v - (q - zp) * scale
+    // the code's integer part, ties to even (as roundEven; |v / scale| is far below 2^51 or clamped anyway)
+    let r = v / scale + ROUNDER - ROUNDER
+    r = r < lo ? lo : r > hi ? hi : r
+    const d = v - r * scale
     e += d * d
     if (e >= limit) return limit
   }
@@ -77,11 +76,11 @@ interface Choice {
 function nearestBlock(x: Float64Array, n: number, spec: BlockSpec): Choice {
   if (spec.asymmetric) {
     const [lo, hi] = range(x, n)
-    const scale = storedScale(hi > lo ? (hi - lo) / 15 : 1, spec.halfScales)
+    const scale = storedScale(hi > lo ? (hi - lo) / 15 : 1)
     return { scale, zp: Math.min(15, Math.max(0, roundEven(-lo / scale))) }
   }
   const m = largest(x, n)
-  return { scale: storedScale(m !== 0 ? m / -8 : 1, spec.halfScales), zp: 8 }
+  return { scale: storedScale(m !== 0 ? m / -8 : 1), zp: 8 }
 }
 
 /** [min(x, 0), max(x, 0)] */
@@ -119,15 +118,15 @@ function searchBlock(x: Float64Array, n: number, spec: BlockSpec): Choice {
   if (spec.asymmetric) {
     const [lo, hi] = range(x, n)
     for (const f of SEARCH_FACTORS) {
-      const scale = storedScale(((hi - lo) * f) / 15, spec.halfScales)
+      const scale = storedScale(((hi - lo) * f) / 15)
       consider(scale, Math.min(15, Math.max(0, roundEven((-lo * f) / scale))))
     }
     return best
   }
   const m = largest(x, n)
   for (const f of SEARCH_FACTORS) {
-    consider(storedScale((m / -8) * f, spec.halfScales), 8)
-    consider(storedScale((m / 7) * f, spec.halfScales), 8)
+    consider(storedScale((m / -8) * f), 8)
+    consider(storedScale((m / 7) * f), 8)
   }
   return best
 }

@@ -72,10 +72,10 @@ function rowNumbersTensor(rows: number): Tensor {
 
 /**
  * The table's bytes as MatMulNBits' B [rows, blocks, block / 2] (a Reshape, which onnxruntime
- * folds at load), when the layouts agree: `cols` a multiple of the block size. Undefined otherwise.
+ * folds at load); the layouts agree when `cols` is a multiple of the block size (the caller's check).
  */
-export function tableAsMatMulB(graph: Graph, t: Table4): Value | undefined {
-  if (t.cols % t.blockSize !== 0) return undefined
+export function tableAsMatMulB(graph: Graph, t: Table4): Value {
+  if (t.cols % t.blockSize !== 0) throw new Error(`tableAsMatMulB: ${t.cols} columns are not whole blocks of ${t.blockSize}`)
   const blocks = t.cols / t.blockSize
   const shape = graph.addInitializer(graph.uniqueName(`${t.data.name}_blocks_shape`), Tensor.fromInt64([3], [t.rows, blocks, t.blockSize / 2]))
   const node = graph.addNode('Reshape', [t.data, shape], [`${t.data.name}_blocks`], { name: graph.uniqueNodeName(`${t.data.name}_as_blocks`) })

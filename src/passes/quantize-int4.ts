@@ -3,17 +3,18 @@
  * reduction axis, symmetric or, with `asymmetric`, with a 4-bit zero point per block (see
  * int4-rounding.ts for how codes are chosen). Activations stay float.
  * - Every constant weight read only by MatMul/Gemm becomes com.microsoft MatMulNBits.
- * - Lookup tables (the embeddings; Gather or Slice on axis 0) become com.microsoft
- *   GatherBlockQuantized, blocks along each row (quantize-gather4.ts); a decoder tied to a table
- *   reads the same 4-bit bytes through MatMulNBits.
+ * - The vocabulary (the word embeddings) becomes com.microsoft GatherBlockQuantized, 4-bit blocks
+ *   along each row (quantize-gather4.ts); a decoder tied to it reads the same bytes, scales and
+ *   zero points through MatMulNBits. Other lookup tables (positions, token types) stay int8 per
+ *   row, as quantize-int8 stores them: 4 bits would save a few kilobytes there.
  * - A weight some fused Attention reads keeps the int8 path (QAttention), as quantize-int8 does.
  * Each shared weight is quantized once; no float copy stays.
  *
- * Rounding: `gptq` (error-compensating, calibrated on sample inputs) when a model runner is given,
- * else `mse` (each block's scale searched for the least squared error); `nearest` on request.
- * Tables are rounded by `mse` (their rows are read as they are). `halfScales` rounds every scale
- * to a float16 value, for a model the fp16 pass converts next (model_q4f16.onnx: MatMulNBits and
- * GatherBlockQuantized with float16 scales and activations).
+ * Rounding (`int4Rounding`): `mse` by default (each block's scale searched for the least squared
+ * error: no model runs, the same bytes on every machine); `gptq` (error-compensating, calibrated
+ * on sample inputs through the context's model runner: the most accurate, and the slowest);
+ * `nearest` (the largest magnitude maps to −8). Tables are rounded by `mse` unless `nearest` is
+ * asked (their rows are read as they are). For q4f16 the fp16 pass turns the scales float16 next.
  *
  * Safe up to quantization error; needs onnxruntime's contrib ops (GatherBlockQuantized with a
  * `bits` attribute: onnxruntime 1.30).
@@ -63,7 +64,7 @@ async function quantize(model: Model, opts: Readonly<PassOptions>, rounding: Int
   const graph = model.graph
   const { plans, skipped } = planWeights(graph, { ...opts, perTensor: false })
   const linearOnly = plans.filter((p) => p.uses.every((u) => u.kind === 'linear'))
-  const tables = plans.filter((p) => !linearOnly.includes(p) && p.uses.every((u) => u.kind !== 'attention') && p.weight.const!.dims[1]! % 2 === 0)
+  const tables = vocabularyTables(plans.filter((p) => !linearOnly.includes(p)), blockSize)
   const int8 = plans.filter((p) => !linearOnly.includes(p) && !tables.includes(p))
 
   // Hessians come from the float model, so before any rewrite.
@@ -111,10 +112,10 @@ async function quantize(model: Model, opts: Readonly<PassOptions>, rounding: Int
   for (const plan of tables) {
     const c = codesOf(plan, 'NK', tableRounding)
     const table = storeTable4(graph, plan.weight, c)
-    let other: StoredB | undefined
+    let tied: StoredB | undefined
     for (const use of plan.uses) {
       if (use.kind === 'lookup') rewriteLookup4(graph, use, table)
-      else if (use.kind === 'linear') rewriteLinear4(graph, use, use.orientation === 'NK' ? tableAsB(graph, table, c) : (other ??= storeB(graph, plan, 'KN', codesOf(plan, 'KN', tableRounding), true)), blockSize, plan.weight.name)
+      else if (use.kind === 'linear') rewriteLinear4(graph, use, (tied ??= tableAsB(graph, table)), blockSize, plan.weight.name)
       readers++
     }
   }
@@ -165,12 +166,27 @@ function storeB(graph: Graph, plan: WeightPlan, o: Orientation, c: Codes4, suffi
   }
 }
 
-/** A table as MatMulNBits' B: its own bytes when the layouts agree, else a padded copy; the table's scales and zero points. */
-function tableAsB(graph: Graph, t: Table4, c: Codes4): StoredB {
-  const b =
-    tableAsMatMulB(graph, t) ??
-    graph.addInitializer(graph.uniqueName(`${t.data.name}_blocks`), new Tensor(DataType.UINT8, [c.N, Math.ceil(c.K / c.blockSize), c.blockSize / 2], packBlocks(c).data))
-  return { b, scales: t.scales, zp: t.zeroPoints, N: t.rows, K: t.cols }
+/** A table as MatMulNBits' B (a tied decoder, logits = h·Tᵀ): the table's own bytes, scales and zero points. */
+function tableAsB(graph: Graph, t: Table4): StoredB {
+  return { b: tableAsMatMulB(graph, t), scales: t.scales, zp: t.zeroPoints, N: t.rows, K: t.cols }
+}
+
+/**
+ * The lookup tables stored 4-bit: the vocabulary (the table with the most rows that a Gather
+ * reads, as analysis/factorization.ts finds the word embeddings), when its rows hold an even
+ * number of values and a tied decoder, if any, can read the same bytes (it reads the table
+ * transposed, and each row is whole blocks). The other tables (positions, token types: a few
+ * kilobytes) and a vocabulary 4-bit cannot serve stay int8, per row.
+ */
+function vocabularyTables(plans: WeightPlan[], blockSize: number): WeightPlan[] {
+  const rows = (p: WeightPlan) => p.weight.const!.dims[0]!
+  const gathered = plans.filter((p) => p.uses.some((u) => u.kind === 'lookup' && u.op === 'Gather'))
+  const most = Math.max(0, ...gathered.map(rows))
+  return gathered.filter((p) => {
+    const cols = p.weight.const!.dims[1]!
+    if (rows(p) !== most || cols % 2 !== 0) return false
+    return p.uses.every((u) => u.kind === 'lookup' || (u.kind === 'linear' && u.orientation === 'NK' && cols % blockSize === 0))
+  })
 }
 
 /** Rewrite one linear reader (MatMul, with the Add of its bias; or Gemm) to MatMulNBits. */
