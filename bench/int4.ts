@@ -81,6 +81,7 @@ export async function int4Figures(dir: string, opts: { chain?: boolean } = {}): 
     ['albertkit q4 (default)', 'int4', {}],
     ['albertkit q4, nearest rounding', 'int4', { int4Rounding: 'nearest' }],
     ['albertkit q4, gptq rounding', 'int4', { int4Rounding: 'gptq' }],
+    ['albertkit q4f16 (default)', 'q4f16', {}],
   ]
   for (const [label, precision, options] of variants) {
     const { bytes, ms } = await makePrecision(base, precision, options)
