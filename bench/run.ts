@@ -13,6 +13,7 @@ import { compressionFigures, printCompression, type CompressionFigures } from '.
 import { chainFigures, printChain, type ChainFigures } from './chain.js'
 import { largeFigures, printLarge, type LargeFigures } from './large.js'
 import { printStartup, startupFigures } from './startup.js'
+import { int4Figures, printInt4, type Int4Figures } from './int4.js'
 
 const RUNS = 5
 
@@ -78,6 +79,13 @@ async function main(scratch: string): Promise<void> {
   chain = await chainFigures(chainDir, 15)
   printChain(chain)
 
+  // 4-bit figures need transformers' outputs (fixtures/make_fixtures.py --base-hfinit)
+  let int4: Int4Figures | undefined
+  if (fs.existsSync(path.join(chainDir, 'golden.safetensors'))) {
+    int4 = await int4Figures(chainDir)
+    printInt4(int4)
+  } else console.log('\n4-bit figures: skipped (no golden outputs; make them with fixtures/make_fixtures.py --base-hfinit)')
+
   const startup = startupFigures()
   printStartup(startup)
 
@@ -96,6 +104,7 @@ async function main(scratch: string): Promise<void> {
     convertVerified: { medianSeconds: verified.seconds, medianPeakMB: verified.peakMB, all: verified.runs },
     compression,
     chain,
+    int4,
     startup,
     large,
   }

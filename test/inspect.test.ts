@@ -88,9 +88,10 @@ describe('inspect: parameters of quantized models', () => {
     }
     // fp16 keeps one more small constant in float32 beside its fp16 copy
     assert.equal((await figures(['dedup', 'fp16'])).stored, base.stored + 1)
-    // The int4 model of a MatMul + Add export runs (its MatMulNBits once lost their activation input).
+    // The int4 model of a MatMul + Add export runs (its MatMulNBits once lost their activation input;
+    // a lost input gives cosines near 0). 4-bit embeddings on this 8-wide toy cost more than on albert-base.
     const q4 = await verify({ checkpoint: fixtureDir('albert-model'), candidates: [path.join(work, 'export-dedup-quantize-int4.onnx')] })
-    for (const o of q4.artifacts[0]!.outputs) assert.ok(o.cosine > 0.98, `${o.name}: cosine ${o.cosine}`)
+    for (const o of q4.artifacts[0]!.outputs) assert.ok(o.cosine > 0.97, `${o.name}: cosine ${o.cosine}`)
   })
 })
 

@@ -265,10 +265,12 @@ describe('quantize-int4', () => {
     assert.deepEqual(padded.b.dims, [1, 1, 8])
   })
 
-  it('makes MatMulNBits of every linear weight, the embeddings int8, each once', async () => {
+  it('makes MatMulNBits of every linear weight, each once; tables a tied decoder cannot read 4-bit stay int8', async () => {
     const m = buildFixture('albert-mlm')
     const [r] = await apply(m, ['quantize-int4'])
-    assert.equal(r!.stats.tablesInt8, 3)
+    // the vocabulary's rows (8 values) are not whole blocks of 32, so the tied decoder cannot share 4-bit bytes: int8 (test/int4.test.ts has the 4-bit tables)
+    assert.equal(r!.stats.int8, 3)
+    assert.equal(r!.stats.tables4bit, 0)
     assert.deepEqual(floatMatrices(m), [])
     const nbits = m.graph.nodes.filter((n) => n.opType === 'MatMulNBits')
     assert.ok(nbits.length > 0 && nbits.every((n) => n.attrInt('bits') === 4 && n.attrInt('block_size') === 32))

@@ -59,7 +59,7 @@ describe('recipe files', () => {
     rejects([], '(the recipe) must be an object')
     rejects({ precisions: 'fp32,int8' }, 'precisions must be a list')
     rejects({ precisions: [] }, 'precisions must not be empty')
-    rejects({ precisions: ['fp32', 'int3'] }, "precisions[1] 'int3' is not one of fp32, int8, int4, fp16")
+    rejects({ precisions: ['fp32', 'int3'] }, "precisions[1] 'int3' is not one of fp32, int8, int4, fp16, q4f16")
     rejects({ precisions: ['int8', 'int8'] }, 'precisions names a precision twice')
     rejects({ target: 'tpu' }, `target 'tpu' is not one of ${TARGET_NAMES.join(', ')}`)
     rejects({ target: 'cpu', precisions: ['fp32'] }, 'target and precisions are both given')

@@ -1,8 +1,9 @@
 /**
  * ALBERT's embedding factorization: its figures (V·E + E·H parameters against V·H), and finding it
- * in any graph: the word-embedding lookup (a Gather on a constant V×E table) and the first
+ * in any graph: the word-embedding lookup (a Gather, or a 4-bit GatherBlockQuantized, on a constant V×E table) and the first
  * constant-weight projection it feeds (E→H).
  */
+import { DataType } from '../ir/dtype.js'
 import type { Graph, Node, Value } from '../ir/graph.js'
 
 export interface EmbeddingLookup {
@@ -25,15 +26,18 @@ export function constantSource(v: Value | null | undefined): Value | undefined {
   return undefined
 }
 
-/** The word-embedding lookup: the Gather on the constant 2-D table with the most rows. */
+/** The word-embedding lookup: the Gather (or GatherBlockQuantized) on the constant 2-D table with the most rows. */
 export function findEmbeddingLookup(graph: Graph): EmbeddingLookup | undefined {
   let best: EmbeddingLookup | undefined
   for (const n of graph.nodes) {
-    if (n.opType !== 'Gather' || n.domain !== '' || n.attrInt('axis', 0) !== 0) continue
+    const blockQuantized = n.opType === 'GatherBlockQuantized' && n.domain === 'com.microsoft' && n.attrInt('gather_axis', 0) === 0
+    if (!blockQuantized && (n.opType !== 'Gather' || n.domain !== '' || n.attrInt('axis', 0) !== 0)) continue
     const table = constantSource(n.inputs[0])
     const dims = table?.const?.dims ?? (n.inputs[0]?.shape as number[] | undefined)
     if (!table || !dims || dims.length !== 2) continue
-    const [V, E] = dims as [number, number]
+    // 4-bit rows in uint8 bytes: 8 / bits values a byte
+    const perByte = blockQuantized && table.const?.dtype === DataType.UINT8 ? 8 / n.attrInt('bits', 4) : 1
+    const [V, E] = [dims[0]!, dims[1]! * perByte]
     if (!best || V > best.V) best = { gather: n, table, V, E }
   }
   if (!best) return undefined

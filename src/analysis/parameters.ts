@@ -5,7 +5,7 @@
  * A parameter is a weight element whatever it is stored as: float32, float16, or quantized. An
  * int8 weight (read by DynamicQuantizeMatMul, MatMulInteger, QAttention, a DequantizeLinear, or
  * gathered and then multiplied by its scales) counts its elements; a 4-bit MatMulNBits weight
- * counts K×N, not its packed bytes. The scales and zero points that come with quantized weights
+ * counts K×N, and a 4-bit table GatherBlockQuantized reads two values a byte, not its packed bytes. The scales and zero points that come with quantized weights
  * are not parameters. So a model has the same parameter count in every precision, up to what its
  * passes change (dedup merges equal tensors; a tensor a pass must store twice counts twice).
  */
@@ -50,6 +50,7 @@ const QUANTIZED_INPUTS: Record<string, { weight?: number; meta: number[] }> = {
   MatMulIntegerToFloat: { weight: 1, meta: [2, 3, 4, 5] },
   QAttention: { weight: 1, meta: [3, 4, 6, 7] },
   MatMulNBits: { weight: 1, meta: [2, 3] },
+  GatherBlockQuantized: { weight: 0, meta: [2, 3] },
 }
 
 /** Ops a weight goes through unchanged in what it holds, on its way to a reader. */
@@ -86,10 +87,11 @@ function quantization(graph: Graph): { weights: Map<Value, number>; meta: Set<Va
   const meta = new Set<Value>()
   const weight = (v: Value | undefined, node: Node) => {
     if (!v || !isInteger(v.const!) || v.const!.dims.length === 0 || weights.has(v)) return
-    // MatMulNBits packs K×N 4-bit values in blocks: count the values, not the bytes.
+    // MatMulNBits packs K×N 4-bit values in blocks, GatherBlockQuantized (uint8, bits 4) two a byte: count the values, not the bytes.
     const K = node.opType === 'MatMulNBits' ? node.attrInt('K') : undefined
     const N = node.opType === 'MatMulNBits' ? node.attrInt('N') : undefined
-    weights.set(v, K !== undefined && N !== undefined ? K * N : v.const!.size)
+    const perByte = node.opType === 'GatherBlockQuantized' && v.const!.dtype === DataType.UINT8 ? 8 / node.attrInt('bits', 4) : 1
+    weights.set(v, K !== undefined && N !== undefined ? K * N : v.const!.size * perByte)
   }
   for (const node of graph.nodes) {
     const slots = QUANTIZED_INPUTS[node.opType]

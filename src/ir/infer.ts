@@ -188,6 +188,18 @@ function inferNode(n: Node): void {
       const N = n.attrInt('N')
       return set(out, elem(a), s && N !== undefined ? [...s.slice(0, -1), N] : undefined)
     }
+    case 'GatherBlockQuantized': {
+      // the scales' float type; uint8 data holds 8 / bits values a byte along its last axis
+      const sd = shapeOf(a)
+      const si = shapeOf(b)
+      if (!sd || !si) return set(out, elem(n.inputs[2]))
+      const axis = normAxis(n.attrInt('gather_axis', 0), sd.length)
+      const perByte = elem(a) === DataType.UINT8 ? 8 / n.attrInt('bits', 4) : 1
+      const dims: Dim[] = [...sd.slice(0, axis), ...si, ...sd.slice(axis + 1)]
+      const last = dims[dims.length - 1]
+      if (typeof last === 'number') dims[dims.length - 1] = last * perByte
+      return set(out, elem(n.inputs[2]), dims)
+    }
     case 'TopK':
       set(n.outputs[0], elem(a))
       set(n.outputs[1], DataType.INT64)

@@ -42,9 +42,11 @@ const FP16_OPS = new Set([
 
 /**
  * Fused com.microsoft ops whose float16 kernels accumulate in float32 (onnxruntime's CUDA kernels;
- * on the CPU provider onnxruntime runs them through Casts to float32).
+ * on the CPU provider onnxruntime runs them through Casts to float32), and the 4-bit weight ops
+ * (MatMulNBits: float16 activations, scales and bias; GatherBlockQuantized: float16 scales give
+ * float16 rows), for q4f16 models.
  */
-const FP16_CONTRIB_OPS = new Set(['Attention', 'MultiHeadAttention', 'SkipLayerNormalization', 'FastGelu', 'BiasGelu', 'Gelu', 'QuickGelu'])
+const FP16_CONTRIB_OPS = new Set(['Attention', 'MultiHeadAttention', 'SkipLayerNormalization', 'FastGelu', 'BiasGelu', 'Gelu', 'QuickGelu', 'MatMulNBits', 'GatherBlockQuantized'])
 
 /** Ops a mask passes through on its way to the scores: element-wise and data movement. */
 const MASK_OPS = new Set([

@@ -32,6 +32,8 @@ export interface PassOptions {
   blockSize?: number
   /** quantize-int4: asymmetric (with zero points) instead of symmetric. */
   asymmetric?: boolean
+  /** quantize-int4: how 4-bit codes are chosen (int4-rounding.ts; default `mse`; `gptq` calibrates on sample inputs). */
+  int4Rounding?: 'nearest' | 'mse' | 'gptq'
   /** fp16: keep model inputs and outputs fp32 (default true). */
   keepIoTypes?: boolean
   /** factorization-check: restore a folded embedding factorization. */

@@ -1,48 +1,227 @@
 /**
- * quantize-int4: weight-only 4-bit quantization with com.microsoft MatMulNBits. Every constant
- * weight read only by MatMul/Gemm becomes 4-bit in blocks of `blockSize` (32 by default) along
- * the reduction axis, symmetric (the largest-magnitude value of a block maps to −8) or, with
- * `asymmetric`, with a 4-bit zero point per block; activations stay float. Lookup tables (the
- * embeddings, and a decoder tied to them) go to int8 with per-row scales, as quantize-int8 stores
- * them, since no standard lookup reads 4-bit rows. Each shared weight is quantized once; no float
- * copy stays. Safe up to quantization error; needs onnxruntime's contrib ops.
+ * quantize-int4: weight-only 4-bit quantization, in blocks of `blockSize` (32 by default) along the
+ * reduction axis, symmetric or, with `asymmetric`, with a 4-bit zero point per block (see
+ * int4-rounding.ts for how codes are chosen). Activations stay float.
+ * - Every constant weight read only by MatMul/Gemm becomes com.microsoft MatMulNBits.
+ * - The vocabulary (the word embeddings) becomes com.microsoft GatherBlockQuantized, 4-bit blocks
+ *   along each row (quantize-gather4.ts); a decoder tied to it reads the same bytes, scales and
+ *   zero points through MatMulNBits. Other lookup tables (positions, token types) stay int8 per
+ *   row, as quantize-int8 stores them: 4 bits would save a few kilobytes there.
+ * - A weight some fused Attention reads keeps the int8 path (QAttention), as quantize-int8 does.
+ * Each shared weight is quantized once; no float copy stays.
+ *
+ * Rounding (`int4Rounding`): `mse` by default (each block's scale searched for the least squared
+ * error: no model runs, the same bytes on every machine); `gptq` (error-compensating, calibrated
+ * on sample inputs through the context's model runner: the most accurate, and the slowest);
+ * `nearest` (the largest magnitude maps to −8). Tables are rounded by `mse` unless `nearest` is
+ * asked (their rows are read as they are). For q4f16 the fp16 pass turns the scales float16 next.
+ *
+ * Safe up to quantization error; needs onnxruntime's contrib ops (GatherBlockQuantized with a
+ * `bits` attribute: onnxruntime 1.30).
  */
 import { DataType } from '../ir/dtype.js'
 import { attrInt, type Graph, type Model, type Value } from '../ir/graph.js'
 import { Tensor } from '../ir/tensor.js'
 import { UserError } from '../util/errors.js'
-import type { Pass, PassContext, PassResult } from './pass.js'
-import { fusableBias, planWeights, roundEven, type Use, type WeightPlan } from './quant-common.js'
-import { applyInt8 } from './quantize-int8.js'
 import { cleanup } from '../ir/cleanup.js'
+import { calibrationFeeds } from './calibrate.js'
+import { collectHessians, type HessianRequest } from './int4-calibration.js'
+import { packBlocks, roundBlocks, roundGptq, type BlockSpec, type Codes4, type Int4Rounding } from './int4-rounding.js'
 import { weightAs } from './linear.js'
+import { modelRunner, type ModelRunner, type Pass, type PassContext, type PassOptions, type PassResult } from './pass.js'
+import { fusableBias, planWeights, type Use, type WeightPlan } from './quant-common.js'
+import { applyInt8 } from './quantize-int8.js'
+import { rewriteLookup4, storeTable4, tableAsMatMulB, type Table4 } from './quantize-gather4.js'
 
 export const quantizeInt4: Pass = {
   name: 'quantize-int4',
-  description: '4-bit block-quantized weights (MatMulNBits), embeddings int8',
+  description: '4-bit block-quantized weights (MatMulNBits) and embeddings (GatherBlockQuantized)',
   inPlace: true,
-  run(model: Model, { options: opts }: PassContext): PassResult {
-    const blockSize = opts.blockSize ?? 32
-    if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) throw new UserError(`block size ${blockSize} must be a power of two, 16 or more`)
-    if (opts.contribOps === false) throw new UserError('quantize-int4 needs com.microsoft MatMulNBits; it cannot run with standard ops only')
-    const graph = model.graph
-    const { plans, skipped } = planWeights(graph, { ...opts, perTensor: false })
-    const linearOnly = plans.filter((p) => p.uses.every((u) => u.kind === 'linear'))
-    const tables = plans.filter((p) => !linearOnly.includes(p))
-    let readers = 0
-    for (const plan of linearOnly) readers += applyInt4(graph, plan, blockSize, !!opts.asymmetric)
-    if (linearOnly.length) model.requireOpset('com.microsoft', 1)
-    readers += applyInt8(model, tables, true)
-    graph.toposort()
-    cleanup(graph)
-    return {
-      model,
-      changed: plans.length > 0,
-      stats: { weights4bit: linearOnly.length, tablesInt8: tables.length, readers, leftFloat: skipped, blockSize, asymmetric: !!opts.asymmetric },
-    }
+  async run(model: Model, context: PassContext): Promise<PassResult> {
+    const rounding = context.options.int4Rounding ?? 'mse'
+    const runner = rounding === 'gptq' ? modelRunner('quantize-int4 (gptq rounding)', context) : undefined
+    return quantize(model, context.options, rounding, runner)
   },
 }
 
+type LinearUse = Extract<Use, { kind: 'linear' }>
+type Orientation = 'KN' | 'NK'
+
+/** A weight's 4-bit blocks as MatMulNBits reads them. */
+interface StoredB {
+  b: Value
+  scales: Value
+  zp: Value | null
+  N: number
+  K: number
+}
+
+async function quantize(model: Model, opts: Readonly<PassOptions>, rounding: Int4Rounding, runner: ModelRunner | undefined): Promise<PassResult> {
+  const blockSize = opts.blockSize ?? 32
+  if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) throw new UserError(`block size ${blockSize} must be a power of two, 16 or more`)
+  if (opts.contribOps === false) throw new UserError('quantize-int4 needs com.microsoft MatMulNBits; it cannot run with standard ops only')
+  const spec: BlockSpec = { blockSize, asymmetric: !!opts.asymmetric }
+  const graph = model.graph
+  const { plans, skipped } = planWeights(graph, { ...opts, perTensor: false })
+  const linearOnly = plans.filter((p) => p.uses.every((u) => u.kind === 'linear'))
+  const tables = vocabularyTables(plans.filter((p) => !linearOnly.includes(p)), blockSize)
+  const int8 = plans.filter((p) => !linearOnly.includes(p) && !tables.includes(p))
+
+  // Hessians come from the float model, so before any rewrite.
+  let hessians: Map<string, Float64Array> | undefined
+  let calibrationMs = 0
+  if (rounding === 'gptq' && linearOnly.length) {
+    const start = performance.now()
+    const requests: HessianRequest[] = linearOnly.flatMap((plan) =>
+      orientationsOf(plan).map((o) => ({ key: keyOf(plan, o), activations: linearUses(plan, o).map((u) => u.node.inputs[0]!), K: reduction(plan, o) })),
+    )
+    hessians = await collectHessians(model, requests, calibrationFeeds(graph, opts.calibration), runner!)
+    calibrationMs = performance.now() - start
+  }
+
+  let readers = 0
+  let gptqWeights = 0
+  let gptqFallbacks = 0
+  const codesOf = (plan: WeightPlan, o: Orientation, how: Int4Rounding): Codes4 => {
+    const { data, rows: N, cols: K } = weightAs(plan.weight, o, 'NK')
+    const h = how === 'gptq' ? hessians?.get(keyOf(plan, o)) : undefined
+    if (h) {
+      const c = roundGptq(data, N, K, h, spec)
+      if (c) {
+        gptqWeights++
+        return c
+      }
+      gptqFallbacks++
+    }
+    return roundBlocks(data, N, K, spec, how === 'nearest' ? 'nearest' : 'mse')
+  }
+
+  for (const plan of linearOnly) {
+    const stored = new Map<Orientation, StoredB>()
+    for (const use of plan.uses as LinearUse[]) {
+      let s = stored.get(use.orientation)
+      if (!s) {
+        s = storeB(graph, plan, use.orientation, codesOf(plan, use.orientation, rounding), stored.size > 0 || orientationsOf(plan).length > 1)
+        stored.set(use.orientation, s)
+      }
+      rewriteLinear4(graph, use, s, blockSize, plan.weight.name)
+      readers++
+    }
+  }
+  const tableRounding = rounding === 'nearest' ? 'nearest' : 'mse'
+  for (const plan of tables) {
+    const c = codesOf(plan, 'NK', tableRounding)
+    const table = storeTable4(graph, plan.weight, c)
+    let tied: StoredB | undefined
+    for (const use of plan.uses) {
+      if (use.kind === 'lookup') rewriteLookup4(graph, use, table)
+      else if (use.kind === 'linear') rewriteLinear4(graph, use, (tied ??= tableAsB(graph, table)), blockSize, plan.weight.name)
+      readers++
+    }
+  }
+  if (linearOnly.length || tables.length) model.requireOpset('com.microsoft', 1)
+  readers += applyInt8(model, int8, true)
+  graph.toposort()
+  cleanup(graph)
+  const stats: Record<string, number | string | boolean> = {
+    weights4bit: linearOnly.length,
+    tables4bit: tables.length,
+    int8: int8.length,
+    readers,
+    leftFloat: skipped,
+    blockSize,
+    asymmetric: !!opts.asymmetric,
+    rounding,
+  }
+  if (rounding === 'gptq') Object.assign(stats, { gptqWeights, gptqFallbacks, calibrationMs: Math.round(calibrationMs) })
+  return { model, changed: plans.length > 0, stats }
+}
+
+function linearUses(plan: WeightPlan, o: Orientation): LinearUse[] {
+  return plan.uses.filter((u): u is LinearUse => u.kind === 'linear' && u.orientation === o)
+}
+
+function orientationsOf(plan: WeightPlan): Orientation[] {
+  return [...new Set(plan.uses.flatMap((u) => (u.kind === 'linear' ? [u.orientation] : [])))]
+}
+
+const keyOf = (plan: WeightPlan, o: Orientation) => `${plan.weight.name}|${o}`
+
+/** The reduction width K of a weight read in orientation `o`. */
+function reduction(plan: WeightPlan, o: Orientation): number {
+  const [r, c] = plan.weight.const!.dims as [number, number]
+  return o === 'KN' ? r : c
+}
+
+function storeB(graph: Graph, plan: WeightPlan, o: Orientation, c: Codes4, suffixed: boolean): StoredB {
+  const blocks = Math.ceil(c.K / c.blockSize)
+  const packed = packBlocks(c)
+  const base = suffixed ? `${plan.weight.name}.${o}` : plan.weight.name
+  return {
+    b: graph.addInitializer(graph.uniqueName(`${base}.q4`), new Tensor(DataType.UINT8, [c.N, blocks, c.blockSize / 2], packed.data)),
+    scales: graph.addInitializer(graph.uniqueName(`${base}.q4_scales`), Tensor.fromFloat32([c.N * blocks], c.scales)),
+    zp: packed.zeroPoints ? graph.addInitializer(graph.uniqueName(`${base}.q4_zero_points`), new Tensor(DataType.UINT8, [packed.zeroPoints.length], packed.zeroPoints)) : null,
+    N: c.N,
+    K: c.K,
+  }
+}
+
+/** A table as MatMulNBits' B (a tied decoder, logits = h·Tᵀ): the table's own bytes, scales and zero points. */
+function tableAsB(graph: Graph, t: Table4): StoredB {
+  return { b: tableAsMatMulB(graph, t), scales: t.scales, zp: t.zeroPoints, N: t.rows, K: t.cols }
+}
+
+/**
+ * The lookup tables stored 4-bit: the vocabulary (the table with the most rows that a Gather
+ * reads, as analysis/factorization.ts finds the word embeddings), when its rows hold an even
+ * number of values and a tied decoder, if any, can read the same bytes (it reads the table
+ * transposed, and each row is whole blocks). The other tables (positions, token types: a few
+ * kilobytes) and a vocabulary 4-bit cannot serve stay int8, per row.
+ */
+function vocabularyTables(plans: WeightPlan[], blockSize: number): WeightPlan[] {
+  const rows = (p: WeightPlan) => p.weight.const!.dims[0]!
+  const gathered = plans.filter((p) => p.uses.some((u) => u.kind === 'lookup' && u.op === 'Gather'))
+  const most = Math.max(0, ...gathered.map(rows))
+  return gathered.filter((p) => {
+    const cols = p.weight.const!.dims[1]!
+    if (rows(p) !== most || cols % 2 !== 0) return false
+    return p.uses.every((u) => u.kind === 'lookup' || (u.kind === 'linear' && u.orientation === 'NK' && cols % blockSize === 0))
+  })
+}
+
+/** Rewrite one linear reader (MatMul, with the Add of its bias; or Gemm) to MatMulNBits. */
+function rewriteLinear4(graph: Graph, use: LinearUse, s: StoredB, blockSize: number, weightName: string): void {
+  const node = use.node
+  // read before a fused bias removes the MatMul (which clears its inputs)
+  const activation = node.inputs[0]!
+  let target = node
+  let bias: Value | null = null
+  let extraAdd: Value | null = null
+  if (node.opType === 'Gemm' && node.inputs[2]) {
+    const c = node.inputs[2]
+    if (c.const?.dims.length === 1 && c.const.dims[0] === s.N) bias = c
+    else extraAdd = c
+  } else if (node.opType === 'MatMul') {
+    const fused = fusableBias(node, s.N)
+    if (fused) {
+      bias = fused.bias
+      graph.removeNode(node)
+      target = fused.add
+    }
+  }
+  const attrs = [attrInt('K', s.K), attrInt('N', s.N), attrInt('bits', 4), attrInt('block_size', blockSize)]
+  const inputs = [activation, s.b, s.scales, s.zp, null, bias]
+  while (inputs.length && inputs[inputs.length - 1] === null) inputs.pop()
+  const name = graph.uniqueNodeName(`${node.name || weightName}_q4`)
+  if (extraAdd) {
+    const mm = graph.addNodeBefore(target, 'MatMulNBits', inputs, name, { domain: 'com.microsoft', attrs })
+    graph.replaceNode(target, 'Add', [mm.outputs[0]!, extraAdd], { name: graph.uniqueNodeName(`${name}_bias`) })
+  } else {
+    graph.replaceNode(target, 'MatMulNBits', inputs, { name, domain: 'com.microsoft', attrs })
+  }
+}
+
+/** Packed 4-bit blocks of W ([N, K]) as MatMulNBits reads them, rounded to nearest (tests, tools). */
 export interface Packed4 {
   /** uint8 [N, blocks, blockSize / 2], two values a byte, low nibble first */
   b: Tensor
@@ -52,111 +231,11 @@ export interface Packed4 {
   zeroPoints?: Tensor
 }
 
-/** Quantize W (as [N, K]: rows are output channels) in blocks along K. */
-export function pack4(w: Float32Array, N: number, K: number, blockSize: number, asymmetric: boolean): Packed4 {
+export function pack4(w: Float32Array, N: number, K: number, blockSize: number, asymmetric: boolean, how: 'nearest' | 'mse' = 'nearest'): Packed4 {
+  const c = roundBlocks(w, N, K, { blockSize, asymmetric }, how)
+  const p = packBlocks(c)
   const blocks = Math.ceil(K / blockSize)
-  const blob = blockSize / 2
-  const b = new Uint8Array(N * blocks * blob)
-  const scales = new Float32Array(N * blocks)
-  const zpBytes = Math.ceil(blocks / 2)
-  const zps = asymmetric ? new Uint8Array(N * zpBytes) : undefined
-  for (let n = 0; n < N; n++) {
-    for (let blk = 0; blk < blocks; blk++) {
-      const k0 = blk * blockSize
-      const k1 = Math.min(K, k0 + blockSize)
-      let scale: number
-      let zp = 8
-      if (asymmetric) {
-        let lo = 0
-        let hi = 0
-        for (let k = k0; k < k1; k++) {
-          const x = w[n * K + k]!
-          if (x < lo) lo = x
-          if (x > hi) hi = x
-        }
-        scale = Math.fround(hi > lo ? (hi - lo) / 15 : 1)
-        zp = Math.min(15, Math.max(0, roundEven(-lo / scale)))
-        zps![n * zpBytes + (blk >> 1)]! |= zp << ((blk & 1) * 4)
-      } else {
-        scale = symmetricScale(w, n * K + k0, n * K + k1)
-      }
-      scales[n * blocks + blk] = scale
-      const base = (n * blocks + blk) * blob
-      for (let k = k0; k < k1; k++) {
-        const q = Math.min(15, Math.max(0, roundEven(w[n * K + k]! / scale) + zp))
-        const i = k - k0
-        b[base + (i >> 1)]! |= q << ((i & 1) * 4)
-      }
-      // Padding past K holds the zero point, i.e. the value 0.
-      for (let i = k1 - k0; i < blockSize; i++) b[base + (i >> 1)]! |= zp << ((i & 1) * 4)
-    }
-  }
-  const out: Packed4 = {
-    b: new Tensor(DataType.UINT8, [N, blocks, blob], b),
-    scales: Tensor.fromFloat32([N * blocks], scales),
-  }
-  if (zps) out.zeroPoints = new Tensor(DataType.UINT8, [N * zpBytes], zps)
+  const out: Packed4 = { b: new Tensor(DataType.UINT8, [N, blocks, blockSize / 2], p.data), scales: Tensor.fromFloat32([N * blocks], c.scales) }
+  if (p.zeroPoints) out.zeroPoints = new Tensor(DataType.UINT8, [p.zeroPoints.length], p.zeroPoints)
   return out
-}
-
-/** Symmetric 4-bit scale of one block: the value of largest magnitude maps to −8, so all 16 levels are used. */
-function symmetricScale(w: Float32Array, start: number, end: number): number {
-  let m = 0
-  for (let k = start; k < end; k++) if (Math.abs(w[k]!) > Math.abs(m)) m = w[k]!
-  return Math.fround(m !== 0 ? m / -8 : 1)
-}
-
-function applyInt4(graph: Graph, plan: WeightPlan, blockSize: number, asymmetric: boolean): number {
-  const linear = plan.uses as Extract<Use, { kind: 'linear' }>[]
-  const orientations = new Set(linear.map((u) => u.orientation))
-  const stored = new Map<'KN' | 'NK', { b: Value; scales: Value; zp: Value | null; N: number; K: number }>()
-  const store = (o: 'KN' | 'NK') => {
-    let s = stored.get(o)
-    if (!s) {
-      const { data, rows: N, cols: K } = weightAs(plan.weight, o, 'NK')
-      const p = pack4(data, N, K, blockSize, asymmetric)
-      const base = orientations.size > 1 ? `${plan.weight.name}.${o}` : plan.weight.name
-      s = {
-        b: graph.addInitializer(graph.uniqueName(`${base}.q4`), p.b),
-        scales: graph.addInitializer(graph.uniqueName(`${base}.q4_scales`), p.scales),
-        zp: p.zeroPoints ? graph.addInitializer(graph.uniqueName(`${base}.q4_zero_points`), p.zeroPoints) : null,
-        N,
-        K,
-      }
-      stored.set(o, s)
-    }
-    return s
-  }
-  for (const use of linear) {
-    const s = store(use.orientation)
-    const node = use.node
-    // read before a fused bias removes the MatMul (which clears its inputs)
-    const activation = node.inputs[0]!
-    let target = node
-    let bias: Value | null = null
-    let extraAdd: Value | null = null
-    if (node.opType === 'Gemm' && node.inputs[2]) {
-      const c = node.inputs[2]
-      if (c.const?.dims.length === 1 && c.const.dims[0] === s.N) bias = c
-      else extraAdd = c
-    } else if (node.opType === 'MatMul') {
-      const fused = fusableBias(node, s.N)
-      if (fused) {
-        bias = fused.bias
-        graph.removeNode(node)
-        target = fused.add
-      }
-    }
-    const attrs = [attrInt('K', s.K), attrInt('N', s.N), attrInt('bits', 4), attrInt('block_size', blockSize)]
-    const inputs = [activation, s.b, s.scales, s.zp, null, bias]
-    while (inputs.length && inputs[inputs.length - 1] === null) inputs.pop()
-    const name = graph.uniqueNodeName(`${node.name || plan.weight.name}_q4`)
-    if (extraAdd) {
-      const mm = graph.addNodeBefore(target, 'MatMulNBits', inputs, name, { domain: 'com.microsoft', attrs })
-      graph.replaceNode(target, 'Add', [mm.outputs[0]!, extraAdd], { name: graph.uniqueNodeName(`${name}_bias`) })
-    } else {
-      graph.replaceNode(target, 'MatMulNBits', inputs, { name, domain: 'com.microsoft', attrs })
-    }
-  }
-  return linear.length
 }

@@ -9,7 +9,7 @@ import type { Pass } from '../passes/pass.js'
 import { passByName } from '../passes/index.js'
 import { UserError } from '../util/errors.js'
 
-export const PRECISIONS = ['fp32', 'int8', 'int4', 'fp16'] as const
+export const PRECISIONS = ['fp32', 'int8', 'int4', 'fp16', 'q4f16'] as const
 export type Precision = (typeof PRECISIONS)[number]
 
 /** Passes every model starts with: each shared tensor once, constants folded. */
@@ -48,6 +48,8 @@ export const PRECISION: Record<Precision, PrecisionRecord> = {
   },
   int4: { file: 'onnx/model_q4.onnx', dtype: 'q4', names: ['q4'], markers: ['_q4', '_int4', '_bnb4'], thresholds: { cosine: 0.99 }, passes: [...PREPARE, 'quantize-int4', ...CLEANUP] },
   fp16: { file: 'onnx/model_fp16.onnx', dtype: 'fp16', names: [], markers: ['_fp16'], thresholds: { cosine: 0.9999 }, passes: [...PREPARE, 'fp16', ...CLEANUP] },
+  // 4-bit weights (as int4) with float16 scales and activations: transformers.js's q4f16 (WebGPU)
+  q4f16: { file: 'onnx/model_q4f16.onnx', dtype: 'q4f16', names: [], markers: ['_q4f16'], thresholds: { cosine: 0.99 }, passes: [...PREPARE, 'quantize-int4', 'fp16', ...CLEANUP] },
 }
 
 /** One model to emit: where it goes, what it is, and the passes that make it from the fp32 graph. */
@@ -118,7 +120,10 @@ export function parsePrecisions(list: string): Precision[] {
 /** Precision of a model file from its transformers.js-style name (model_quantized.onnx: int8). */
 export function precisionOfFile(file: string): Precision {
   const base = file.replace(/\\/g, '/').split('/').pop() ?? file
-  return PRECISIONS.find((p) => PRECISION[p].markers.some((m) => base.includes(m))) ?? 'fp32'
+  // the longest marker that matches: model_q4f16.onnx is q4f16, not int4 (_q4)
+  let best: { p: Precision; length: number } | undefined
+  for (const p of PRECISIONS) for (const m of PRECISION[p].markers) if (base.includes(m) && m.length > (best?.length ?? 0)) best = { p, length: m.length }
+  return best?.p ?? 'fp32'
 }
 
 /** transformers.js's dtype for a file convert writes (an alias's for a second name), or undefined. */
