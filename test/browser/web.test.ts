@@ -203,6 +203,7 @@ function browserSuite(executable: string): void {
     let browser: Browser
     let ortPage: BrowserPage
     let tjsPage: BrowserPage
+    let demoPage: BrowserPage | undefined
     let adapter: Adapter
     let nodeTf: unknown
     let runPipeline: RunPipeline
@@ -342,8 +343,32 @@ function browserSuite(executable: string): void {
       entry.maxScoreDiff = sameResults(expected, got.results, scoreTolerance(file), label)
     }
 
+    it('a short demo: fill-mask on typed text shows Node\'s top tokens and scores (ALBERTKIT_SCREENSHOT=<file> keeps its picture)', async () => {
+      const folder = FOLDERS.find((f) => f.pipeline?.task === 'fill-mask')!
+      const demo = await openPage(browser, server.origin, `/page/demo.html?folder=${folder.name}&device=wasm`)
+      demoPage = demo
+      await demo.page.setViewportSize({ width: 600, height: 300 })
+      await demo.page.waitForFunction(() => 'demoReady' in globalThis, null, { timeout: 60_000 })
+      const text = 'trains leave the central [MASK] every hour.'
+      await demo.page.fill('#text', text)
+      await demo.page.click('#go')
+      await demo.page.waitForFunction(() => 'demoResults' in globalThis, null, { timeout: 60_000 })
+      const shown = await demo.page.$$eval('#out tbody tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].slice(0, 2).map((td) => td.textContent)))
+      const spec = { task: 'fill-mask', folder: folder.name, dtype: DEFAULT_DTYPE.wasm, args: [text] }
+      const expected = ((await runPipeline(nodeTf, spec)) as { token_str: string; score: number }[])
+      assert.deepEqual(
+        shown,
+        expected.map((r) => [r.token_str, r.score.toFixed(4)]),
+      )
+      const png = await demo.page.screenshot({ fullPage: true })
+      assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG')
+      report.push({ demo: { text, shown, pngBytes: png.byteLength } })
+      const keep = process.env.ALBERTKIT_SCREENSHOT
+      if (keep) fs.writeFileSync(keep, png)
+    })
+
     it('nothing was asked of any address but the test server', () => {
-      assert.deepEqual([...ortPage.outside, ...tjsPage.outside], [])
+      assert.deepEqual([...ortPage.outside, ...tjsPage.outside, ...(demoPage?.outside ?? [])], [])
     })
   })
 }

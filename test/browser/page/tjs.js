@@ -1,18 +1,9 @@
-// albertkit's output folders through transformers.js pipelines in the browser, from this server
-// only: models under /models/, onnxruntime-web's wasm from the copy transformers.js depends on
-// (its default is a CDN), no browser cache. Sessions log at verbose level (node placement).
+// albertkit's output folders through transformers.js pipelines in the browser (set up by
+// tjs-env.js: this server only, no cache). Sessions log at verbose level (node placement).
 import * as ort from 'onnxruntime-web/webgpu'
-import * as tf from '@huggingface/transformers'
+import { tf } from './tjs-env.js'
 import { adapterInfo } from './common.js'
 import { runPipeline } from './pipelines.js'
-
-tf.env.allowRemoteModels = false
-tf.env.allowLocalModels = true
-tf.env.localModelPath = '/models/'
-tf.env.useBrowserCache = false
-tf.env.useWasmCache = false
-tf.env.backends.onnx.wasm.wasmPaths = '/pkg/transformers-ort/dist/'
-tf.env.backends.onnx.wasm.numThreads = 1
 
 // As in ort.js: one WebGPU session (`keeper`, a model URL) stays open so that transformers.js's
 // sessions share onnxruntime-web's device and the shaders compiled on it.
