@@ -20,11 +20,12 @@ export const CHROMIUM_CANDIDATES = ['/usr/bin/chromium-headless-shell', '/usr/bi
 export const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader']
 
 /**
- * The Chromium to run: ALBERTKIT_CHROMIUM when set (it must exist), else the first candidate that
- * exists; null when there is none.
+ * The Chromium to run: ALBERTKIT_CHROMIUM when set (it must exist; `none` means no browser), else
+ * the first candidate that exists; null when there is none.
  */
 export function findChromium(env: NodeJS.ProcessEnv = process.env): string | null {
   const named = env.ALBERTKIT_CHROMIUM
+  if (named === 'none') return null
   if (named) {
     if (!fs.existsSync(named)) throw new Error(`ALBERTKIT_CHROMIUM names ${named}, which does not exist`)
     return named
