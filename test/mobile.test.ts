@@ -22,7 +22,8 @@ import { shortfall, GUARD_THRESHOLDS } from '../src/passes/accuracy-guard.js'
 import { targetPlans } from '../src/targets/targets.js'
 import { RequiredOperators, parseRequiredOperators } from '../src/report/required-ops.js'
 import { compareOutputs } from '../src/verify/compare.js'
-import { createSession, runSession } from '../src/runtime/session.js'
+import { OrtFormatError, isOrtFormat, ortOperators } from '../src/onnx/ort-format.js'
+import { createSession, runSession, saveOrtFormat } from '../src/runtime/session.js'
 import type { OutputMap } from '../src/verify/verdict.js'
 import { UserError } from '../src/util/errors.js'
 import { BIN, buildFixture, fixtureDir, fixtureGolden, fixtureInputs, tempDir } from './support/helpers.js'
@@ -310,6 +311,27 @@ describe('required_operators.config', () => {
   })
 })
 
+describe('ORT-format files', () => {
+  it('reads the operators of a model onnxruntime saved, and refuses a damaged file in words', async () => {
+    const dir = tempDir()
+    const src = path.join(dir, 'm.onnx')
+    const model = await mobileModels('albert-model')
+    fs.writeFileSync(src, modelBytes(model[1]!.model))
+    await saveOrtFormat(src, path.join(dir, 'm.ort'))
+    const bytes = fs.readFileSync(path.join(dir, 'm.ort'))
+    assert.ok(isOrtFormat(bytes))
+    const ops = ortOperators(bytes)
+    const onnxOps = [...new Set(model[1]!.model.graph.nodes.map((n) => n.opType))].sort()
+    assert.deepEqual(ops.map((o) => o.op), onnxOps)
+    assert.ok(ops.every((o) => o.domain === '' && o.opset === 17))
+    assert.throws(() => ortOperators(fs.readFileSync(src)), new OrtFormatError('not an ORT-format model (no ORTM identifier)'))
+    assert.throws(() => ortOperators(bytes.subarray(0, 64)), (e: Error) => e instanceof OrtFormatError && /outside the file/.test(e.message))
+    const bad = Buffer.from(bytes)
+    bad.writeUInt32LE(0x7fffff00, 0)
+    assert.throws(() => ortOperators(bad), (e: Error) => e instanceof OrtFormatError && /lies outside the file \(offset 2147483392\)/.test(e.message))
+  })
+})
+
 describe('albertkit convert --target mobile', () => {
   const work = tempDir()
   const albertkit = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' })
@@ -332,6 +354,37 @@ describe('albertkit convert --target mobile', () => {
     const config = fs.readFileSync(path.join(out, 'onnx/required_operators.config'), 'utf8')
     assert.deepEqual(parseRequiredOperators(config), [{ domain: 'ai.onnx', opset: 17, ops: [...ops].sort() }])
     assert.ok(fs.existsSync(path.join(out, 'config.json')))
+    // the ORT-format models: ops in the config = ops in the .ort files
+    const ortOps = new Set<string>()
+    for (const f of ['onnx/model.ort', 'onnx/model_int8.ort']) {
+      assert.ok(report.written.includes(f), `${f} in report.json's written list`)
+      for (const o of ortOperators(fs.readFileSync(path.join(out, f)))) {
+        assert.deepEqual([o.domain, o.opset], ['', 17], `${f}: ${o.op}`)
+        ortOps.add(o.op)
+      }
+    }
+    assert.deepEqual(parseRequiredOperators(config), [{ domain: 'ai.onnx', opset: 17, ops: [...ortOps].sort() }])
+  })
+
+  it('the .ort files load in onnxruntime-node and give the .onnx models\' outputs', async () => {
+    const out = path.join(work, 'mobile')
+    // [1, 16] feeds (the pinned shape): ids cycling through the vocabulary, the last 3 positions padded
+    const ids = BigInt64Array.from({ length: 16 }, (_, i) => BigInt((i * 7 + 2) % 30))
+    const mask = BigInt64Array.from({ length: 16 }, (_, i) => (i < 13 ? 1n : 0n))
+    const int64 = (a: BigInt64Array) => new Tensor(DataType.INT64, [1, 16], new Uint8Array(a.buffer))
+    const feeds = new Map([['input_ids', int64(ids)], ['attention_mask', int64(mask)], ['token_type_ids', int64(new BigInt64Array(16))]])
+    const figures: string[] = []
+    for (const [onnx, ort] of [['onnx/model.onnx', 'onnx/model.ort'], ['onnx/model_int8.onnx', 'onnx/model_int8.ort']] as const) {
+      const want = await runSession(await createSession(path.join(out, onnx)), feeds)
+      const got = await runSession(await createSession(path.join(out, ort)), feeds)
+      for (const [name, w] of want) {
+        const p = compareOutputs(w.data, got.get(name)!.data)
+        figures.push(`${ort} ${name} ${p.maxAbs.toExponential(1)}`)
+        assert.ok(p.maxAbs <= 1e-5, `${ort} ${name}: max abs ${p.maxAbs} from ${onnx}`)
+      }
+    }
+    // albert-model has two outputs (last_hidden_state, pooler_output): four comparisons
+    assert.equal(figures.length, 4, figures.join('; '))
   })
 
   it('--calibration: sample inputs from a safetensors file', () => {

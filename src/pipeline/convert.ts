@@ -12,7 +12,8 @@ import { resolveTask, type Task } from '../checkpoint/task.js'
 import { cloneModel, type Model } from '../ir/graph.js'
 import { formatPassReport, type PassOptions, type PassReport } from '../passes/pass.js'
 import { passesOf, precisionPlans, type ArtifactPlan, type Precision } from '../targets/precision.js'
-import { writesRequiredOperators } from '../targets/targets.js'
+import { ortFileOf, transformersJsConfig, writesRequiredOperators } from '../targets/targets.js'
+import { ortOperators } from '../onnx/ort-format.js'
 import { modelBytes, readModelFile, writeModelFile } from '../onnx/file.js'
 import { releaseMemory } from '../util/memory.js'
 import { checkOutput, type CheckedOutput, type GuardedInput } from '../util/output-guard.js'
@@ -24,6 +25,7 @@ import { DEFAULT_INPUTS, beyondPositions, describeRandomInputs, pinnedInputSpec,
 import { formatVerdict, type ArtifactVerdict, type OutputMap, type ThresholdOverrides } from '../verify/verdict.js'
 import { referenceOutputs, verifyCandidates } from '../runtime/parity.js'
 import { ortRunner } from '../runtime/runner.js'
+import { saveOrtFormat } from '../runtime/session.js'
 import { VERSION } from '../util/version.js'
 import { RequiredOperators } from '../report/required-ops.js'
 import { textFeeds, tokenPreview, type TextFeeds, type TextInput } from '../tokenizer/index.js'
@@ -246,11 +248,12 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
     }
     writing.done(`${artifacts.length} model${artifacts.length === 1 ? '' : 's'}`)
     holder.cleanup()
+    await writeOrtFormat(stage.path, made.models.map((m) => m.plan), made.requiredOps, log)
     if (made.requiredOps) {
       made.requiredOps.write(path.join(stage.path, 'onnx', 'required_operators.config'))
       log('wrote onnx/required_operators.config')
     }
-    const { copied, aliases, generated } = layOutFolder(ckpt, task, stage.path, artifacts.map((a) => a.path), externalFiles)
+    const { copied, aliases, generated } = layOutFolder(ckpt, task, stage.path, artifacts.map((a) => a.path), externalFiles, transformersJsConfig(plans))
     const c = ckpt.config
     const report: ConvertReport = {
       albertkit: VERSION,
@@ -283,6 +286,23 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
     return report
   } catch (e) {
     throw output.failed(e, stage)
+  }
+}
+
+/**
+ * The ORT-format copies the plans' targets ask for, saved by onnxruntime-node from the written
+ * models; their operators join required_operators.config (onnxruntime's basic optimizations may
+ * change a graph's ops, and the config must cover what ORT Mobile is given).
+ */
+async function writeOrtFormat(dir: string, plans: ArtifactPlan[], requiredOps: RequiredOperators | undefined, log: (line: string) => void): Promise<void> {
+  for (const plan of plans) {
+    const ortFile = ortFileOf(plan)
+    if (!ortFile) continue
+    const to = path.join(dir, ortFile)
+    await saveOrtFormat(path.join(dir, plan.file), to)
+    const bytes = fs.readFileSync(to)
+    requiredOps?.addOperators(ortFile, ortOperators(bytes))
+    log(`wrote ${ortFile} (${bytes.byteLength} bytes, ORT format)`)
   }
 }
 

@@ -57,19 +57,21 @@ export function writeAliases(dir: string, files: string[]): Alias[] {
  * The config.json to write beside the models, or undefined when the checkpoint's own (copied byte
  * for byte) already says what transformers.js needs: `architectures` naming the head that was built
  * (it differs after `--task`), and `transformers.js_config.use_external_data_format` naming each
- * model whose weights live in a `<file>_data` file (browsers fetch those only when told).
+ * model whose weights live in a `<file>_data` file (browsers fetch those only when told), and the
+ * entries a target asks for (`jsConfig`: the dtype transformers.js picks per device).
  */
-export function configForFolder(raw: Record<string, unknown>, task: Task, externalFiles: string[]): Record<string, unknown> | undefined {
+export function configForFolder(raw: Record<string, unknown>, task: Task, externalFiles: string[], jsConfig: Record<string, unknown> = {}): Record<string, unknown> | undefined {
   const architecture = ARCHITECTURE_OF_TASK[task]
   const archs = raw.architectures
   const archOk = Array.isArray(archs) && archs.length === 1 && archs[0] === architecture
-  if (archOk && externalFiles.length === 0) return undefined
+  const asked = Object.keys(jsConfig).length > 0
+  if (archOk && externalFiles.length === 0 && !asked) return undefined
   const out: Record<string, unknown> = { ...raw, architectures: [architecture] }
-  if (externalFiles.length > 0) {
+  if (externalFiles.length > 0 || asked) {
     const previous = (raw['transformers.js_config'] as Record<string, unknown> | undefined) ?? {}
     const formats: Record<string, number> = {}
     for (const f of externalFiles) formats[path.basename(f)] = 1
-    out['transformers.js_config'] = { ...previous, use_external_data_format: formats }
+    out['transformers.js_config'] = { ...previous, ...jsConfig, ...(externalFiles.length > 0 ? { use_external_data_format: formats } : {}) }
   }
   return out
 }
@@ -109,9 +111,9 @@ export interface FolderFiles {
  * tokenizer files, the q8 alias, config.json where transformers.js needs another, and tokenizer
  * files made from spiece.model.
  */
-export function layOutFolder(ckpt: Checkpoint, task: Task, dir: string, models: string[], externalFiles: string[]): FolderFiles {
+export function layOutFolder(ckpt: Checkpoint, task: Task, dir: string, models: string[], externalFiles: string[], jsConfig: Record<string, unknown> = {}): FolderFiles {
   const copied = copyCheckpointFiles(ckpt, dir)
-  const aliases = layoutForTransformersJs(ckpt, task, dir, models, externalFiles, copied)
+  const aliases = layoutForTransformersJs(ckpt, task, dir, models, externalFiles, copied, jsConfig)
   const generated = writeTokenizerFiles(dir, ckpt.dir, ckpt.config.maxPositionEmbeddings)
   return { copied, aliases, generated }
 }
@@ -120,9 +122,9 @@ export function layOutFolder(ckpt: Checkpoint, task: Task, dir: string, models: 
 export const COPIED_FILES = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
 
 /** The q8 alias and, where needed, config.json. */
-function layoutForTransformersJs(ckpt: Checkpoint, task: Task, dir: string, models: string[], externalFiles: string[], copied: string[]): Alias[] {
+function layoutForTransformersJs(ckpt: Checkpoint, task: Task, dir: string, models: string[], externalFiles: string[], copied: string[], jsConfig: Record<string, unknown>): Alias[] {
   const aliases = writeAliases(dir, models)
-  const config = configForFolder(ckpt.config.raw, task, externalFiles)
+  const config = configForFolder(ckpt.config.raw, task, externalFiles, jsConfig)
   if (config) {
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n')
     if (!copied.includes('config.json')) copied.push('config.json')

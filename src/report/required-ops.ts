@@ -33,6 +33,17 @@ export class RequiredOperators {
     }
   }
 
+  /** Record operators read from a file that is no ONNX model (an ORT-format one), with their opsets. */
+  addOperators(file: string, ops: readonly { domain: string; opset: number; op: string }[]): void {
+    this.files.push(file)
+    for (const { domain, opset, op } of ops) {
+      const key = `${domainName(domain)};${opset}`
+      const set = this.byKey.get(key) ?? new Set<string>()
+      set.add(op)
+      this.byKey.set(key, set)
+    }
+  }
+
   lines(): OperatorLine[] {
     return [...this.byKey]
       .map(([key, ops]) => {

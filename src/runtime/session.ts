@@ -111,3 +111,26 @@ export async function runSession(session: InferenceSession, feeds: Map<string, T
   }
   return out
 }
+
+/**
+ * Save the model file `onnxFile` as the ORT-format model ORT Mobile loads (`ortFile`, a flatbuffer),
+ * written by onnxruntime itself: it loads the model, applies its basic graph optimizations (the
+ * ONNX-standard ones that hold on every platform; the extended level would bake in x86 kernels'
+ * layouts) and saves the result in ORT format.
+ */
+export async function saveOrtFormat(onnxFile: string, ortFile: string): Promise<void> {
+  const o = await loadOrt()
+  let session: InferenceSession
+  try {
+    session = await o.InferenceSession.create(onnxFile, {
+      graphOptimizationLevel: 'basic',
+      executionProviders: ['cpu'],
+      logSeverityLevel: 3,
+      optimizedModelFilePath: ortFile,
+      extra: { session: { save_model_format: 'ORT' } },
+    })
+  } catch (e) {
+    throw new ModelRunError('load', `onnxruntime cannot save this model in ORT format: ${ortReason(e)}`)
+  }
+  await session.release()
+}

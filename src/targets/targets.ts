@@ -16,6 +16,8 @@ export interface TargetModel {
   file: string
   precision: Precision
   passes: string[]
+  /** also written in ORT format (the flatbuffer ORT Mobile loads), by onnxruntime itself, as this file */
+  ortFile?: string
 }
 
 export interface Target {
@@ -28,10 +30,19 @@ export interface Target {
   requiredOperators: boolean
   /** convert's flags that apply to it: `--fixed-shape` (pins [B, S] through fix-shapes), `--calibration` (sample inputs for static int8) */
   flags: TargetFlag[]
+  /** what config.json's `transformers.js_config` gets, so transformers.js picks these files by default */
+  transformersJs?: Record<string, unknown>
 }
 
 const CPU_FUSIONS = ['fuse-attention', 'fuse-gelu']
 const GPU_FUSIONS = ['fuse-attention', 'fuse-gelu', 'fuse-layernorm']
+/**
+ * The fused ops onnxruntime-web's WebGPU provider runs that albertkit makes: FastGelu and
+ * SkipLayerNormalization. Not Attention: its WebGPU kernel (and MultiHeadAttention's) does not
+ * implement the padding mask (mask_index, key_padding_mask), and onnxruntime-web 1.30 leaves a
+ * masked Attention to the CPU provider — a fallback; attention stays MatMul + Softmax there.
+ */
+const WEB_FUSIONS = ['fuse-gelu', 'fuse-layernorm']
 
 export const TARGETS: readonly Target[] = [
   {
@@ -58,14 +69,32 @@ export const TARGETS: readonly Target[] = [
   },
   {
     name: 'mobile',
-    summary: 'standard ONNX ops only (opset 17), int8 as a QDQ graph calibrated on sample inputs, and a weight-only int8 variant; shapes can be pinned.',
+    summary:
+      'standard ONNX ops only (opset 17), int8 as a QDQ graph calibrated on sample inputs, and a weight-only int8 variant; shapes can be pinned. ' +
+      'The fp32 and QDQ models also in ORT format (model.ort, model_int8.ort), which ORT Mobile loads.',
     models: [
-      { file: PRECISION.fp32.file, precision: 'fp32', passes: [...PREPARE, 'fix-shapes', ...CLEANUP] },
-      { file: PRECISION.int8.file, precision: 'int8', passes: [...PREPARE, 'fix-shapes', 'quantize-qdq', ...CLEANUP] },
+      { file: PRECISION.fp32.file, precision: 'fp32', passes: [...PREPARE, 'fix-shapes', ...CLEANUP], ortFile: 'onnx/model.ort' },
+      { file: PRECISION.int8.file, precision: 'int8', passes: [...PREPARE, 'fix-shapes', 'quantize-qdq', ...CLEANUP], ortFile: 'onnx/model_int8.ort' },
       { file: PRECISION.int8.alias!.file, precision: 'int8', passes: [...PREPARE, 'fix-shapes', 'quantize-weights', ...CLEANUP] },
     ],
     requiredOperators: true,
     flags: ['fixed-shape', 'calibration'],
+  },
+  {
+    name: 'web',
+    summary:
+      "the files transformers.js picks by dtype in a browser: fp32, fp16 and q4 (MatMulNBits) with the fused ops onnxruntime-web's WebGPU provider runs (FastGelu, " +
+      'SkipLayerNormalization; attention unfused, as WebGPU has no masked Attention), and q8 (dynamic int8, fused Attention) for wasm; config.json defaults to q8 on wasm, fp32 on WebGPU.',
+    models: [
+      { file: PRECISION.fp32.file, precision: 'fp32', passes: [...PREPARE, ...WEB_FUSIONS, ...CLEANUP] },
+      { file: PRECISION.fp16.file, precision: 'fp16', passes: [...PREPARE, ...WEB_FUSIONS, 'fp16', ...CLEANUP] },
+      { file: PRECISION.int4.file, precision: 'int4', passes: [...PREPARE, ...WEB_FUSIONS, 'quantize-int4', ...CLEANUP] },
+      // q4f16 (4-bit weights, float16 compute): not yet a precision of albertkit's; the record gets it when it is
+      { file: PRECISION.int8.alias!.file, precision: 'int8', passes: [...PREPARE, ...CPU_FUSIONS, 'quantize-int8', ...CLEANUP] },
+    ],
+    requiredOperators: false,
+    flags: [],
+    transformersJs: { device_config: { wasm: { dtype: 'q8' }, webgpu: { dtype: 'fp32' } } },
   },
 ]
 
@@ -94,6 +123,17 @@ export function targetsTaking(flag: TargetFlag): string {
   return TARGETS.filter((t) => t.flags.includes(flag))
     .map((t) => `--target ${t.name}`)
     .join(' or ')
+}
+
+/** The `transformers.js_config` entries the targets of these plans ask config.json for (none: {}). */
+export function transformersJsConfig(plans: readonly ArtifactPlan[]): Record<string, unknown> {
+  const names = new Set(plans.map((p) => p.target))
+  return Object.assign({}, ...TARGETS.filter((t) => names.has(t.name)).map((t) => t.transformersJs ?? {}))
+}
+
+/** The ORT-format file a plan's model is also written as, if its target asks for one. */
+export function ortFileOf(plan: ArtifactPlan): string | undefined {
+  return TARGETS.find((t) => t.name === plan.target)?.models.find((m) => m.file === plan.file)?.ortFile
 }
 
 /** Whether any of these plans comes from a target that writes onnx/required_operators.config. */

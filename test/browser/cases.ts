@@ -1,0 +1,121 @@
+/**
+ * What the browser suite runs, as data: output folders (a fixture converted one way) × their model
+ * files × providers, and the transformers.js pipelines on them. A new target's folder slots in as
+ * one more entry here; the page and the test read nothing else.
+ *
+ * Every head's `--target web` folder. Their WebGPU runs leave int64 plumbing to the CPU provider;
+ * `webgpuOnCpu` records exactly which nodes (op types with counts), so the test fails when that
+ * changes either way — a float op falling back fails it. A file without it must place every node
+ * on WebGPU.
+ */
+import path from 'node:path'
+import { convert } from '../../src/pipeline/convert.js'
+import { targetPlans } from '../../src/targets/targets.js'
+import type { Precision } from '../../src/targets/precision.js'
+import { fixtureDir } from '../support/helpers.js'
+
+export const PROVIDERS = ['wasm', 'webgpu'] as const
+export type Provider = (typeof PROVIDERS)[number]
+
+export interface WebFile {
+  /** path inside the folder */
+  file: string
+  /** transformers.js's name for it */
+  dtype: 'fp32' | 'fp16' | 'q8' | 'int8' | 'q4' | 'q4f16'
+  /** where it is meant to run (and is tested): q8 is wasm's file, fp16 WebGPU's */
+  providers: Provider[]
+  /** a WebGPU adapter feature the file needs ('shader-f16'); without it the WebGPU run is skipped, said so */
+  needs?: string
+  /** op types (sorted, 'Op×n') that WebGPU leaves to the CPU provider today; absent: none may be */
+  webgpuOnCpu?: string[]
+  /**
+   * A known WebGPU defect that puts this file's outputs out of tolerance: the test then checks
+   * that they still are (so a fixed runtime shows up) instead of checking that they agree.
+   */
+  webgpuWrong?: string
+}
+
+export interface PipelineCase {
+  task: 'text-classification' | 'token-classification' | 'question-answering' | 'fill-mask'
+  /** the pipeline's arguments, one call for the batch: [texts] or [questions, contexts] */
+  args: string[][]
+}
+
+export interface WebFolder {
+  /** folder name under the models root */
+  name: string
+  fixture: string
+  /** how it is made: a --target, or precisions of the default plans */
+  target?: string
+  precisions?: Precision[]
+  files: WebFile[]
+  pipeline?: PipelineCase
+}
+
+const TEXTS = ['The library opens at nine in the morning.', 'Good software is tested carefully and documented clearly.', 'Trains leave the central station every hour.']
+const QUESTIONS = ['Where is the library?', 'When do trains leave?']
+const CONTEXTS = ['The library opens at nine in the morning and closes at six.', 'Trains leave the central station every hour for the coast.']
+const MASKED = ['the library opens at [MASK] in the morning.', 'trains leave the [MASK] station every hour.']
+
+const HEADS: { short: string; fixture: string; pipeline?: PipelineCase }[] = [
+  { short: 'seqcls', fixture: 'albert-seqcls-text', pipeline: { task: 'text-classification', args: [TEXTS] } },
+  { short: 'tokcls', fixture: 'albert-tokcls-text', pipeline: { task: 'token-classification', args: [TEXTS] } },
+  { short: 'qa', fixture: 'albert-qa-text', pipeline: { task: 'question-answering', args: [QUESTIONS, CONTEXTS] } },
+  { short: 'mc', fixture: 'albert-mc-text' },
+  { short: 'mlm', fixture: 'albert-mlm', pipeline: { task: 'fill-mask', args: [MASKED] } },
+]
+
+/**
+ * What WebGPU leaves to the CPU provider in the web target's files (measured with onnxruntime-web
+ * 1.30 and transformers.js's 1.31 build alike), by head and file. All of it is int64 plumbing that
+ * onnxruntime-web's WebGPU provider has no kernel for while int64 is off (its default, and
+ * transformers.js's): the Shape/Concat that build the head-split Reshape's target, the Cast of
+ * attention_mask; in q4 also today's int8 embedding lookups (Gather + Cast, the position Slice).
+ * Every other float op runs on WebGPU (FastGelu, SkipLayerNormalization, MatMulNBits included) but
+ * for mlm's q4 decoder, noted below.
+ */
+const PLUMBING = 'Cast Concat×2 Shape×2'
+const INT8_TABLES = 'Cast×4 Concat×2 Gather×2 Shape×2 Slice'
+const TODAY: Record<string, Record<string, string>> = {
+  seqcls: { fp32: PLUMBING, q4: INT8_TABLES },
+  tokcls: { fp32: PLUMBING, q4: INT8_TABLES },
+  qa: { fp32: PLUMBING, q4: INT8_TABLES },
+  mc: { fp32: 'Cast Concat×4 Reshape×3 Shape×4', q4: 'Cast×4 Concat×4 Gather×2 Reshape×3 Shape×4 Slice' },
+  // the decoder tied to the word embeddings is today's int8 table read by DynamicQuantizeMatMul: a float op on the CPU provider
+  mlm: { fp32: PLUMBING, q4: 'Cast×4 Concat×2 DynamicQuantizeMatMul Gather×2 Shape×2 Slice' },
+}
+
+/**
+ * onnxruntime-web's WebGPU MatMulNBits gives wrong numbers for K < block_size with N = 2 (here K
+ * 16, block 32: the 2-label classifier and the start/end QA output), in 1.30 and transformers.js's
+ * 1.31 build. Real ALBERTs have K ≥ 128; only the tiny fixtures meet it.
+ */
+const MATMULNBITS_N2 = 'onnxruntime-web WebGPU MatMulNBits is wrong for K < block_size with N = 2'
+
+/** Every head's `--target web` folder: fp32 and q4 on both providers, q8 on wasm, fp16 on WebGPU with shader-f16. */
+export const FOLDERS: WebFolder[] = HEADS.map(({ short, fixture, pipeline }) => ({
+  name: `${short}-web`,
+  fixture,
+  target: 'web',
+  files: [
+    { file: 'onnx/model.onnx', dtype: 'fp32', providers: ['wasm', 'webgpu'], webgpuOnCpu: TODAY[short]!.fp32!.split(' ') },
+    {
+      file: 'onnx/model_q4.onnx',
+      dtype: 'q4',
+      providers: ['wasm', 'webgpu'],
+      webgpuOnCpu: TODAY[short]!.q4!.split(' '),
+      ...(short === 'seqcls' || short === 'qa' ? { webgpuWrong: MATMULNBITS_N2 } : {}),
+    },
+    { file: 'onnx/model_quantized.onnx', dtype: 'q8', providers: ['wasm'] },
+    { file: 'onnx/model_fp16.onnx', dtype: 'fp16', providers: ['webgpu'], needs: 'shader-f16', webgpuOnCpu: TODAY[short]!.fp32!.split(' ') },
+  ],
+  ...(pipeline ? { pipeline } : {}),
+}))
+
+/** Make a folder under `root` (no verification: the rest of the suite checks these models). */
+export async function buildFolder(root: string, f: WebFolder): Promise<void> {
+  const out = path.join(root, f.name)
+  const common = { checkpoint: fixtureDir(f.fixture), out, noVerify: true }
+  if (f.target) await convert({ ...common, plans: targetPlans(f.target) })
+  else await convert({ ...common, precisions: f.precisions ?? ['fp32'] })
+}
