@@ -133,8 +133,16 @@ function tableRows(g: Graph, input: string): number | undefined {
   return undefined
 }
 
-/** Rows of the position table (a float table sliced along axis 0), when the model has one. */
+/**
+ * Rows of the position table, when the model has one: a float [P, E] table sliced along axis 0
+ * (albertkit's graphs), or the int64 [1, P] position_ids buffer exporters slice instead.
+ */
 function positionRows(g: Graph): number | undefined {
-  const n = g.nodes.find((x) => x.opType === 'Slice' && x.inputs[0]?.const?.dims.length === 2 && !x.inputs[2]?.const)
-  return n?.inputs[0]?.const?.dims[0]
+  for (const x of g.nodes) {
+    const t = x.opType === 'Slice' && !x.inputs[2]?.const ? x.inputs[0]?.const : undefined
+    if (!t || t.dims.length !== 2) continue
+    if (t.dtype === DataType.INT64 && t.dims[0] === 1) return t.dims[1]
+    if (t.dtype !== DataType.INT64) return t.dims[0]
+  }
+  return undefined
 }

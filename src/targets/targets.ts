@@ -28,6 +28,12 @@ export interface Target {
   requiredOperators: boolean
   /** convert's flags that apply to it: `--fixed-shape` (pins [B, S] through fix-shapes), `--calibration` (sample inputs for static int8) */
   flags: TargetFlag[]
+  /**
+   * `optimize --target` on another exporter's ONNX: the passes that bring it, after IMPORT_PREPARE,
+   * to the form this target's own passes expect (what onnxruntime's optimizer fused that the
+   * target does not keep); they run in place of the models' PREPARE.
+   */
+  imported: string[]
 }
 
 const CPU_FUSIONS = ['fuse-attention', 'fuse-gelu']
@@ -45,6 +51,8 @@ export const TARGETS: readonly Target[] = [
     ],
     requiredOperators: false,
     flags: [],
+    // the optimizer's SkipLayerNormalization back to Add + LayerNormalization, the form this target keeps
+    imported: ['split-skip-layernorm'],
   },
   {
     name: 'gpu',
@@ -55,6 +63,7 @@ export const TARGETS: readonly Target[] = [
     ],
     requiredOperators: false,
     flags: [],
+    imported: [],
   },
   {
     name: 'mobile',
@@ -66,6 +75,8 @@ export const TARGETS: readonly Target[] = [
     ],
     requiredOperators: true,
     flags: ['fixed-shape', 'calibration'],
+    // standard ONNX ops only: the optimizer's com.microsoft ops (and a LayerNormalization below opset 17) written out
+    imported: ['decompose-contrib'],
   },
 ]
 
@@ -82,6 +93,28 @@ export function targetByName(name: string): Target {
 export function targetPlans(name: string): ArtifactPlan[] {
   const t = targetByName(name)
   return t.models.map((m) => ({ file: m.file, precision: m.precision, target: t.name, passes: m.passes }))
+}
+
+/**
+ * What every model made from another exporter's ONNX starts with, in place of PREPARE: the
+ * torch.export exporter's node metadata dropped (strip-metadata; `keepMetadata` leaves it), each
+ * constant once (dedup: also the unrolled exports' per-layer weight copies), constants folded,
+ * shared subexpressions merged (TorchScript's shape chains per layer), opsets 11–16 raised to 17
+ * and LayerNorm written out at those opsets composed (the form albertkit's own graphs have).
+ */
+export const IMPORT_PREPARE = ['strip-metadata', ...PREPARE, 'cse', 'upgrade-opset', 'compose-layernorm']
+
+/**
+ * The models a target emits from another exporter's ONNX (optimize --target): the target's own
+ * plans with IMPORT_PREPARE and the target's `imported` passes in place of PREPARE.
+ */
+export function importedPlans(name: string, opts: { keepMetadata?: boolean } = {}): ArtifactPlan[] {
+  const t = targetByName(name)
+  const prepare = opts.keepMetadata ? IMPORT_PREPARE.filter((p) => p !== 'strip-metadata') : IMPORT_PREPARE
+  return targetPlans(name).map((plan) => {
+    if (PREPARE.some((p, i) => plan.passes[i] !== p)) throw new Error(`target ${name}: ${plan.file} does not start with ${PREPARE.join(', ')}`)
+    return { ...plan, passes: [...prepare, ...t.imported, ...plan.passes.slice(PREPARE.length)] }
+  })
 }
 
 /** Whether the target named `name` (if any) takes convert's `flag`. */
