@@ -27,7 +27,7 @@ import { VERSION } from '../util/version.js'
 import { RequiredOperators } from '../report/required-ops.js'
 import { textFeeds, tokenPreview, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import { describeTextInputs, textReport, type TextReport } from './verify.js'
-import { layOutFolder, type Alias } from './layout.js'
+import { filesIn, layOutFolder, type Alias } from './layout.js'
 import { lineProgress, type Progress } from '../util/progress.js'
 
 /** The default random inputs: the sequence adapts to the model's positions. */
@@ -239,17 +239,6 @@ function portableTextReport(text: TextFeeds, checkpointDir: string): TextReport 
 function withoutTiming(p: Omit<PassReport, 'ms'>): Omit<PassReport, 'ms'> {
   const { ms: _ms, ...rest } = p as PassReport
   return rest
-}
-
-/** The files under `dir`, as relative paths with `/`. */
-function filesIn(dir: string, rel = ''): string[] {
-  const files: string[] = []
-  for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-    const name = rel ? `${rel}/${e.name}` : e.name
-    if (e.isDirectory()) files.push(...filesIn(dir, name))
-    else files.push(name)
-  }
-  return files
 }
 
 function provenanceOf(plan: ArtifactPlan, sourceSha256: string, task: Task): Provenance {
