@@ -7,20 +7,25 @@
  * has exactly the fused ops of albertkit's `convert --target cpu` graph of the same head (every
  * attention block an Attention, every GELU fused, LayerNormalization as the cpu target keeps
  * it), no node albertkit's graph lacks beyond the exporters' head forms, no more nodes, and
- * outputs within 1e-4 of the transformers golden. On albert-model's 18 kinds also the cpu int8,
- * gpu and mobile recipes. And the single passes: what each matches and how a miss is reported.
+ * outputs within 1e-4 of the transformers golden. On albert-model's 18 kinds (every exporter ×
+ * opset) `optimize --target` cpu, gpu and mobile: every model passes its verdict against the input
+ * ONNX and matches the goldens (fp32 within 1e-4, int8 and fp16 cosine ≥ 0.999). The command's
+ * folder, flags and errors. And the single passes: what each matches and how a miss is reported.
  */
-import { describe, it } from 'node:test'
+import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import type { Model } from '../src/ir/graph.js'
 import { DataType } from '../src/ir/dtype.js'
 import { modelBytes, readModelFile } from '../src/onnx/file.js'
 import { graphFigures, runPasses, type PassReport } from '../src/passes/pass.js'
 import { passByName } from '../src/passes/index.js'
-import { importedPlans, targetPlans } from '../src/targets/targets.js'
-import { FIXTURES, buildFixture, parityWithGolden } from './support/helpers.js'
+import { IMPORT_PREPARE, importedPlans, targetPlans } from '../src/targets/targets.js'
+import { optimizeTarget } from '../src/pipeline/optimize.js'
+import { BIN, FIXTURES, buildFixture, parityWithGolden } from './support/helpers.js'
 
 interface ExportEntry {
   path: string
@@ -98,39 +103,48 @@ describe('other exporters through the imported-model cpu recipe', () => {
   }
 })
 
-describe('the other targets on every albert-model kind', () => {
+describe('optimize --target on every exporter × opset (albert-model): verified against the input ONNX and the goldens', () => {
   const kinds = EXPORTS.filter((e) => e.fixture === 'albert-model')
   it('has all 18 kinds', () => assert.equal(kinds.length, 18))
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'albertkit-exporters-'))
+  after(() => fs.rmSync(scratch, { recursive: true, force: true }))
   for (const e of kinds) {
-    it(`${e.kind}: cpu int8 as albertkit's (QAttention, int8 size), gpu fused as albertkit's, mobile standard ops`, async () => {
-      const int8 = readModelFile(fileOf(e))
-      await apply(int8, IMPORTED_PASSES('cpu', 'onnx/model_int8.onnx'))
-      const ownInt8 = await albertkit('albert-model', 'cpu', 'onnx/model_int8.onnx')
-      assert.deepEqual(signature(int8), signature(ownInt8))
-      assert.equal(int8.graph.initializers.filter((v) => v.const!.dtype === DataType.FLOAT && v.const!.dims.length === 2).length, 0, 'no float matrix left')
-      for (const [k, v] of await parityWithGolden(int8, 'albert-model')) assert.ok(v.cosine > 0.999, `int8 ${k}: cosine ${v.cosine}`)
-      const bytes = graphFigures(int8).initializerBytes
-      const own = graphFigures(ownInt8).initializerBytes
-      console.log(e.kind, bytes, own, bytes / own)
-
-      const gpu = readModelFile(fileOf(e))
-      await apply(gpu, IMPORTED_PASSES('gpu', 'onnx/model.onnx'))
-      assert.deepEqual(signature(gpu), signature(await albertkit('albert-model', 'gpu', 'onnx/model.onnx')))
-      await assertGolden(gpu, 'albert-model', `${e.kind} gpu`)
-
-      const mobile = readModelFile(fileOf(e))
-      await apply(mobile, IMPORTED_PASSES('mobile', 'onnx/model.onnx'))
-      assert.deepEqual(mobile.graph.nodes.filter((n) => n.domain !== '').map((n) => n.opType), [], 'standard ONNX ops only')
-      assert.deepEqual(mobile.opsetImports.map((o) => o.domain), [''])
-      await assertGolden(mobile, 'albert-model', `${e.kind} mobile`)
+    it(`${e.kind}: cpu (fp32, int8 as albertkit's), gpu (fused as albertkit's, fp16), mobile (standard ops, QDQ int8, weight-only int8)`, async () => {
+      for (const target of ['cpu', 'gpu', 'mobile']) {
+        const out = path.join(scratch, `${e.kind}-${target}`)
+        const report = await optimizeTarget({ input: fileOf(e), out, target })
+        assert.deepEqual(report.artifacts.map((a) => a.path), targetPlans(target).map((p) => p.file))
+        assert.equal(report.verification?.pass, true, `${target}: parity against the input`)
+        for (const a of report.artifacts) {
+          const m = readModelFile(path.join(out, a.path))
+          const parity = await parityWithGolden(m, 'albert-model')
+          for (const [k, v] of parity) {
+            if (a.precision === 'fp32') assert.ok(v.maxAbs <= TOLERANCE, `${target} ${a.path} ${k}: max abs ${v.maxAbs}`)
+            else assert.ok(v.cosine >= 0.999, `${target} ${a.path} ${k}: cosine ${v.cosine}`)
+          }
+          if (target === 'mobile') {
+            assert.deepEqual(m.graph.nodes.filter((n) => n.domain !== '').map((n) => n.opType), [], `${a.path}: standard ONNX ops only`)
+            assert.deepEqual(m.opsetImports.map((o) => o.domain), [''])
+          } else {
+            assert.deepEqual(signature(m), signature(await albertkit('albert-model', target, a.path)), `${target} ${a.path}: albertkit's fused ops`)
+          }
+          if (a.precision === 'int8' && target === 'cpu') {
+            assert.equal(m.graph.initializers.filter((v) => v.const!.dtype === DataType.FLOAT && v.const!.dims.length === 2).length, 0, 'no float matrix left')
+          }
+          assert.equal(m.graph.nodes.filter((n) => n.metadataProps?.length).length, 0, 'no exporter metadata')
+        }
+        fs.rmSync(out, { recursive: true })
+      }
     })
   }
 
-  it('importedPlans names the target recipe files with the imported passes', () => {
+  it('importedPlans: the target\'s files, IMPORT_PREPARE and the target\'s own passes in place of PREPARE; --keep-metadata leaves strip-metadata out', () => {
     for (const t of ['cpu', 'gpu', 'mobile']) {
       assert.deepEqual(importedPlans(t).map((p) => p.file), targetPlans(t).map((p) => p.file))
-      for (const p of importedPlans(t)) assert.equal(p.passes[0], 'strip-metadata')
+      for (const p of importedPlans(t)) assert.deepEqual(p.passes.slice(0, IMPORT_PREPARE.length), IMPORT_PREPARE)
+      for (const p of importedPlans(t, { keepMetadata: true })) assert.ok(!p.passes.includes('strip-metadata'))
     }
+    assert.deepEqual(IMPORTED_PASSES('cpu', 'onnx/model_int8.onnx'), [...IMPORT_PREPARE, 'split-skip-layernorm', 'fuse-attention', 'fuse-gelu', 'quantize-int8', 'remove-unused', 'sort-and-name'])
   })
 })
 
@@ -250,5 +264,80 @@ describe('import passes one by one', () => {
     assert.deepEqual(r!.stats, { gelu: 2, skipLayerNorm: 4, layerNorm: 5 })
     assert.deepEqual(m.graph.nodes.filter((n) => n.domain !== '').map((n) => n.opType), [])
     await assertGolden(m, 'albert-seqcls', 'decomposed')
+  })
+})
+
+function albertkitCli(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+describe('albertkit optimize --target (the command)', () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'albertkit-optimize-target-'))
+  after(() => fs.rmSync(work, { recursive: true, force: true }))
+  // an export with the checkpoint's config and tokenizer files beside it, as Optimum writes them
+  const exported = path.join(work, 'exported')
+  fs.mkdirSync(exported)
+  fs.copyFileSync(exportFile('albert-seqcls', 'dynamo-op18'), path.join(exported, 'model.onnx'))
+  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'spiece.model']) {
+    const src = path.join(FIXTURES, 'albert-seqcls', f)
+    if (fs.existsSync(src)) fs.copyFileSync(src, path.join(exported, f))
+  }
+  const copied = ['config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'].filter((f) => fs.existsSync(path.join(exported, f)))
+
+  it('writes a folder laid out as convert --target cpu: models, q8 alias, the files beside the input, report.json; --force replaces it', () => {
+    const out = path.join(work, 'cpu')
+    const r = albertkitCli('optimize', path.join(exported, 'model.onnx'), '--target', 'cpu', '--out', out, '--quiet')
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stderr, '')
+    assert.match(r.stdout, /cpu\/onnx\/model\.onnx: fp32, .* parity PASS\n.*cpu\/onnx\/model_int8\.onnx: int8, .* parity PASS\n/)
+    const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'))
+    assert.deepEqual(report.written, [...copied, 'onnx/model.onnx', 'onnx/model_int8.onnx', 'onnx/model_quantized.onnx', 'report.json'].sort())
+    assert.deepEqual(report.copied, copied)
+    assert.ok(copied.includes('config.json'))
+    assert.equal(fs.readFileSync(path.join(out, 'config.json'), 'utf8'), fs.readFileSync(path.join(exported, 'config.json'), 'utf8'))
+    const m = readModelFile(path.join(out, 'onnx', 'model.onnx'))
+    const meta = Object.fromEntries(m.metadataProps.map((p) => [p.key, p.value]))
+    assert.equal(meta['albertkit.target'], 'cpu')
+    assert.equal(meta['albertkit.precision'], 'fp32')
+    assert.equal(meta['albertkit.task'], undefined)
+    assert.equal(JSON.parse(meta['albertkit.parity']!).pass, true)
+    const again = albertkitCli('optimize', path.join(exported, 'model.onnx'), '--target', 'cpu', '--precision', 'int8', '--out', out, '--force', '--quiet', '--json')
+    assert.equal(again.code, 0, again.stderr)
+    assert.deepEqual(JSON.parse(again.stdout).artifacts.map((a: { path: string }) => a.path), ['onnx/model_int8.onnx'])
+  })
+
+  it('--keep-metadata keeps the exporter’s node metadata', () => {
+    const out = path.join(work, 'kept')
+    const r = albertkitCli('optimize', path.join(exported, 'model.onnx'), '--target', 'gpu', '--precision', 'fp32', '--keep-metadata', '--out', out, '--quiet')
+    assert.equal(r.code, 0, r.stderr)
+    const m = readModelFile(path.join(out, 'onnx', 'model.onnx'))
+    assert.ok(m.graph.nodes.some((n) => n.metadataProps?.some((p) => p.key === 'pkg.torch.onnx.stack_trace')))
+  })
+
+  it('a model out of tolerance is exit code 1, the folder written', () => {
+    const out = path.join(work, 'strict')
+    const r = albertkitCli('optimize', path.join(exported, 'model.onnx'), '--target', 'cpu', '--precision', 'int8', '--cosine', '1.5', '--out', out, '--quiet')
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /^Error: parity check failed for at least one model/m)
+    assert.ok(fs.existsSync(path.join(out, 'onnx', 'model_int8.onnx')))
+  })
+
+  it('usage errors: --precision the target does not make, --passes with --target, target-only flags without --target, an unknown target', () => {
+    const input = path.join(exported, 'model.onnx')
+    const out = path.join(work, 'never')
+    const cases: [string[], string][] = [
+      [['--target', 'cpu', '--precision', 'fp16'], 'Error: --precision fp16: --target cpu makes fp32, int8\n'],
+      [['--target', 'gpu', '--passes', 'dedup'], 'Error: --target gpu and --passes dedup both choose the passes; give one of them\n'],
+      [['--precision', 'int8', '--keep-metadata'], 'Error: --precision, --keep-metadata do nothing without --target (optimize --passes writes one ONNX file)\n'],
+      [['--target', 'cpu', '--fixed-shape', '1,8'], 'Error: --fixed-shape needs --target mobile\n'],
+      [['--target', 'tpu'], "Error: unknown target 'tpu' (choose from cpu, gpu, mobile)\n"],
+    ]
+    for (const [flags, message] of cases) {
+      const r = albertkitCli('optimize', input, '--out', out, ...flags)
+      assert.equal(r.code, 2, flags.join(' '))
+      assert.equal(r.stderr, message)
+      assert.ok(!fs.existsSync(out))
+    }
   })
 })
