@@ -13,6 +13,7 @@ import { compressionFigures, printCompression, type CompressionFigures } from '.
 import { chainFigures, printChain, type ChainFigures } from './chain.js'
 import { largeFigures, printLarge, type LargeFigures } from './large.js'
 import { printStartup, startupFigures } from './startup.js'
+import { exporterFigures, printExporters, type ExporterFigures } from './exporters.js'
 
 const RUNS = 5
 
@@ -78,6 +79,11 @@ async function main(scratch: string): Promise<void> {
   chain = await chainFigures(chainDir, 15)
   printChain(chain)
 
+  // other exporters' ONNX of the same checkpoint (fixtures/make_export_fixtures.py --base), when made
+  const exportersDir = fs.existsSync(path.join(hfinit, 'exports')) ? hfinit : dir
+  const exporters: ExporterFigures | undefined = await exporterFigures(exportersDir, 15)
+  if (exporters) printExporters(exporters)
+
   const startup = startupFigures()
   printStartup(startup)
 
@@ -96,6 +102,7 @@ async function main(scratch: string): Promise<void> {
     convertVerified: { medianSeconds: verified.seconds, medianPeakMB: verified.peakMB, all: verified.runs },
     compression,
     chain,
+    exporters,
     startup,
     large,
   }

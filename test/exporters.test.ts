@@ -198,6 +198,18 @@ describe('import passes one by one', () => {
     await assertGolden(m, 'albert-model', 'stripped')
   })
 
+  it('drop-value-info: the dynamo exporter’s declared intermediate types go, inputs and outputs keep theirs', async () => {
+    const m = readModelFile(exportFile('albert-model', 'dynamo-op18'))
+    const declared = () => [...m.graph.values.values()].filter((v) => !v.const && v.type && !v.type.inferred).length
+    const io = m.graph.inputs.length + m.graph.outputs.length
+    const before = declared()
+    const [r] = await apply(m, ['drop-value-info'])
+    assert.equal(r!.stats.valuesDropped, before - io)
+    assert.ok(before - io > 100, `${before - io} dropped`)
+    assert.equal(declared(), io)
+    await assertGolden(m, 'albert-model', 'value_info dropped')
+  })
+
   it('compose-layernorm: the LayerNorms TorchScript writes out at opset 11 and 14', async () => {
     for (const kind of ['torchscript-op11', 'torchscript-op14']) {
       const m = readModelFile(exportFile('albert-model', kind))

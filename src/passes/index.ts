@@ -21,9 +21,10 @@ import { splitSkipLayerNorm } from './split-skip-layernorm.js'
 import { stripMetadata } from './strip-metadata.js'
 import { decomposeContrib } from './decompose-contrib.js'
 import { upgradeOpset } from './upgrade-opset.js'
+import { dropValueInfo } from './drop-value-info.js'
 
 export const PASSES: ReadonlyMap<string, Pass> = new Map(
-  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8, quantizeInt4, fp16, factorizationCheck, fuseAttention, fuseLayerNorm, fuseGelu, fixShapes, quantizeQdq, quantizeWeights, stripMetadata, composeLayerNorm, splitSkipLayerNorm, decomposeContrib, upgradeOpset].map((p) => [p.name, p]),
+  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8, quantizeInt4, fp16, factorizationCheck, fuseAttention, fuseLayerNorm, fuseGelu, fixShapes, quantizeQdq, quantizeWeights, stripMetadata, composeLayerNorm, splitSkipLayerNorm, decomposeContrib, upgradeOpset, dropValueInfo].map((p) => [p.name, p]),
 )
 
 export function passByName(name: string): Pass {

@@ -97,12 +97,13 @@ export function targetPlans(name: string): ArtifactPlan[] {
 
 /**
  * What every model made from another exporter's ONNX starts with, in place of PREPARE: the
- * torch.export exporter's node metadata dropped (strip-metadata; `keepMetadata` leaves it), each
+ * torch.export exporter's node metadata dropped (strip-metadata; `keepMetadata` leaves it), its
+ * declared intermediate types and shapes forgotten (drop-value-info: onnxruntime plans with them), each
  * constant once (dedup: also the unrolled exports' per-layer weight copies), constants folded,
  * shared subexpressions merged (TorchScript's shape chains per layer), opsets 11–16 raised to 17
  * and LayerNorm written out at those opsets composed (the form albertkit's own graphs have).
  */
-export const IMPORT_PREPARE = ['strip-metadata', ...PREPARE, 'cse', 'upgrade-opset', 'compose-layernorm']
+export const IMPORT_PREPARE = ['strip-metadata', 'drop-value-info', ...PREPARE, 'cse', 'upgrade-opset', 'compose-layernorm']
 
 /**
  * The models a target emits from another exporter's ONNX (optimize --target): the target's own
