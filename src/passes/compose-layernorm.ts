@@ -18,45 +18,35 @@
 import { DataType } from '../ir/dtype.js'
 import { attrFloat, attrInt, type Graph, type Model, type Node, type Value } from '../ir/graph.js'
 import { inferTypes } from '../ir/infer.js'
-import { printable } from '../util/printable.js'
-import type { Pass, PassContext, PassResult } from './pass.js'
+import { Candidates } from './fusion.js'
+import { inPlacePass, type Pass, type PassContext, type Rewrite } from './pass.js'
 import { cleanup } from '../ir/cleanup.js'
 
-export const composeLayerNorm: Pass = {
+export const composeLayerNorm: Pass = inPlacePass({
   name: 'compose-layernorm',
   description: 'LayerNorm written out (ReduceMean, Sub, Pow, Sqrt, Div, Mul, Add) → LayerNormalization',
-  inPlace: true,
-  run(model: Model, { options }: PassContext): PassResult {
+  rewrite(model: Model, { options }: PassContext): Rewrite {
     const g = model.graph
     const opset = model.opsetVersion('') ?? 1
     if (opset < 17 && options.contribOps === false) {
       const any = g.nodes.some((n) => isCandidate(n))
-      return { model, changed: false, stats: { composed: 0 }, warnings: any ? [`compose-layernorm: left as is: LayerNormalization needs opset 17 and the model is opset ${opset} (standard ONNX only)`] : [] }
+      return { changed: false, stats: { composed: 0 }, warnings: any ? [`compose-layernorm: left as is: LayerNormalization needs opset 17 and the model is opset ${opset} (standard ONNX only)`] : [] }
     }
     g.toposort()
     inferTypes(g)
-    let composed = 0
-    let candidates = 0
-    const misses = new Map<string, Node[]>()
+    const candidates = new Candidates()
     for (const n of [...g.nodes]) {
       if (!g.contains(n) || !isCandidate(n)) continue
-      candidates++
       const r = compose(g, n)
-      if (typeof r === 'string') {
-        const list = misses.get(r)
-        if (list) list.push(n)
-        else misses.set(r, [n])
-      } else composed++
+      if (typeof r === 'string') candidates.miss(r, n)
+      else candidates.hit()
     }
+    const composed = candidates.matched
     if (composed) cleanup(g)
-    const warnings: string[] = []
-    if (composed < candidates) {
-      const why = [...misses].map(([reason, nodes]) => `${reason} (${nodes.length}: ${nodes.slice(0, 3).map((n) => `'${printable(n.name, 80)}'`).join(', ')}${nodes.length > 3 ? ' …' : ''})`).join('; ')
-      warnings.push(`compose-layernorm: ${composed} of ${candidates} candidates matched: ${why}`)
-    }
-    return { model, changed: composed > 0, stats: { composed, candidates }, warnings }
+    const warnings = candidates.warnings('compose-layernorm')
+    return { changed: composed > 0, stats: { composed, candidates: candidates.total }, warnings }
   },
-}
+})
 
 /** A ReduceMean read by Sub(its own input, it). */
 function isCandidate(n: Node): boolean {

@@ -14,15 +14,14 @@
  */
 import { attrInt, attrInts, type Graph, type Model, type Node, type Value } from '../ir/graph.js'
 import { GraphBuilder } from '../ir/builder.js'
-import type { Pass, PassResult } from './pass.js'
+import { inPlacePass, type Pass, type Rewrite } from './pass.js'
 import { cleanup } from '../ir/cleanup.js'
 import { splitOne } from './split-skip-layernorm.js'
 
-export const decomposeContrib: Pass = {
+export const decomposeContrib: Pass = inPlacePass({
   name: 'decompose-contrib',
   description: 'com.microsoft FastGelu, Gelu, BiasGelu, SkipLayerNormalization → standard ONNX ops',
-  inPlace: true,
-  run(model: Model): PassResult {
+  rewrite(model: Model): Rewrite {
     const g = model.graph
     const c = new GraphBuilder(g)
     const counts = { gelu: 0, skipLayerNorm: 0, layerNorm: 0 }
@@ -49,9 +48,9 @@ export const decomposeContrib: Pass = {
     const used = domainsUsed(g)
     model.opsetImports = model.opsetImports.filter((o) => o.domain === '' || o.domain === 'ai.onnx' || used.has(o.domain))
     const warnings = left.size ? [`decompose-contrib: com.microsoft ops left as they are: ${[...left].map(([op, k]) => `${op} ×${k}`).join(', ')}`] : []
-    return { model, changed, stats: counts, warnings }
+    return { changed, stats: counts, warnings }
   },
-}
+})
 
 function gelu(g: Graph, c: GraphBuilder, n: Node): void {
   const at = (op: string, inputs: Value[], label: string) => g.addNodeBefore(n, op, inputs, `${n.name || n.opType}_${label}`).outputs[0]!

@@ -7,17 +7,16 @@
  * albertkit inferred itself is never written. Safe: value_info is optional, onnxruntime infers it.
  */
 import type { Graph, Model } from '../ir/graph.js'
-import type { Pass, PassResult } from './pass.js'
+import { inPlacePass, type Pass, type Rewrite } from './pass.js'
 
-export const dropValueInfo: Pass = {
+export const dropValueInfo: Pass = inPlacePass({
   name: 'drop-value-info',
   description: "forget the exporter's declared types and shapes of intermediate values (value_info)",
-  inPlace: true,
-  run(model: Model): PassResult {
+  rewrite(model: Model): Rewrite {
     const dropped = dropGraph(model.graph)
-    return { model, changed: dropped > 0, stats: { valuesDropped: dropped } }
+    return { changed: dropped > 0, stats: { valuesDropped: dropped } }
   },
-}
+})
 
 function dropGraph(g: Graph): number {
   const io = new Set([...g.inputs, ...g.outputs])

@@ -35,64 +35,41 @@
  * `fuse-attention: F of N candidate blocks matched: <reason> (<count>: <nodes>); ...`.
  */
 import { DataType } from '../ir/dtype.js'
-import { attrFloat, attrInt, type Graph, type Model, type Node, type Value } from '../ir/graph.js'
+import { attrFloat, attrInt, type Graph, type Node, type Value } from '../ir/graph.js'
 import { Tensor } from '../ir/tensor.js'
 import { GraphBuilder } from '../ir/builder.js'
-import { inferTypes } from '../ir/infer.js'
-import { printable } from '../util/printable.js'
-import type { Pass, PassResult } from './pass.js'
-import { cleanup } from '../ir/cleanup.js'
+import { Candidates, fusionPass } from './fusion.js'
+import type { Pass, Rewrite } from './pass.js'
 import { linearOf, outWidth, weightAs, type Linear } from './linear.js'
 import { dimOf, dimsOf, rankOf, sameDim } from './shape-expr.js'
 
-export const fuseAttention: Pass = {
+export const fuseAttention: Pass = fusionPass({
   name: 'fuse-attention',
   description: 'self-attention blocks → com.microsoft Attention with packed QKV weights',
-  inPlace: true,
-  run(model: Model): PassResult {
-    const g = model.graph
-    g.toposort()
-    inferTypes(g)
+  fuse(g: Graph): Rewrite & { fused: number } {
     const ctx: Context = { consts: new GraphBuilder(g), packed: new Map(), masks: new Map(), shapes: new Map() }
-    let fused = 0
-    let candidates = 0
-    const misses = new Map<string, Node[]>()
+    const candidates = new Candidates()
     for (const n of [...g.nodes]) {
       if (n.domain !== '' || !g.contains(n)) continue
       let block: Block | string
       if (n.opType === 'Softmax') block = matchBlock(n)
       else if (n.opType === 'Attention') block = matchAttentionOp(n)
       else continue
-      candidates++
       if (typeof block === 'string') {
-        const list = misses.get(block)
-        if (list) list.push(n)
-        else misses.set(block, [n])
+        candidates.miss(block, n)
         continue
       }
       rewrite(g, block, ctx)
-      fused++
+      candidates.hit()
     }
-    if (fused) {
-      model.requireOpset('com.microsoft', 1)
-      cleanup(g)
-    }
+    const fused = candidates.matched
     const stats: Record<string, number> = { blocksFused: fused, packedWeights: ctx.packed.size }
-    const warnings: string[] = []
-    if (fused < candidates) {
-      stats.candidates = candidates
-      const why = [...misses].map(([reason, nodes]) => `${reason} (${nodes.length}: ${nodeList(nodes)})`).join('; ')
-      warnings.push(`fuse-attention: ${fused} of ${candidates} candidate blocks matched: ${why}`)
-    }
-    return { model, changed: fused > 0, stats, warnings }
+    const warnings = candidates.warnings('fuse-attention', 'candidate blocks')
+    if (warnings.length) stats.candidates = candidates.total
+    return { fused, changed: fused > 0, stats, warnings }
   },
-}
+})
 
-/** Up to three nodes by op and name, and how many more. */
-function nodeList(nodes: Node[]): string {
-  const shown = nodes.slice(0, 3).map((n) => `${n.opType} '${printable(n.name, 80)}'`)
-  return nodes.length > 3 ? `${shown.join(', ')} and ${nodes.length - 3} more` : shown.join(', ')
-}
 
 interface Block {
   q: Linear

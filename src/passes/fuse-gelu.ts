@@ -17,10 +17,10 @@
  * √(2/π) (a pooler's Tanh, a Laplace activation's Erf are none): a candidate left unfused is
  * reported, `fuse-gelu: F of N candidates matched: ...`.
  */
-import type { Graph, Model, Node, Value } from '../ir/graph.js'
-import { printable } from '../util/printable.js'
+import type { Graph, Node, Value } from '../ir/graph.js'
+import { fusionPass, nodeList } from './fusion.js'
 import { isSelfContained, match, num, op, val, type Pattern } from '../ir/match.js'
-import type { Pass, PassResult } from './pass.js'
+import type { Pass, Rewrite } from './pass.js'
 import { cleanup } from '../ir/cleanup.js'
 import { takeBias } from './linear.js'
 
@@ -48,13 +48,10 @@ const ERF_GELU: Pattern[] = [op('Div', [x, num(Math.SQRT2, 1e-5)]), op('Mul', [x
   return [half(body), halfAlt(body), halfInner(body)]
 })
 
-export const fuseGelu: Pass = {
+export const fuseGelu: Pass = fusionPass({
   name: 'fuse-gelu',
   description: 'elementwise GELU → com.microsoft FastGelu / Gelu / BiasGelu (with the bias)',
-  inPlace: true,
-  run(model: Model): PassResult {
-    const g = model.graph
-    g.toposort()
+  fuse(g: Graph): Rewrite & { fused: number } {
     const candidates = g.nodes.filter(isCandidate)
     let fast = 0
     let erf = 0
@@ -71,21 +68,18 @@ export const fuseGelu: Pass = {
       else erf++
       if (r.bias) biases++
     }
-    if (fast + erf) {
-      model.requireOpset('com.microsoft', 1)
-      cleanup(g)
-    }
     const stats: Record<string, number> = { fastGelu: fast, erfGelu: erf, biasesMoved: biases }
+    // a candidate fused is gone once the graph is cleaned up (fusionPass cleans up again: nothing left to do then)
+    if (fast + erf) cleanup(g)
     const left = candidates.filter((n) => g.contains(n))
     const warnings: string[] = []
     if (left.length) {
       stats.candidates = candidates.length
-      const names = left.slice(0, 3).map((n) => `${n.opType} '${printable(n.name, 80)}'`).join(', ') + (left.length > 3 ? ` and ${left.length - 3} more` : '')
-      warnings.push(`fuse-gelu: ${candidates.length - left.length} of ${candidates.length} candidates matched: no GELU pattern around ${names}`)
+      warnings.push(`fuse-gelu: ${candidates.length - left.length} of ${candidates.length} candidates matched: no GELU pattern around ${nodeList(left)}`)
     }
-    return { model, changed: fast + erf > 0, stats, warnings }
+    return { fused: fast + erf, changed: fast + erf > 0, stats, warnings }
   },
-}
+})
 
 /** Is `v` a scalar constant near `c`? */
 const near = (v: Value | null | undefined, c: number) => {

@@ -12,53 +12,35 @@
  * the position table, is no candidate); one left unfused is reported,
  * `fuse-layernorm: F of N candidates matched: ...`.
  */
-import type { Graph, Model, Node, Value } from '../ir/graph.js'
+import type { Graph, Node, Value } from '../ir/graph.js'
 import { attrFloat } from '../ir/graph.js'
-import { inferTypes } from '../ir/infer.js'
-import { printable } from '../util/printable.js'
-import type { Pass, PassResult } from './pass.js'
-import { cleanup } from '../ir/cleanup.js'
+import { Candidates, fusionPass } from './fusion.js'
+import type { Pass, Rewrite } from './pass.js'
 import { takeBias } from './linear.js'
 
-export const fuseLayerNorm: Pass = {
+export const fuseLayerNorm: Pass = fusionPass({
   name: 'fuse-layernorm',
   description: 'Add + LayerNormalization → com.microsoft SkipLayerNormalization (with the bias)',
-  inPlace: true,
-  run(model: Model): PassResult {
-    const g = model.graph
-    g.toposort()
-    inferTypes(g)
-    let fused = 0
+  fuse(g: Graph): Rewrite & { fused: number } {
     let biases = 0
-    let candidates = 0
-    const misses = new Map<string, Node[]>()
+    const candidates = new Candidates()
     for (const ln of [...g.nodes]) {
       const r = fuse(g, ln)
       if (r === undefined) continue
-      candidates++
       if (typeof r === 'string') {
-        const list = misses.get(r)
-        if (list) list.push(ln)
-        else misses.set(r, [ln])
+        candidates.miss(r, ln)
         continue
       }
-      fused++
+      candidates.hit()
       if (r.bias) biases++
     }
-    if (fused) {
-      model.requireOpset('com.microsoft', 1)
-      cleanup(g)
-    }
+    const fused = candidates.matched
     const stats: Record<string, number> = { fused, biasesMoved: biases }
-    const warnings: string[] = []
-    if (fused < candidates) {
-      stats.candidates = candidates
-      const why = [...misses].map(([reason, nodes]) => `${reason} (${nodes.length}: ${nodes.slice(0, 3).map((n) => `'${printable(n.name, 80)}'`).join(', ')}${nodes.length > 3 ? ' …' : ''})`).join('; ')
-      warnings.push(`fuse-layernorm: ${fused} of ${candidates} candidates matched: ${why}`)
-    }
-    return { model, changed: fused > 0, stats, warnings }
+    const warnings = candidates.warnings('fuse-layernorm')
+    if (warnings.length) stats.candidates = candidates.total
+    return { fused, changed: fused > 0, stats, warnings }
   },
-}
+})
 
 /**
  * Both terms have the same shape: same rank, the same known sizes, and unknown sizes only where

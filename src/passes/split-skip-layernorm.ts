@@ -11,15 +11,14 @@
  */
 import { DataType } from '../ir/dtype.js'
 import { attrFloat, attrInt, type Graph, type Model, type Node, type Value } from '../ir/graph.js'
-import { printable } from '../util/printable.js'
-import type { Pass, PassResult } from './pass.js'
+import { nodeList } from './fusion.js'
+import { inPlacePass, type Pass, type Rewrite } from './pass.js'
 import { cleanup } from '../ir/cleanup.js'
 
-export const splitSkipLayerNorm: Pass = {
+export const splitSkipLayerNorm: Pass = inPlacePass({
   name: 'split-skip-layernorm',
   description: 'com.microsoft SkipLayerNormalization → Add (+ bias) + LayerNormalization',
-  inPlace: true,
-  run(model: Model): PassResult {
+  rewrite(model: Model): Rewrite {
     const g = model.graph
     let split = 0
     let candidates = 0
@@ -38,11 +37,11 @@ export const splitSkipLayerNorm: Pass = {
     }
     if (split) cleanup(g)
     const warnings = left.length
-      ? [`split-skip-layernorm: ${split} of ${candidates} candidates split: the mean or inverse deviation of ${left.slice(0, 3).map((n) => `'${printable(n.name, 80)}'`).join(', ')}${left.length > 3 ? ' …' : ''} is read`]
+      ? [`split-skip-layernorm: ${split} of ${candidates} candidates split: the mean or inverse deviation of ${nodeList(left)} is read`]
       : []
-    return { model, changed: split > 0, stats: { split, biasesMoved }, warnings }
+    return { changed: split > 0, stats: { split, biasesMoved }, warnings }
   },
-}
+})
 
 /** The output of a MatMul by a constant float matrix that only `reader` reads. */
 function bareMatMul(v: Value, reader: Node): boolean {

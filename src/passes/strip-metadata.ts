@@ -8,22 +8,20 @@
  * keeps them. Safe: nothing reads them to compute.
  */
 import type { Graph, Model, StringPair } from '../ir/graph.js'
-import type { Pass, PassResult } from './pass.js'
+import { inPlacePass, type Pass, type Rewrite } from './pass.js'
 
-export const stripMetadata: Pass = {
+export const stripMetadata: Pass = inPlacePass({
   name: 'strip-metadata',
   description: "drop exporters' node, value and graph metadata (stack traces, module paths)",
-  inPlace: true,
-  run(model: Model): PassResult {
+  rewrite(model: Model): Rewrite {
     const counts = { nodes: 0, values: 0, entries: 0, bytes: 0 }
     stripGraph(model.graph, counts)
     return {
-      model,
       changed: counts.entries > 0 || counts.nodes > 0,
       stats: { nodesStripped: counts.nodes, valuesStripped: counts.values, entriesRemoved: counts.entries, textBytesRemoved: counts.bytes },
     }
   },
-}
+})
 
 interface Counts {
   nodes: number

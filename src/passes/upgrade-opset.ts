@@ -20,8 +20,8 @@
 import { attrInt, type Graph, type Model, type Node } from '../ir/graph.js'
 import { Tensor } from '../ir/tensor.js'
 import { inferTypes } from '../ir/infer.js'
-import { printable } from '../util/printable.js'
-import type { Pass, PassResult } from './pass.js'
+import { nodeList } from './fusion.js'
+import { inPlacePass, type Pass, type Rewrite } from './pass.js'
 import { exactRank } from './shape-expr.js'
 
 const TARGET = 17
@@ -38,14 +38,13 @@ const UNCHANGED = new Set([
 const AXES_TO_INPUT = new Set(['Unsqueeze', 'Squeeze', 'ReduceSum'])
 const LAST_AXIS_ONLY = new Set(['Softmax', 'LogSoftmax', 'Hardmax'])
 
-export const upgradeOpset: Pass = {
+export const upgradeOpset: Pass = inPlacePass({
   name: 'upgrade-opset',
   description: 'rewrite a model below opset 17 to opset 17 (axes and split attributes become inputs)',
-  inPlace: true,
-  run(model: Model): PassResult {
+  rewrite(model: Model): Rewrite {
     const from = model.opsetVersion('')
-    if (from === undefined || from >= TARGET) return { model, changed: false, stats: { from: from ?? 0, to: from ?? 0 } }
-    if (from < 11) return { model, changed: false, stats: { from, to: from }, warnings: [`upgrade-opset: left at opset ${from}: only opsets 11 to 16 are upgraded`] }
+    if (from === undefined || from >= TARGET) return { changed: false, stats: { from: from ?? 0, to: from ?? 0 } }
+    if (from < 11) return { changed: false, stats: { from, to: from }, warnings: [`upgrade-opset: left at opset ${from}: only opsets 11 to 16 are upgraded`] }
     const g = model.graph
     inferTypes(g)
     const blockers = new Map<string, Node[]>()
@@ -57,17 +56,17 @@ export const upgradeOpset: Pass = {
       else blockers.set(why, [n])
     }
     if (blockers.size) {
-      const why = [...blockers].map(([reason, nodes]) => `${reason} (${nodes.slice(0, 3).map((n) => `'${printable(n.name, 80)}'`).join(', ')}${nodes.length > 3 ? ` and ${nodes.length - 3} more` : ''})`).join('; ')
-      return { model, changed: false, stats: { from, to: from }, warnings: [`upgrade-opset: left at opset ${from}: ${why}`] }
+      const why = [...blockers].map(([reason, nodes]) => `${reason} (${nodeList(nodes)})`).join('; ')
+      return { changed: false, stats: { from, to: from }, warnings: [`upgrade-opset: left at opset ${from}: ${why}`] }
     }
     let rewritten = 0
     for (const n of [...g.nodes]) if (rewrite(g, n)) rewritten++
     const entry = model.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')!
     entry.version = TARGET
     if (model.irVersion < 8) model.irVersion = 8
-    return { model, changed: true, stats: { from, to: TARGET, nodesRewritten: rewritten } }
+    return { changed: true, stats: { from, to: TARGET, nodesRewritten: rewritten } }
   },
-}
+})
 
 /** Why a node keeps the model from being upgraded, or undefined. */
 function blocker(n: Node): string | undefined {

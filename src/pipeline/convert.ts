@@ -27,7 +27,7 @@ import { VERSION } from '../util/version.js'
 import { RequiredOperators } from '../report/required-ops.js'
 import { textFeeds, tokenPreview, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import { describeTextInputs, textReport, type TextReport } from './verify.js'
-import { filesIn, layOutFolder, type Alias } from './layout.js'
+import { layOutFolder, writeFolderReport, type Alias } from './layout.js'
 import { lineProgress, type Progress } from '../util/progress.js'
 
 /** The default random inputs: the sequence adapts to the model's positions. */
@@ -195,7 +195,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
     }
     const { copied, aliases, generated } = layOutFolder(ckpt, task, stage.path, artifacts.map((a) => a.path), externalFiles)
     const c = ckpt.config
-    const report: ConvertReport = {
+    const report: ConvertReport = writeFolderReport(stage.path, {
       albertkit: VERSION,
       source: { name: path.basename(path.resolve(ckpt.dir)), format: ckpt.format, sha256: digest.sha256, files: digest.files },
       task,
@@ -210,9 +210,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
       verification: feeds
         ? { inputs: inputSpec ?? null, ...(text ? { text: portableTextReport(text, ckpt.dir) } : {}), pass: artifacts.every((a) => a.verdict?.pass) }
         : null,
-      written: [...filesIn(stage.path), 'report.json'].sort(),
-    }
-    fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
+    })
     output.commit(stage)
     return report
   } catch (e) {
@@ -236,7 +234,7 @@ function portableTextReport(text: TextFeeds, checkpointDir: string): TextReport 
 }
 
 /** A pass's report without its timing (the terminal shows that; report.json stays reproducible). */
-function withoutTiming(p: Omit<PassReport, 'ms'>): Omit<PassReport, 'ms'> {
+export function withoutTiming(p: Omit<PassReport, 'ms'>): Omit<PassReport, 'ms'> {
   const { ms: _ms, ...rest } = p as PassReport
   return rest
 }
@@ -366,7 +364,8 @@ class ModelHolder {
   }
 }
 
-function artifactOf(plan: ArtifactPlan, model: Model): Omit<Artifact, 'passes' | 'bytes'> {
+/** What report.json says of one emitted model, but its passes and size (optimize --target's report too). */
+export function artifactOf(plan: ArtifactPlan, model: Model): Omit<Artifact, 'passes' | 'bytes'> {
   return {
     path: plan.file,
     precision: plan.precision,

@@ -169,3 +169,13 @@ export function filesIn(dir: string, rel = ''): string[] {
   }
   return files
 }
+
+/**
+ * The folder's last file, report.json: `body` and `written`, every file in the folder (report.json
+ * included) as relative paths with `/`: with `albertkit`, the mark `--force` looks for (util/mark.ts).
+ */
+export function writeFolderReport<T extends object>(dir: string, body: T): T & { written: string[] } {
+  const report = { ...body, written: [...filesIn(dir), 'report.json'].sort() }
+  fs.writeFileSync(path.join(dir, 'report.json'), JSON.stringify(report, null, 2) + '\n')
+  return report
+}

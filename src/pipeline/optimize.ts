@@ -19,11 +19,21 @@ import { sha256File, stampOptimized, stampProvenance } from '../report/provenanc
 import { RequiredOperators } from '../report/required-ops.js'
 import { DEFAULT_INPUTS, type Feed } from '../verify/inputs.js'
 import { formatVerdict, type ArtifactVerdict, type OutputMap, type ThresholdOverrides } from '../verify/verdict.js'
-import { copyFolderFiles, filesIn, writeAliases, type Alias } from './layout.js'
+import { copyFolderFiles, writeAliases, writeFolderReport, type Alias } from './layout.js'
+import { artifactOf, withoutTiming, type Artifact } from './convert.js'
 import { VERSION } from '../util/version.js'
 import { lineProgress, type Progress } from '../util/progress.js'
 
-export interface OptimizeOptions {
+/** Where a run's lines go. */
+interface Reporting {
+  log?: (line: string) => void
+  /** Long steps as they run (reading, each pass, writing); takes the place of `log`. */
+  progress?: Progress
+  /** Warnings of the passes, as they come. */
+  warn?: (message: string) => void
+}
+
+export interface OptimizeOptions extends Reporting {
   input: string
   output: string
   passes: string[]
@@ -33,11 +43,6 @@ export interface OptimizeOptions {
   force?: boolean
   /** The output, already checked (see `checkOptimizeOutput`); checked here when absent. */
   checked?: CheckedOutput
-  log?: (line: string) => void
-  /** Long steps as they run (reading, each pass, writing); takes the place of `log`. */
-  progress?: Progress
-  /** Warnings of the passes, as they come. */
-  warn?: (message: string) => void
 }
 
 export interface OptimizeReport {
@@ -83,7 +88,7 @@ export async function optimize(opts: OptimizeOptions): Promise<OptimizeReport> {
   }
 }
 
-export interface OptimizeTargetOptions {
+export interface OptimizeTargetOptions extends Reporting {
   input: string
   /** the folder to write, laid out as convert's (pipeline/layout.ts) */
   out: string
@@ -102,21 +107,6 @@ export interface OptimizeTargetOptions {
   /** The verdict's random inputs (default: DEFAULT_INPUTS, the sequence cut to the model's positions). */
   inputs?: { batch: number; seed: number; sequence?: number }
   thresholds?: ThresholdOverrides
-  log?: (line: string) => void
-  progress?: Progress
-  warn?: (message: string) => void
-}
-
-export interface TargetArtifact {
-  path: string
-  bytes: number
-  precision: Precision
-  target: string
-  nodes: number
-  opCounts: Record<string, number>
-  /** what each pass did, without its timing (the same input gives the same report) */
-  passes: Omit<PassReport, 'ms'>[]
-  verdict?: ArtifactVerdict
 }
 
 export interface OptimizeTargetReport {
@@ -124,7 +114,7 @@ export interface OptimizeTargetReport {
   /** the input file: its name (no path of the machine), size and digest */
   input: { name: string; bytes: number; sha256: string }
   target: string
-  artifacts: TargetArtifact[]
+  artifacts: Artifact[]
   aliases: Alias[]
   /** config and tokenizer files copied from beside the input */
   copied: string[]
@@ -172,7 +162,7 @@ export async function optimizeTarget(opts: OptimizeTargetOptions): Promise<Optim
   const stage = output.stage()
   try {
     fs.mkdirSync(path.join(stage.path, 'onnx'))
-    const artifacts: TargetArtifact[] = []
+    const artifacts: Artifact[] = []
     for (const plan of plans) {
       const making = progress.start(`making ${plan.file}`, plan.passes.length)
       const manager = new PassManager(passesOf(plan), {
@@ -195,20 +185,16 @@ export async function optimizeTarget(opts: OptimizeTargetOptions): Promise<Optim
       const written = writeModelFile(path.join(stage.path, plan.file), model)
       log(`wrote ${plan.file} (${written.bytes} bytes)`)
       artifacts.push({
-        path: plan.file,
+        ...artifactOf(plan, model),
         bytes: written.bytes + (written.externalBytes ?? 0),
-        precision: plan.precision,
-        target: plan.target,
-        nodes: model.graph.nodes.length,
-        opCounts: Object.fromEntries([...model.graph.opCounts()].sort(([a], [b]) => a.localeCompare(b))),
-        passes: reports.map(({ ms: _ms, ...r }) => r),
+        passes: reports.map(withoutTiming),
         ...(verdict ? { verdict } : {}),
       })
     }
     requiredOps?.write(path.join(stage.path, 'onnx', 'required_operators.config'))
     const aliases = writeAliases(stage.path, artifacts.map((a) => a.path))
     const copied = copyFolderFiles(path.dirname(opts.input), stage.path)
-    const report: OptimizeTargetReport = {
+    const report: OptimizeTargetReport = writeFolderReport(stage.path, {
       albertkit: VERSION,
       input: { name: path.basename(opts.input), bytes: fs.statSync(opts.input).size, sha256 },
       target: opts.target,
@@ -216,9 +202,7 @@ export async function optimizeTarget(opts: OptimizeTargetOptions): Promise<Optim
       aliases,
       copied,
       verification: feed ? { inputs: { batch: feed.values().next().value!.dims[0]!, sequence: feed.values().next().value!.dims.at(-1)!, seed: request.seed }, pass: artifacts.every((a) => a.verdict?.pass) } : null,
-      written: [...filesIn(stage.path), 'report.json'].sort(),
-    }
-    fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
+    })
     output.commit(stage)
     return report
   } catch (e) {
