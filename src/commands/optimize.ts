@@ -25,7 +25,8 @@ export default class Optimize extends AlbertkitCommand {
     'Loads an ONNX model (albertkit’s or another exporter’s, external data included), runs the passes --passes names, in order, and writes the result to a new file.',
     'What each pass did goes to stdout (with --json, the report); progress goes to stderr.',
     'A recipe file (--recipe) can pin the passes ("passes") and their options ("options").',
-    'With --target, --out is a folder laid out as convert’s: the target’s models (onnx/model.onnx, onnx/model_int8.onnx, …) made by its passes after the ones that bring another exporter’s graph to albertkit’s form (the torch.export exporter’s node metadata dropped unless --keep-metadata), each checked against the input on seeded random inputs (exit code 1 when one fails), with config.json and the tokenizer files that sit beside the input and report.json.',
+    'With --target, --out is a folder laid out as convert’s: the target’s models (onnx/model.onnx, onnx/model_int8.onnx, …), config.json and the tokenizer files that sit beside the input, and report.json.',
+    'Each model is made by the target’s passes after those that bring another exporter’s graph to albertkit’s form (the exporter’s node metadata dropped unless --keep-metadata), and checked against the input on seeded random inputs (exit code 1 when one fails).',
   ].join('\n\n')
   static override usage = '<%= command.id %> INPUT -o <file> [FLAGS]'
   static override examples = [
@@ -48,8 +49,8 @@ export default class Optimize extends AlbertkitCommand {
   ]
   static helpTables: readonly HelpTable[] = [{ header: 'PASSES', rows: [...PASSES.values()].map((p) => [p.name, p.description]) }]
   static exitCodes = exitCodeRows({
-    ok: 'the passes ran and the model was written (with --target: every model within tolerance of the input)',
-    parity: 'with --target, a model is out of tolerance against the input (the folder is written)',
+    ok: 'the passes ran and the model was written (with --target: every model agrees with the input)',
+    parity: 'with --target, a model’s outputs differ from the input’s beyond the thresholds (the folder is written)',
     usage: 'an unknown or missing flag or argument, an unknown pass, a bad flag value, a bad recipe file, an output that --force may not replace; nothing was read or written',
     input: 'an unreadable or malformed ONNX file, an output file that exists (no --force) or cannot be written; nothing is left at the output',
   })
