@@ -44,7 +44,7 @@ export interface ChainFigures {
   ratios: Record<string, number>
 }
 
-function feedsFor(batch: number, seq: number, vocab: number): Map<string, Tensor> {
+export function feedsFor(batch: number, seq: number, vocab: number): Map<string, Tensor> {
   const ids = new BigInt64Array(batch * seq)
   let s = 12345
   for (let i = 0; i < ids.length; i++) {
@@ -61,7 +61,7 @@ function feedsFor(batch: number, seq: number, vocab: number): Map<string, Tensor
 }
 
 /** Median latency of several models measured in interleaved rounds (so drift hits all alike). */
-async function latencies(models: string[], feeds: Map<string, Tensor>, rounds: number): Promise<number[]> {
+export async function latencies(models: string[], feeds: Map<string, Tensor>, rounds: number): Promise<number[]> {
   const sessions = await Promise.all(models.map((m) => createSession(m, { intraOpThreads: 1 })))
   for (const s of sessions) for (let i = 0; i < 3; i++) await runSession(s, feeds)
   const times: number[][] = models.map(() => [])

@@ -14,7 +14,7 @@ import { modelBytes, readModelFile } from '../src/onnx/file.js'
 import { passByName } from '../src/passes/index.js'
 import { runPasses } from '../src/passes/pass.js'
 import { createSession, runSession } from '../src/runtime/session.js'
-import { compareOutputs } from '../src/verify/compare.js'
+import { compareOutputs, type Parity } from '../src/verify/compare.js'
 import { median } from './measure.js'
 
 export interface PrecisionRow {
@@ -41,11 +41,18 @@ function build(dir: string): Model {
 
 /** Cosine of every output to the golden, running `bytes` with onnxruntime (CPU, default optimizations). */
 export async function cosinesToGolden(model: Uint8Array | string, dir: string): Promise<Record<string, number>> {
+  return Object.fromEntries(Object.entries(await parityToGolden(model, dir)).map(([k, p]) => [k, p.cosine]))
+}
+
+/** Every output's figures (max abs, cosine, ...) against the golden, running the model with onnxruntime (CPU, default optimizations). */
+export async function parityToGolden(model: Uint8Array | string, dir: string): Promise<Record<string, Parity>> {
   const golden = readSafetensors(path.join(dir, 'golden.safetensors')).tensors
   const inputs = readSafetensors(path.join(dir, 'inputs.safetensors')).tensors
-  const out = await runSession(await createSession(model, { intraOpThreads: 1 }), inputs)
-  const result: Record<string, number> = {}
-  for (const [name, ref] of golden) result[name] = compareOutputs(ref.toFloat32(), out.get(name)!.data).cosine
+  const session = await createSession(model, { intraOpThreads: 1 })
+  const out = await runSession(session, inputs)
+  await session.release()
+  const result: Record<string, Parity> = {}
+  for (const [name, ref] of golden) result[name] = compareOutputs(ref.toFloat32(), out.get(name)!.data)
   return result
 }
 

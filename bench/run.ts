@@ -14,6 +14,7 @@ import { chainFigures, printChain, type ChainFigures } from './chain.js'
 import { largeFigures, printLarge, type LargeFigures } from './large.js'
 import { printStartup, startupFigures } from './startup.js'
 import { int4Figures, printInt4, type Int4Figures } from './int4.js'
+import { exporterFigures, printExporters, type ExporterFigures } from './exporters.js'
 
 const RUNS = 5
 
@@ -85,6 +86,10 @@ async function main(scratch: string): Promise<void> {
     int4 = await int4Figures(chainDir)
     printInt4(int4)
   } else console.log('\n4-bit figures: skipped (no golden outputs; make them with fixtures/make_fixtures.py --base-hfinit)')
+  // other exporters' ONNX of the same checkpoint (fixtures/make_export_fixtures.py --base), when made
+  const exportersDir = fs.existsSync(path.join(hfinit, 'exports')) ? hfinit : dir
+  const exporters: ExporterFigures | undefined = await exporterFigures(exportersDir, 15)
+  if (exporters) printExporters(exporters)
 
   const startup = startupFigures()
   printStartup(startup)
@@ -105,6 +110,7 @@ async function main(scratch: string): Promise<void> {
     compression,
     chain,
     int4,
+    exporters,
     startup,
     large,
   }

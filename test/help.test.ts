@@ -108,8 +108,10 @@ describe('help', () => {
       ],
       optimize: [
         ['OUTPUT', 'out', 'force', 'quiet', 'verbose', 'json'],
+        ['MODEL', 'target', 'precision', 'keep-metadata', 'fixed-shape', 'calibration'],
         ['GRAPH', 'passes', 'standard-ops', 'refactor'],
         ['QUANTIZATION', 'per-tensor', 'block-size', 'asymmetric', 'keep-nodes', 'keep-ops'],
+        ['VERIFICATION', 'verify', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'],
         ['RECIPE', 'recipe'],
       ],
       verify: [
@@ -148,7 +150,7 @@ describe('help', () => {
 
   it('each command lists its own exit codes and causes, nothing it cannot do', async () => {
     const config = await Config.load(ROOT)
-    const codes: Record<string, number[]> = { convert: [0, 1, 2, 3, 4], verify: [0, 1, 2, 3, 4], inspect: [0, 2, 3, 4], optimize: [0, 2, 3, 4] }
+    const codes: Record<string, number[]> = { convert: [0, 1, 2, 3, 4], verify: [0, 1, 2, 3, 4], inspect: [0, 2, 3, 4], optimize: [0, 1, 2, 3, 4] }
     for (const c of COMMANDS) {
       const rows = (config.findCommand(c) as unknown as { exitCodes?: ExitCodeRows }).exitCodes
       assert.ok(rows, `${c}: exit codes in the manifest`)

@@ -103,6 +103,34 @@ export function checkConvertFlags(parsed: Parsed, flags: ConvertFlags, recipe: R
   }
 }
 
+/** Flags that only `optimize --target` reads (it writes a folder of verified models). */
+export const OPTIMIZE_TARGET_FLAGS = ['precision', 'keep-metadata', 'verify', 'seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1', 'fixed-shape', 'calibration']
+
+/**
+ * optimize --target (typed on the command line: a recipe's target is convert's): the target chooses the passes (--passes contradicts it), --precision picks
+ * among its models, pass options its models do not use and verification flags with --no-verify
+ * do nothing; without --target, the flags only it reads do nothing.
+ */
+export function checkOptimizeTargetFlags(parsed: Parsed, flags: ConvertFlags & { passes: string }, recipe: Recipe | undefined, plans: ArtifactPlan[]): void {
+  if (!flags.target) {
+    const typed = OPTIMIZE_TARGET_FLAGS.filter((n) => given(parsed, n))
+    if (typed.length > 0) throw new UsageError(`${list(typed)} ${verb(typed, 'does', 'do')} nothing without --target (optimize --passes writes one ONNX file)`)
+    return
+  }
+  // a recipe's passes give way to a typed --target (flags typed on the command line win over the recipe)
+  if (given(parsed, 'passes')) throw new UsageError(`--target ${flags.target} and --passes ${flags.passes} both choose the passes; give one of them`)
+  if (flags['fixed-shape'] && !takes(flags.target, 'fixed-shape')) throw new UsageError(`${optionSource(parsed, recipe, 'fixed-shape')} needs ${targetsTaking('fixed-shape')}`)
+  checkPassOptions(parsed, flags, recipe, new Set(plans.flatMap((p) => p.passes)), `--target ${flags.target}`)
+  if (!flags.verify) {
+    const typed = ['seed', 'batch', 'sequence', 'max-abs', 'cosine', 'top1'].filter((n) => given(parsed, n))
+    if (typed.length > 0) throw new UsageError(`${list(typed)} ${verb(typed, 'sets', 'set')} up the parity verdict and ${verb(typed, 'does', 'do')} nothing with --no-verify`)
+  }
+  if (flags['fixed-shape']) {
+    const typed = ['batch', 'sequence'].filter((n) => given(parsed, n))
+    if (typed.length > 0) throw new UsageError(`${list(typed)} ${verb(typed, 'does', 'do')} nothing with --fixed-shape ${flags['fixed-shape']}: verification runs at the pinned shape`)
+  }
+}
+
 /** optimize: pass options that none of the passes named reads. */
 export function checkOptimizeFlags(parsed: Parsed, flags: Record<string, unknown>, recipe: Recipe | undefined, passes: string[]): void {
   const chose = given(parsed, 'passes') ? `--passes ${passes.join(',')}` : recipe?.passes ? `--passes ${passes.join(',')} (from ${recipe.file})` : `--passes ${passes.join(',')} (the default)`

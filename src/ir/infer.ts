@@ -74,6 +74,12 @@ function inferNode(n: Node): void {
   }
   if (BROADCAST.has(op)) return set(out, elem(a) ?? elem(b), broadcast(n.inputs.map(shapeOf)))
   if (COMPARE.has(op)) return set(out, DataType.BOOL, op.startsWith('Is') ? shapeOf(a) : broadcast(n.inputs.map(shapeOf)))
+  if (op === 'Attention' && n.domain === 'com.microsoft') {
+    // [B, S, K] in, [B, S, N] out, N a third of the packed bias (Q, K and V widths equal)
+    const shape = shapeOf(a)
+    const bias = n.inputs[2]?.const
+    if (shape?.length === 3 && bias?.dims.length === 1 && bias.dims[0]! % 3 === 0) return set(out, elem(a), [shape[0]!, shape[1]!, bias.dims[0]! / 3])
+  }
   if (TYPE_ONLY_INPUT0.has(op)) {
     for (const o of n.outputs) set(o, elem(a))
     return

@@ -100,25 +100,41 @@ function rowsOf(t: Tensor, start: number, count: number): Tensor {
 
 /** Seeded random token batches shaped like the model's inputs, CALIBRATION_ROWS rows in all. */
 function randomFeeds(g: Graph): Feed[] {
+  const shape = modelInputs(g)[0]?.shape ?? []
+  const batch = typeof shape[0] === 'number' ? shape[0] : CALIBRATION_ROWS
+  const feeds: Feed[] = []
+  for (let k = 0; k * batch < CALIBRATION_ROWS; k++) feeds.push(randomModelFeed(g, { batch, seed: CALIBRATION_SEED + k }))
+  return feeds
+}
+
+/**
+ * One seeded random batch for any ALBERT graph (another exporter's too), shaped like its inputs:
+ * sizes the graph pins are kept, the others are `spec`'s (batch; sequence up to DEFAULT_INPUTS'
+ * and the position table's rows); token ids below the embedding table's rows. What calibration
+ * and `optimize --target`'s verdict run on.
+ */
+export function randomModelFeed(g: Graph, spec: { batch: number; seed: number; sequence?: number }): Feed {
   const inputs = modelInputs(g)
   const shape = inputs[0]?.shape ?? []
   const fixed = (i: number) => (typeof shape[i] === 'number' ? (shape[i] as number) : undefined)
   const rank = shape.length
-  const batch = fixed(0) ?? CALIBRATION_ROWS
   const positions = positionRows(g)
-  const sequence = fixed(rank - 1) ?? Math.min(DEFAULT_INPUTS.sequence, positions ?? Infinity)
+  const sequence = fixed(rank - 1) ?? Math.min(spec.sequence ?? DEFAULT_INPUTS.sequence, positions ?? Infinity)
   const config = { vocabSize: tableRows(g, 'input_ids') ?? 2, typeVocabSize: tableRows(g, 'token_type_ids') ?? 1, maxPositionEmbeddings: sequence } as AlbertConfig
   const task = rank === 3 ? 'multiple-choice' : 'feature-extraction'
-  const feeds: Feed[] = []
-  for (let k = 0; k * batch < CALIBRATION_ROWS; k++) {
-    const all = randomInputs(config, task, { batch, sequence, seed: CALIBRATION_SEED + k, choices: fixed(1) ?? DEFAULT_INPUTS.choices ?? 2 })
-    feeds.push(new Map(inputs.map((v) => [v.name, all.get(v.name) ?? missing(v.name)])))
-  }
-  return feeds
+  const all = randomInputs(config, task, { batch: fixed(0) ?? spec.batch, sequence, seed: spec.seed, choices: fixed(1) ?? DEFAULT_INPUTS.choices ?? 2 })
+  return new Map(inputs.map((v) => [v.name, all.get(v.name) ?? missing(v.name)]))
 }
 
 function missing(name: string): never {
-  throw new UserError(`no calibration data for model input '${name}': pass calibration inputs`)
+  throw new UserError(`no random input for model input '${name}' (albertkit makes input_ids, attention_mask and token_type_ids): pass calibration inputs`)
+}
+
+/** A value's constant: an initializer, or the tensor of the Constant node that makes it (TorchScript exports, before fold-constants). */
+function constantOf(v: Value | null | undefined): Tensor | undefined {
+  if (v?.const) return v.const
+  const p = v?.producer
+  return p?.opType === 'Constant' && p.domain === '' ? p.attr('value')?.t : undefined
 }
 
 /** Rows of the constant table a model input indexes (through reshapes of the ids). */
@@ -126,15 +142,24 @@ function tableRows(g: Graph, input: string): number | undefined {
   const queue = [g.values.get(input)].filter((v): v is Value => !!v)
   for (let steps = 0; queue.length && steps < 8; steps++) {
     for (const n of queue.shift()!.consumers) {
-      if (n.opType === 'Gather' && n.inputs[0]?.const && n.inputs[1] !== n.inputs[0]) return n.inputs[0].const.dims[0]
+      const table = constantOf(n.inputs[0])
+      if (n.opType === 'Gather' && table && n.inputs[1] !== n.inputs[0]) return table.dims[0]
       if (['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity'].includes(n.opType)) queue.push(n.outputs[0]!)
     }
   }
   return undefined
 }
 
-/** Rows of the position table (a float table sliced along axis 0), when the model has one. */
+/**
+ * Rows of the position table, when the model has one: a float [P, E] table sliced along axis 0
+ * (albertkit's graphs), or the int64 [1, P] position_ids buffer exporters slice instead.
+ */
 function positionRows(g: Graph): number | undefined {
-  const n = g.nodes.find((x) => x.opType === 'Slice' && x.inputs[0]?.const?.dims.length === 2 && !x.inputs[2]?.const)
-  return n?.inputs[0]?.const?.dims[0]
+  for (const x of g.nodes) {
+    const t = x.opType === 'Slice' && !constantOf(x.inputs[2]) ? constantOf(x.inputs[0]) : undefined
+    if (!t || t.dims.length !== 2) continue
+    if (t.dtype === DataType.INT64 && t.dims[0] === 1) return t.dims[1]
+    if (t.dtype !== DataType.INT64) return t.dims[0]
+  }
+  return undefined
 }

@@ -15,15 +15,14 @@ import { evaluateNode, transposeTensor } from '../ir/evaluate.js'
 import type { Tensor } from '../ir/tensor.js'
 import { createHash } from 'node:crypto'
 import { equalTensorGroups } from '../analysis/tensors.js'
-import type { Pass, PassResult } from './pass.js'
+import { inPlacePass, type Pass, type Rewrite } from './pass.js'
 import { cleanup } from '../ir/cleanup.js'
 import { eliminateCommonSubexpressions } from './cse.js'
 
-export const dedup: Pass = {
+export const dedup: Pass = inPlacePass({
   name: 'dedup',
   description: 'store every constant once: merge equal initializers and transposed copies',
-  inPlace: true,
-  run(model: Model): PassResult {
+  rewrite(model: Model): Rewrite {
     const g = model.graph
     const constantsConverted = constantNodesToInitializers(g) + dropConstantIdentities(g)
     const exact = mergeEqual(g)
@@ -32,7 +31,6 @@ export const dedup: Pass = {
     // Merged constants make twin computations on them visible (Unsqueeze(x, axes) twice, ...).
     const nodesMerged = eliminateCommonSubexpressions(g)
     return {
-      model,
       changed: constantsConverted + exact.merged + transposed.merged + nodesMerged > 0,
       stats: {
         constantNodes: constantsConverted,
@@ -43,7 +41,7 @@ export const dedup: Pass = {
       },
     }
   },
-}
+})
 
 /** Constant nodes (any of their value forms) become initializers, so they can be merged too. */
 function constantNodesToInitializers(g: Graph): number {

@@ -4,41 +4,72 @@
  * back — becomes one com.microsoft Attention node with Q, K and V packed into one [in, 3·out]
  * weight. ALBERT's layers share that weight: it is packed once and read by every layer call.
  * The padding mask is given to Attention as the raw int32 mask (0 = padded key), which is what
- * the additive mask was computed from. Matches albertkit's graphs (Gemm, 2-D hidden state) and
- * torch exports (MatMul + Add, 3-D). Safe: the op computes the same function; skipped when any
+ * the additive mask was computed from. Safe: the op computes the same function; skipped when any
  * piece of the pattern is missing or read elsewhere.
+ *
+ * Candidates are the ai.onnx Softmax nodes and the ai.onnx Attention nodes (opset 23): each is
+ * one attention block or none. A candidate matches when, with Q4/K4/V4 = Transpose(Reshape(
+ * linear(x), [B, S, heads, d] or [B, S, -1, d]), perm 0,2,1,3) of three linear layers of one
+ * input x (linear: Gemm, or MatMul + Add of a bias vector, either order):
+ *
+ * - Softmax form: Softmax(axis -1, or 3 on 4-D) of Add(scores, maskBias) (either order), where
+ *   scores is Q·Kᵀ with its scale in any of these places —
+ *     Mul|Div(MatMul(Q4, Kᵀ), c)                       (eager attention, any exporter)
+ *     MatMul(Mul(Q4, √c), Mul(Kᵀ, √c))                  (SDPA as TorchScript and dynamo export it)
+ *   and Kᵀ is one of
+ *     Transpose(Reshape(linear(x)), perm 0,2,3,1)        (TorchScript)
+ *     Transpose(K4, perm 0,1,3,2)
+ *     Reshape(Transpose(Reshape(K4, [-1, S, d]), perm 0,2,1), [B, h, d, S])
+ *                                                        (dynamo opset 18: the shape vectors are
+ *                                                         checked to be K4's own dimensions, also
+ *                                                         when read as Gather(Shape(·), perm))
+ *   The probabilities go to MatMul(·, V4) directly or through Where(IsNaN(p), 0, p) (SDPA's
+ *   guard for fully masked rows, which Attention does not need).
+ * - Attention-op form: ai.onnx Attention(Q4, K4, V4[, mask]) with is_causal 0, softcap 0, no
+ *   past state, only its first output read; scale from its attribute (default 1/√d).
+ *
+ * and the result [B, h, S, d] is merged back by Transpose(perm 0,2,1,3) → Reshape. The mask
+ * (additive float, or boolean True = attend) must be computed from one [batch, sequence] integer
+ * or boolean graph input (besides shapes): that input becomes Attention's mask_index. A candidate
+ * that does not match is left as it is and counted by reason: the pass warns
+ * `fuse-attention: F of N candidate blocks matched: <reason> (<count>: <nodes>); ...`.
  */
 import { DataType } from '../ir/dtype.js'
-import { attrFloat, attrInt, type Graph, type Model, type Node, type Value } from '../ir/graph.js'
+import { attrFloat, attrInt, type Graph, type Node, type Value } from '../ir/graph.js'
 import { Tensor } from '../ir/tensor.js'
 import { GraphBuilder } from '../ir/builder.js'
-import { inferTypes } from '../ir/infer.js'
-import type { Pass, PassResult } from './pass.js'
-import { cleanup } from '../ir/cleanup.js'
+import { Candidates, fusionPass } from './fusion.js'
+import type { Pass, Rewrite } from './pass.js'
 import { linearOf, outWidth, weightAs, type Linear } from './linear.js'
+import { dimOf, dimsOf, rankOf, sameDim } from './shape-expr.js'
 
-export const fuseAttention: Pass = {
+export const fuseAttention: Pass = fusionPass({
   name: 'fuse-attention',
   description: 'self-attention blocks → com.microsoft Attention with packed QKV weights',
-  inPlace: true,
-  run(model: Model): PassResult {
-    const g = model.graph
-    g.toposort()
-    inferTypes(g)
+  fuse(g: Graph): Rewrite & { fused: number } {
     const ctx: Context = { consts: new GraphBuilder(g), packed: new Map(), masks: new Map(), shapes: new Map() }
-    let fused = 0
-    for (const sm of [...g.nodes]) {
-      if (sm.opType !== 'Softmax' || sm.domain !== '' || !g.contains(sm)) continue
-      const block = matchBlock(sm)
-      if (block && rewrite(g, block, ctx)) fused++
+    const candidates = new Candidates()
+    for (const n of [...g.nodes]) {
+      if (n.domain !== '' || !g.contains(n)) continue
+      let block: Block | string
+      if (n.opType === 'Softmax') block = matchBlock(n)
+      else if (n.opType === 'Attention') block = matchAttentionOp(n)
+      else continue
+      if (typeof block === 'string') {
+        candidates.miss(block, n)
+        continue
+      }
+      rewrite(g, block, ctx)
+      candidates.hit()
     }
-    if (fused) {
-      model.requireOpset('com.microsoft', 1)
-      cleanup(g)
-    }
-    return { model, changed: fused > 0, stats: { blocksFused: fused, packedWeights: ctx.packed.size } }
+    const fused = candidates.matched
+    const stats: Record<string, number> = { blocksFused: fused, packedWeights: ctx.packed.size }
+    const warnings = candidates.warnings('fuse-attention', 'candidate blocks')
+    if (warnings.length) stats.candidates = candidates.total
+    return { fused, changed: fused > 0, stats, warnings }
   },
-}
+})
+
 
 interface Block {
   q: Linear
@@ -47,7 +78,8 @@ interface Block {
   heads: number
   headDim: number
   scale: number
-  mask: Value
+  /** the raw [batch, sequence] mask, or null when the block has none */
+  mask: Value | null
   /** shape [B, S, heads, headDim] of the Q reshape (to recover [B, S]) */
   headsShape: Value
   /** the value the merged heads end in */
@@ -64,6 +96,31 @@ function headsOf(v: Value | null | undefined, permutation: number[]): { lin: Lin
   if (r?.opType !== 'Reshape' || !r.inputs[0] || !r.inputs[1]) return undefined
   const lin = linearOf(r.inputs[0])
   return lin ? { lin, shape: r.inputs[1] } : undefined
+}
+
+/**
+ * Kᵀ = K4 with its last two axes swapped, written as the dynamo exporter decomposes it:
+ * Reshape(Transpose(Reshape(K4, [-1, a, b]), perm 0,2,1), [...lead, b, a]) where a, b are K4's
+ * last two dimensions and lead its others, each read from K4's shape. Returns K4.
+ */
+function swappedLastTwo(v: Value): Value | undefined {
+  const outer = v.producer
+  if (outer?.opType !== 'Reshape' || outer.domain !== '') return undefined
+  const t = outer.inputs[0]?.producer
+  if (!perm(t, [0, 2, 1])) return undefined
+  const inner = t!.inputs[0]?.producer
+  if (inner?.opType !== 'Reshape' || inner.domain !== '') return undefined
+  const k4 = inner.inputs[0]
+  const rank = rankOf(k4)
+  if (!k4 || rank === undefined || rank < 3) return undefined
+  const flat = dimsOf(inner.inputs[1])
+  const back = dimsOf(outer.inputs[1])
+  if (!flat || !back || flat.length !== 3 || back.length !== rank) return undefined
+  const a = dimOf(k4, rank - 2)
+  const b = dimOf(k4, rank - 1)
+  if (!sameDim(flat[0], { const: -1 }) || !sameDim(flat[1], a) || !sameDim(flat[2], b)) return undefined
+  for (let i = 0; i < rank - 2; i++) if (!sameDim(back[i], dimOf(k4, i))) return undefined
+  return sameDim(back[rank - 2], b) && sameDim(back[rank - 1], a) ? k4 : undefined
 }
 
 /** A value times a scalar constant (either order), or the value itself with scale 1. */
@@ -152,11 +209,50 @@ function trailingConstants(shape: Value): number[] {
   return out
 }
 
-function matchBlock(sm: Node): Block | undefined {
+const NOT_HEADS = 'is not a head split (Reshape → Transpose 0,2,1,3) of a linear layer'
+
+/** Kᵀ in one of its three written forms, as the head split of K's projection. */
+function keyHeads(kT: Value): { lin: Linear; shape: Value } | undefined {
+  const direct = headsOf(kT, [0, 2, 3, 1])
+  if (direct) return direct
+  const t = kT.producer
+  if (perm(t, [0, 1, 3, 2])) return headsOf(t!.inputs[0], [0, 2, 1, 3])
+  const k4 = swappedLastTwo(kT)
+  return k4 ? headsOf(k4, [0, 2, 1, 3]) : undefined
+}
+
+/** The rest of a block once Q, K, V and the [B, h, S, d] result are found: one input, heads merged back, head count. */
+function finish(
+  q: { lin: Linear; shape: Value },
+  k: { lin: Linear; shape: Value },
+  v: { lin: Linear; shape: Value },
+  result: Value,
+  scale: number | undefined,
+  mask: Value | null,
+): Block | string {
+  if (q.lin.x !== k.lin.x || q.lin.x !== v.lin.x) return 'Q, K and V are not projections of one input'
+  const merged = result.consumers
+  if (merged.length !== 1 || !perm(merged[0], [0, 2, 1, 3])) return 'the heads are not merged back by Transpose 0,2,1,3'
+  const reshape = merged[0]!.outputs[0]!.consumers
+  if (reshape.length !== 1 || reshape[0]!.opType !== 'Reshape') return 'the merged heads are not reshaped back'
+  const width = outWidth(q.lin)
+  if (outWidth(k.lin) !== width || outWidth(v.lin) !== width) return 'Q, K and V widths differ'
+  const tail = trailingConstants(q.shape)
+  let heads = tail.length >= 2 ? tail[tail.length - 2]! : 0
+  let headDim = tail.length >= 2 ? tail[tail.length - 1]! : 0
+  if (heads <= 0 || headDim <= 0 || heads * headDim !== width) {
+    headDim = headDim > 0 && width % headDim === 0 ? headDim : 0
+    heads = headDim ? width / headDim : 0
+  }
+  if (!heads || !headDim) return 'the head count cannot be told from the Q reshape'
+  return { q: q.lin, k: k.lin, v: v.lin, heads, headDim, scale: scale ?? 1 / Math.sqrt(headDim), mask, headsShape: q.shape, output: reshape[0]!.outputs[0]! }
+}
+
+function matchBlock(sm: Node): Block | string {
   const axis = sm.attrInt('axis', -1)
-  if (axis !== -1 && axis !== 3) return undefined
+  if (axis !== -1 && axis !== 3) return 'Softmax is not over the last axis'
   const add = sm.inputs[0]?.producer
-  if (add?.opType !== 'Add' || add.domain !== '') return undefined
+  if (add?.opType !== 'Add' || add.domain !== '') return 'the Softmax input is not scores + mask (an Add)'
   let scores: ReturnType<typeof scoresOf>
   let maskBias: Value | undefined
   for (const [a, b] of [[add.inputs[0], add.inputs[1]], [add.inputs[1], add.inputs[0]]] as const) {
@@ -167,37 +263,41 @@ function matchBlock(sm: Node): Block | undefined {
       break
     }
   }
-  if (!scores || !maskBias) return undefined
+  if (!scores || !maskBias) return 'no Q·Kᵀ MatMul before the mask Add'
   const mask = rawMask(maskBias)
-  if (!mask) return undefined
+  if (!mask) return 'the mask is not computed from a [batch, sequence] input'
   const q = headsOf(scores.q, [0, 2, 1, 3])
-  let k = headsOf(scores.k, [0, 2, 3, 1])
-  if (!k) {
-    const t = scores.k.producer
-    if (perm(t, [0, 1, 3, 2])) k = headsOf(t!.inputs[0], [0, 2, 1, 3])
-  }
+  if (!q) return `Q ${NOT_HEADS}`
+  const k = keyHeads(scores.k)
+  if (!k) return `Kᵀ ${NOT_HEADS}, nor a transpose of one`
   const probs = zeroedNaN(sm.outputs[0]!)
-  if (probs.consumers.length !== 1) return undefined
+  if (probs.consumers.length !== 1) return 'the attention probabilities are read elsewhere'
   const pv = probs.consumers[0]!
-  if (pv.opType !== 'MatMul' || pv.inputs[0] !== probs) return undefined
+  if (pv.opType !== 'MatMul' || pv.inputs[0] !== probs) return 'the probabilities do not go to a ·V MatMul'
   const v = headsOf(pv.inputs[1], [0, 2, 1, 3])
-  if (!q || !k || !v) return undefined
-  if (q.lin.x !== k.lin.x || q.lin.x !== v.lin.x) return undefined
-  const merged = pv.outputs[0]!.consumers
-  if (merged.length !== 1 || !perm(merged[0], [0, 2, 1, 3])) return undefined
-  const reshape = merged[0]!.outputs[0]!.consumers
-  if (reshape.length !== 1 || reshape[0]!.opType !== 'Reshape') return undefined
-  const width = outWidth(q.lin)
-  if (outWidth(k.lin) !== width || outWidth(v.lin) !== width) return undefined
-  const tail = trailingConstants(q.shape)
-  let heads = tail.length >= 2 ? tail[tail.length - 2]! : 0
-  let headDim = tail.length >= 2 ? tail[tail.length - 1]! : 0
-  if (heads <= 0 || headDim <= 0 || heads * headDim !== width) {
-    headDim = headDim > 0 && width % headDim === 0 ? headDim : 0
-    heads = headDim ? width / headDim : 0
+  if (!v) return `V ${NOT_HEADS}`
+  return finish(q, k, v, pv.outputs[0]!, scores.scale, mask)
+}
+
+/** ai.onnx Attention (opset 23) on 4-D head splits, without causal masking, softcap or past state. */
+function matchAttentionOp(att: Node): Block | string {
+  if (att.inputs.slice(4).some((v) => v)) return 'Attention has past state or sequence lengths'
+  if (att.outputs.slice(1).some((o) => o && (o.consumers.length || o.isGraphOutput))) return 'more than the first Attention output is read'
+  if (att.attrInt('is_causal', 0) !== 0 || att.attrFloat('softcap', 0) !== 0) return 'Attention is causal or soft-capped'
+  const [qv, kv, vv, maskIn] = att.inputs
+  const q = headsOf(qv, [0, 2, 1, 3])
+  if (!q) return `Q ${NOT_HEADS}`
+  const k = headsOf(kv, [0, 2, 1, 3])
+  if (!k) return `K ${NOT_HEADS}`
+  const v = headsOf(vv, [0, 2, 1, 3])
+  if (!v) return `V ${NOT_HEADS}`
+  let mask: Value | null = null
+  if (maskIn) {
+    const raw = rawMask(maskIn)
+    if (!raw) return 'the mask is not computed from a [batch, sequence] input'
+    mask = raw
   }
-  if (!heads || !headDim) return undefined
-  return { q: q.lin, k: k.lin, v: v.lin, heads, headDim, scale: scores.scale, mask, headsShape: q.shape, output: reshape[0]!.outputs[0]! }
+  return finish(q, k, v, att.outputs[0]!, att.attrFloat('scale'), mask)
 }
 
 interface Context {
@@ -206,6 +306,15 @@ interface Context {
   packed: Map<string, { weight: Value; bias: Value }>
   masks: Map<Value, Value>
   shapes: Map<Value, Value>
+}
+
+/** Name for the packed tensors: from the query weight's state-dict name, else the query bias's (exporters rename weights, not biases). */
+function packedBase(b: Block): string {
+  const w = b.q.weight.name
+  if (/query\.weight$/.test(w)) return w.replace(/query\.weight$/, 'qkv')
+  const bias = b.q.bias?.name
+  if (bias && /query\.bias$/.test(bias)) return bias.replace(/query\.bias$/, 'qkv')
+  return `${w}.qkv`
 }
 
 function pack(g: Graph, b: Block, ctx: Context): { weight: Value; bias: Value } {
@@ -221,28 +330,30 @@ function pack(g: Graph, b: Block, ctx: Context): { weight: Value; bias: Value } 
   ;[b.q, b.k, b.v].forEach((l, i) => {
     if (l.bias) bias.set(l.bias.const!.toFloat32(), i * N)
   })
-  const base = b.q.weight.name.replace(/query\.weight$/, 'qkv')
+  const base = packedBase(b)
   p = {
-    weight: g.addInitializer(g.uniqueName(`${base === b.q.weight.name ? `${base}.qkv` : base}.weight`), Tensor.fromFloat32([K, 3 * N], w)),
-    bias: g.addInitializer(g.uniqueName(`${base === b.q.weight.name ? `${base}.qkv` : base}.bias`), Tensor.fromFloat32([3 * N], bias)),
+    weight: g.addInitializer(g.uniqueName(`${base}.weight`), Tensor.fromFloat32([K, 3 * N], w)),
+    bias: g.addInitializer(g.uniqueName(`${base}.bias`), Tensor.fromFloat32([3 * N], bias)),
   }
   ctx.packed.set(key, p)
   return p
 }
 
-
-function rewrite(g: Graph, b: Block, ctx: Context): boolean {
+function rewrite(g: Graph, b: Block, ctx: Context): void {
   const first = b.q.nodes[0]!
   const packed = pack(g, b, ctx)
-  let mask = ctx.masks.get(b.mask)
-  if (!mask) {
-    mask = g.addNodeBefore(g.firstNode!, 'Cast', [b.mask], `${b.mask.name}_int32`, { attrs: [attrInt('to', DataType.INT32)] }).outputs[0]!
-    ctx.masks.set(b.mask, mask)
+  let mask: Value | null = null
+  if (b.mask) {
+    mask = ctx.masks.get(b.mask) ?? null
+    if (!mask) {
+      mask = g.addNodeBefore(g.firstNode!, 'Cast', [b.mask], `${b.mask.name}_int32`, { attrs: [attrInt('to', DataType.INT32)] }).outputs[0]!
+      ctx.masks.set(b.mask, mask)
+    }
   }
   // Attention takes [B, S, hidden]: a 2-D hidden state is viewed as 3-D through the [B, S] of the
   // head reshape (one shape computation for the whole model, shared by every layer).
   let input = b.q.x
-  const rank = input.shape?.length ?? shapeRank(b.output.producer?.inputs[1])
+  const rank = input.shape?.length ?? targetRank(b.output.producer?.inputs[1])
   if (rank !== 3) {
     let shape3 = ctx.shapes.get(b.headsShape)
     if (!shape3) {
@@ -254,12 +365,17 @@ function rewrite(g: Graph, b: Block, ctx: Context): boolean {
     input = g.addNodeBefore(first, 'Reshape', [input, shape3], `${first.name || 'attention'}_input_3d`).outputs[0]!
   }
   const attrs = [attrInt('num_heads', b.heads), attrFloat('scale', b.scale)]
-  const name = first.name ? first.name.replace(/\/[^/]*$/, '') + '/Attention' : 'Attention'
-  let out = g.addNodeBefore(first, 'Attention', [input, packed.weight, packed.bias, mask], name, { attrs, domain: 'com.microsoft' }).outputs[0]!
-  const outRank = shapeRank(b.output.producer?.inputs[1])
+  const name = first.name.includes('/') ? first.name.replace(/\/[^/]*$/, '') + '/Attention' : 'Attention'
+  const inputs = mask ? [input, packed.weight, packed.bias, mask] : [input, packed.weight, packed.bias]
+  let out = g.addNodeBefore(first, 'Attention', inputs, name, { attrs, domain: 'com.microsoft' }).outputs[0]!
+  const outRank = targetRank(b.output.producer?.inputs[1])
   if (outRank !== 3) out = g.addNodeBefore(first, 'Reshape', [out, ctx.consts.ints([-1, b.heads * b.headDim])], `${name}_2d`).outputs[0]!
   g.replaceAllUses(b.output, out)
-  return true
+}
+
+/** The number of dimensions a Reshape target describes: its elements as read by dimsOf, else a Concat of one-element pieces. */
+function targetRank(shape: Value | null | undefined): number | undefined {
+  return dimsOf(shape)?.length ?? shapeRank(shape)
 }
 
 /** The number of dimensions a Reshape target describes: a constant's length or a Concat of scalars. */
@@ -280,4 +396,3 @@ function shapeRank(shape: Value | null | undefined): number | undefined {
 function nextAfter(g: Graph, n: Node): Node {
   return (g.contains(n) ? g.nodeAfter(n) : g.firstNode) ?? n
 }
-

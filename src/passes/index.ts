@@ -16,9 +16,15 @@ import { quantizeQdq } from './quantize-qdq.js'
 import { quantizeWeights } from './quantize-weights.js'
 import { removeUnused } from './remove-unused.js'
 import { sortAndName } from './sort-and-name.js'
+import { composeLayerNorm } from './compose-layernorm.js'
+import { splitSkipLayerNorm } from './split-skip-layernorm.js'
+import { stripMetadata } from './strip-metadata.js'
+import { decomposeContrib } from './decompose-contrib.js'
+import { upgradeOpset } from './upgrade-opset.js'
+import { dropValueInfo } from './drop-value-info.js'
 
 export const PASSES: ReadonlyMap<string, Pass> = new Map(
-  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8, quantizeInt4, fp16, factorizationCheck, fuseAttention, fuseLayerNorm, fuseGelu, fixShapes, quantizeQdq, quantizeWeights].map((p) => [p.name, p]),
+  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8, quantizeInt4, fp16, factorizationCheck, fuseAttention, fuseLayerNorm, fuseGelu, fixShapes, quantizeQdq, quantizeWeights, stripMetadata, composeLayerNorm, splitSkipLayerNorm, decomposeContrib, upgradeOpset, dropValueInfo].map((p) => [p.name, p]),
 )
 
 export function passByName(name: string): Pass {

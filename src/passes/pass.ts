@@ -95,6 +95,30 @@ export interface Pass {
   run(model: Model, context: PassContext): PassResult | Promise<PassResult>
 }
 
+/** What an in-place pass's rewrite returns: its PassResult without the model (the one it was given). */
+export type Rewrite = Omit<PassResult, 'model'>
+
+/**
+ * A pass that edits the model it is given (`inPlace`), from its name, description and rewrite:
+ * the rewrite says whether it changed the model, with its figures and warnings.
+ */
+export function inPlacePass(spec: {
+  name: string
+  description: string
+  requires?: (model: Model) => void
+  ensures?: (model: Model) => void
+  rewrite(model: Model, context: PassContext): Rewrite | Promise<Rewrite>
+}): Pass {
+  const { rewrite, ...rest } = spec
+  return {
+    ...rest,
+    inPlace: true,
+    async run(model, context) {
+      return { model, ...(await rewrite(model, context)) }
+    },
+  }
+}
+
 /** A model's condition before a pass that cannot run on it: a bug of the pass before, or of albertkit. */
 export class PreconditionError extends Error {
   override name = 'PreconditionError'

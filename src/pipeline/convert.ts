@@ -30,7 +30,7 @@ import { VERSION } from '../util/version.js'
 import { RequiredOperators } from '../report/required-ops.js'
 import { textFeeds, tokenPreview, type TextFeeds, type TextInput } from '../tokenizer/index.js'
 import { describeTextInputs, textReport, type TextReport } from './verify.js'
-import { layOutFolder, type Alias } from './layout.js'
+import { layOutFolder, writeFolderReport, type Alias } from './layout.js'
 import { runPlan } from './plans.js'
 import { searchPlan, type AutoReport } from './auto.js'
 import { lineProgress, type Progress } from '../util/progress.js'
@@ -255,7 +255,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
     }
     const { copied, aliases, generated } = layOutFolder(ckpt, task, stage.path, artifacts.map((a) => a.path), externalFiles, transformersJsConfig(plans))
     const c = ckpt.config
-    const report: ConvertReport = {
+    const report: ConvertReport = writeFolderReport(stage.path, {
       albertkit: VERSION,
       source: {
         // A cached model is named by its id (its snapshot folder's name is only the commit).
@@ -279,9 +279,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertReport> {
         : null,
       ...(evaluation ? { evaluation } : {}),
       ...(auto ? { auto } : {}),
-      written: [...filesIn(stage.path), 'report.json'].sort(),
-    }
-    fs.writeFileSync(path.join(stage.path, 'report.json'), JSON.stringify(report, null, 2) + '\n')
+    })
     output.commit(stage)
     return report
   } catch (e) {
@@ -322,20 +320,9 @@ function portableTextReport(text: TextFeeds, checkpointDir: string): TextReport 
 }
 
 /** A pass's report without its timing (the terminal shows that; report.json stays reproducible). */
-function withoutTiming(p: Omit<PassReport, 'ms'>): Omit<PassReport, 'ms'> {
+export function withoutTiming(p: Omit<PassReport, 'ms'>): Omit<PassReport, 'ms'> {
   const { ms: _ms, ...rest } = p as PassReport
   return rest
-}
-
-/** The files under `dir`, as relative paths with `/`. */
-function filesIn(dir: string, rel = ''): string[] {
-  const files: string[] = []
-  for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-    const name = rel ? `${rel}/${e.name}` : e.name
-    if (e.isDirectory()) files.push(...filesIn(dir, name))
-    else files.push(name)
-  }
-  return files
 }
 
 function provenanceOf(plan: ArtifactPlan, sourceSha256: string, task: Task): Provenance {
@@ -463,7 +450,8 @@ class ModelHolder {
   }
 }
 
-function artifactOf(plan: ArtifactPlan, model: Model): Omit<Artifact, 'passes' | 'bytes'> {
+/** What report.json says of one emitted model, but its passes and size (optimize --target's report too). */
+export function artifactOf(plan: ArtifactPlan, model: Model): Omit<Artifact, 'passes' | 'bytes'> {
   return {
     path: plan.file,
     precision: plan.precision,

@@ -145,11 +145,39 @@ function copyCheckpointFiles(ckpt: Checkpoint, dest: string): string[] {
       copied.push('spiece.model')
     }
   }
+  copied.push(...copyFolderFiles(ckpt.dir, dest))
+  return copied
+}
+
+/** COPIED_FILES that sit in `source`, copied into `dest` (`optimize --target`: those beside the input ONNX). Returns their names. */
+export function copyFolderFiles(source: string, dest: string): string[] {
+  const copied: string[] = []
   for (const name of COPIED_FILES) {
-    const src = path.join(ckpt.dir, name)
-    if (!fs.existsSync(src)) continue
+    const src = path.join(source, name)
+    if (!fs.statSync(src, { throwIfNoEntry: false })?.isFile()) continue
     fs.copyFileSync(src, path.join(dest, name))
     copied.push(name)
   }
   return copied
+}
+
+/** The files under `dir`, as relative paths with `/` (report.json's `written`, the folder's mark). */
+export function filesIn(dir: string, rel = ''): string[] {
+  const files: string[] = []
+  for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    const name = rel ? `${rel}/${e.name}` : e.name
+    if (e.isDirectory()) files.push(...filesIn(dir, name))
+    else files.push(name)
+  }
+  return files
+}
+
+/**
+ * The folder's last file, report.json: `body` and `written`, every file in the folder (report.json
+ * included) as relative paths with `/`: with `albertkit`, the mark `--force` looks for (util/mark.ts).
+ */
+export function writeFolderReport<T extends object>(dir: string, body: T): T & { written: string[] } {
+  const report = { ...body, written: [...filesIn(dir), 'report.json'].sort() }
+  fs.writeFileSync(path.join(dir, 'report.json'), JSON.stringify(report, null, 2) + '\n')
+  return report
 }

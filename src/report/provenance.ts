@@ -45,7 +45,8 @@ export function digestCheckpoint(dir: string, files: string[]): SourceDigest {
 
 export interface Provenance {
   sourceSha256: string
-  task: string
+  /** the head built; absent for a model albertkit did not build (optimize --target on another exporter's file) */
+  task?: string
   target: string
   precision: string
   passes: string[]
@@ -65,7 +66,7 @@ export function stampProvenance(model: Model, p: Provenance): void {
   model.metadataProps = model.metadataProps.filter((e) => !e.key.startsWith(METADATA_PREFIX))
   model.setMetadata('albertkit.version', VERSION)
   model.setMetadata('albertkit.source_sha256', p.sourceSha256)
-  model.setMetadata('albertkit.task', p.task)
+  if (p.task !== undefined) model.setMetadata('albertkit.task', p.task)
   model.setMetadata('albertkit.target', p.target)
   model.setMetadata('albertkit.precision', p.precision)
   model.setMetadata('albertkit.passes', p.passes.join(','))

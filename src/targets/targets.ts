@@ -32,6 +32,12 @@ export interface Target {
   flags: TargetFlag[]
   /** what config.json's `transformers.js_config` gets, so transformers.js picks these files by default */
   transformersJs?: Record<string, unknown>
+  /**
+   * `optimize --target` on another exporter's ONNX: the passes that bring it, after IMPORT_PREPARE,
+   * to the form this target's own passes expect (what onnxruntime's optimizer fused that the
+   * target does not keep); they run in place of the models' PREPARE.
+   */
+  imported: string[]
 }
 
 const CPU_FUSIONS = ['fuse-attention', 'fuse-gelu']
@@ -56,6 +62,8 @@ export const TARGETS: readonly Target[] = [
     ],
     requiredOperators: false,
     flags: [],
+    // the optimizer's SkipLayerNormalization back to Add + LayerNormalization, the form this target keeps
+    imported: ['split-skip-layernorm'],
   },
   {
     name: 'gpu',
@@ -66,6 +74,7 @@ export const TARGETS: readonly Target[] = [
     ],
     requiredOperators: false,
     flags: [],
+    imported: [],
   },
   {
     name: 'mobile',
@@ -79,6 +88,8 @@ export const TARGETS: readonly Target[] = [
     ],
     requiredOperators: true,
     flags: ['fixed-shape', 'calibration'],
+    // standard ONNX ops only: the optimizer's com.microsoft ops (and a LayerNormalization below opset 17) written out
+    imported: ['decompose-contrib'],
   },
   {
     name: 'web',
@@ -92,6 +103,7 @@ export const TARGETS: readonly Target[] = [
       // q4f16 (4-bit weights, float16 compute): not yet a precision of albertkit's; the record gets it when it is
       { file: PRECISION.int8.alias!.file, precision: 'int8', passes: [...PREPARE, ...CPU_FUSIONS, 'quantize-int8', ...CLEANUP] },
     ],
+    imported: [],
     requiredOperators: false,
     flags: [],
     transformersJs: { device_config: { wasm: { dtype: 'q8' }, webgpu: { dtype: 'fp32' } } },
@@ -111,6 +123,29 @@ export function targetByName(name: string): Target {
 export function targetPlans(name: string): ArtifactPlan[] {
   const t = targetByName(name)
   return t.models.map((m) => ({ file: m.file, precision: m.precision, target: t.name, passes: m.passes }))
+}
+
+/**
+ * What every model made from another exporter's ONNX starts with, in place of PREPARE: the
+ * torch.export exporter's node metadata dropped (strip-metadata; `keepMetadata` leaves it), its
+ * declared intermediate types and shapes forgotten (drop-value-info: onnxruntime plans with them), each
+ * constant once (dedup: also the unrolled exports' per-layer weight copies), constants folded,
+ * shared subexpressions merged (TorchScript's shape chains per layer), opsets 11–16 raised to 17
+ * and LayerNorm written out at those opsets composed (the form albertkit's own graphs have).
+ */
+export const IMPORT_PREPARE = ['strip-metadata', 'drop-value-info', ...PREPARE, 'cse', 'upgrade-opset', 'compose-layernorm']
+
+/**
+ * The models a target emits from another exporter's ONNX (optimize --target): the target's own
+ * plans with IMPORT_PREPARE and the target's `imported` passes in place of PREPARE.
+ */
+export function importedPlans(name: string, opts: { keepMetadata?: boolean } = {}): ArtifactPlan[] {
+  const t = targetByName(name)
+  const prepare = opts.keepMetadata ? IMPORT_PREPARE.filter((p) => p !== 'strip-metadata') : IMPORT_PREPARE
+  return targetPlans(name).map((plan) => {
+    if (PREPARE.some((p, i) => plan.passes[i] !== p)) throw new Error(`target ${name}: ${plan.file} does not start with ${PREPARE.join(', ')}`)
+    return { ...plan, passes: [...prepare, ...t.imported, ...plan.passes.slice(PREPARE.length)] }
+  })
 }
 
 /** Whether the target named `name` (if any) takes convert's `flag`. */
