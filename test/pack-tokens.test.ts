@@ -11,7 +11,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { AutoModel, AutoTokenizer, TokenClassificationPipeline, env, pipeline, Tensor as HfTensor } from '@huggingface/transformers'
 import { DataType } from '../src/ir/dtype.js'
-import { cloneModel, type Graph, type Model, type Node } from '../src/ir/graph.js'
+import { attrInt, cloneModel, type Graph, type Model, type Node } from '../src/ir/graph.js'
 import { Tensor, bytesOf } from '../src/ir/tensor.js'
 import { modelBytes, readModelFile, writeModelFile } from '../src/onnx/file.js'
 import { DEFAULT_PAD_LOGIT, packTokens, packTokensPass } from '../src/passes/pack-tokens.js'
@@ -87,7 +87,7 @@ describe('pack-tokens: parity with transformers on real positions', () => {
           const feeds = loadTensors(path.join(fixtureDir(name), `inputs${which}.safetensors`))
           const golden = loadTensors(path.join(fixtureDir(name), `golden${which}.safetensors`))
           const got = await run(m, feeds)
-          const before = precision === 'int8' ? await run(today, feeds) : undefined
+          const before = await run(today, feeds)
           const mask = maskOf(feeds)
           for (const [k, ref] of golden) {
             const out = got.get(k)!
@@ -96,11 +96,12 @@ describe('pack-tokens: parity with transformers on real positions', () => {
             const where = `${which ? 'padded inputs' : 'own inputs'} ${k}`
             // the cpu target's tolerances: fp32 1e-5 (fusion tests); int8 cosine 0.99 (transformers.js
             // tests), and no more than 0.005 below today's unpacked int8 model on the same inputs
-            if (precision === 'fp32') assert.ok(p.maxAbs <= 1e-5 && p.cosine > 0.999999, `${where}: max abs ${p.maxAbs}, cosine ${p.cosine}`)
-            else {
-              const t = compareTokens(ref.toFloat32(), before!.get(k)!.data, out.dims, mask, LOGITS(k))
-              assert.ok(p.cosine > 0.99 && p.cosine > t.cosine - 0.005, `${where}: cosine ${p.cosine} (today ${t.cosine})`)
-            }
+            const t = compareTokens(ref.toFloat32(), before.get(k)!.data, out.dims, mask, LOGITS(k))
+            // fp32: 1e-5 (the fusion tests' tolerance), or, where today's unpacked model is already
+            // further off on these inputs (albert-pretraining's 30k-wide MLM logits on the padded
+            // batch: 2.1e-5), no further off than it (and within the verdict's 1e-4)
+            if (precision === 'fp32') assert.ok(p.maxAbs <= Math.max(1e-5, Math.min(t.maxAbs * 1.05, 1e-4)) && p.cosine > 0.999999, `${where}: max abs ${p.maxAbs} (today ${t.maxAbs}), cosine ${p.cosine}`)
+            else assert.ok(p.cosine > 0.99 && p.cosine > t.cosine - 0.005, `${where}: cosine ${p.cosine} (today ${t.cosine})`)
           }
         }
       })
@@ -199,8 +200,10 @@ describe('pack-tokens: structure', () => {
     const ffn = g.nodes.filter((n) => n.opType === 'Gemm' && n.name.endsWith('/ffn/ffn'))
     assert.equal(ffn.length, 3)
     for (const n of ffn) {
-      const shape = g.addNode('Shape', [n.outputs[0]!], [`${n.name}_rows`], { name: `${n.name}_rows` }).outputs[0]!
-      g.outputs = [...g.outputs, shape]
+      const shape = g.addNode('Shape', [n.outputs[0]!], [`${n.name}_shape`], { name: `${n.name}_shape` }).outputs[0]!
+      const rows = g.addNode('Cast', [shape], [`${n.name}_rows`], { name: `${n.name}_rows`, attrs: [attrInt('to', DataType.FLOAT)] }).outputs[0]!
+      rows.setTensorType(DataType.FLOAT, [2])
+      g.outputs = [...g.outputs, rows]
     }
     const feeds = loadTensors(path.join(fixtureDir('albert-model'), 'inputs-padded.safetensors'))
     const out = await run(m, feeds)
@@ -230,7 +233,8 @@ describe('pack-tokens: structure', () => {
     assert.equal(r.changed, true)
     assert.deepEqual(r.stats, { attentionLoops: 2, tokenwiseNodes: 17, scatters: 0, pooled: 1 })
     const again = await packTokensPass.run(m, passContext())
-    assert.deepEqual(again, { changed: false, stats: { attentionLoops: 0, tokenwiseNodes: 0, scatters: 0, pooled: 0, skipped: 'the graph already has subgraphs (control flow)' } })
+    assert.equal(again.model, m)
+    assert.deepEqual({ changed: again.changed, stats: again.stats }, { changed: false, stats: { attentionLoops: 0, tokenwiseNodes: 0, scatters: 0, pooled: 0, skipped: 'the graph already has subgraphs (control flow)' } })
     // Unfused attention (the plain fp32 graph): nothing to pack around.
     const plain = buildFixture('albert-seqcls')
     assert.equal(packTokens(plain).reason, 'no com.microsoft Attention or QAttention node (run fuse-attention first)')
