@@ -122,8 +122,8 @@ export function packTokens(model: Model, options: PackTokensOptions = {}): PackT
     copyNodes(g, unpadded, '/unpadded')
     const packed = new Graph(g)
     packed.name = `${g.name || 'graph'}_packed`
-    copyNodes(g, packed, '/packed')
-    const again = analyse(packed)
+    const copies = copyNodes(g, packed, '/packed')
+    const again = analyse(packed, copies.get(plan.mask) ?? plan.mask)
     scatters = rewrite(model, packed, again, padLogit)
     branchOnPadding(g, maskInput, unpadded, packed)
   }
@@ -153,9 +153,9 @@ function graphInputOf(v: Value): Value | undefined {
 /**
  * Copy every node of `src` (which has no subgraphs) into `dst`, a subgraph of it: graph inputs
  * and initializers are read from the outer graph, each node output gets a new value (named under
- * `prefix`), and the copies of src's outputs are dst's outputs.
+ * `prefix`), and the copies of src's outputs are dst's outputs. Returns each value's copy.
  */
-function copyNodes(src: Graph, dst: Graph, prefix: string): void {
+function copyNodes(src: Graph, dst: Graph, prefix: string): Map<Value, Value> {
   const map = new Map<Value, Value>()
   for (const n of src.nodes) {
     const spec: { name: string; attrs: Node['attributes']; domain?: string } = { name: n.name, attrs: n.attributes.map((a) => ({ ...a })) }
@@ -174,6 +174,7 @@ function copyNodes(src: Graph, dst: Graph, prefix: string): void {
     if (!c) fail(`graph output '${v.name}' is not computed by a node`)
     return c!
   })
+  return map
 }
 
 /** The graph becomes If(attention_mask has no 0, unpadded, packed), its outputs keeping their names and types. */
@@ -325,7 +326,17 @@ function ints(v: Value | null | undefined): number[] | undefined {
   return v?.const ? v.const.toNumbers() : undefined
 }
 
-/** A Reshape of rows to [B, S, X]: target Concat(<2 dims>, [X]) or a constant of rank 3. */
+/** A Reshape of [B, S, ...] to rows: a constant target [-1, X]. */
+function isEntryReshape(n: Node): boolean {
+  if (n.opType !== 'Reshape' || n.domain !== '') return false
+  const target = ints(n.inputs[1])
+  return target?.length === 2 && target[0] === -1
+}
+
+/**
+ * A Reshape of rows to [B, S, X] (a per-token output) or [B, S, heads, head size] (the attention
+ * core's Q, K or V): target Concat(<the 2 dims>, [X] or [heads, head size]) or a constant of rank 3.
+ */
 function isExitReshape(n: Node): boolean {
   if (n.opType !== 'Reshape' || n.domain !== '') return false
   const target = n.inputs[1]
@@ -334,7 +345,7 @@ function isExitReshape(n: Node): boolean {
   const p = target.producer
   if (p?.opType !== 'Concat' || p.inputs.length !== 2) return false
   const last = ints(p.inputs[1])
-  if (!last || last.length !== 1) return false
+  if (!last || last.length < 1 || last.length > 2) return false
   const lead = p.inputs[0]
   const s = lead?.producer
   // [B, S]: a Shape of a rank-2 value (ids or mask), possibly its first two entries.
@@ -347,6 +358,13 @@ function isExitReshape(n: Node): boolean {
   return s?.opType === 'Slice' && ints(s.inputs[1])?.join() === '0' && ints(s.inputs[2])?.join() === '2'
 }
 
+/** The rank an exit Reshape makes (3: [B, S, X]; 4: [B, S, heads, head size]). */
+function exitRank(n: Node): number {
+  const target = n.inputs[1]!
+  if (target.const) return target.const.size
+  return 2 + ints(target.producer!.inputs[1])!.length
+}
+
 /** A Gather of index 0 along axis 1 (the [CLS] position of [B, S, X]). */
 function isFirstPosition(n: Node): boolean {
   if (n.opType !== 'Gather' || n.domain !== '' || n.attrInt('axis', 0) !== 1) return false
@@ -354,7 +372,7 @@ function isFirstPosition(n: Node): boolean {
   return !!idx && idx.dims.length === 0 && idx.toNumbers()[0] === 0
 }
 
-function findSites(g: Graph): { sites: Site[]; mask: Value } {
+function findSites(g: Graph): { sites: Site[]; mask: Value | undefined } {
   const sites: Site[] = []
   let mask: Value | undefined
   for (const n of g.nodes) {
@@ -392,12 +410,30 @@ function findSites(g: Graph): { sites: Site[]; mask: Value } {
     if (!target || target.length !== 2 || target[0] !== -1) fail(`${n}'s output is not reshaped to [-1, hidden]`)
     sites.push({ node: n, dql, inReshape: inReshape!, outReshape: outReshape! })
   }
-  if (!mask) fail('no com.microsoft Attention or QAttention node (run fuse-attention first)')
-  return { sites, mask: mask! }
+  return { sites, mask }
 }
 
-function analyse(g: Graph): Plan {
-  const { sites, mask } = findSites(g)
+/**
+ * The 2-D attention mask a graph without fused attention nodes reads: its graph input
+ * `attention_mask` ([batch, sequence], or [batch, choices, sequence] reshaped to 2-D before use).
+ */
+function maskInputOf(g: Graph): Value {
+  const input = g.inputs.find((v) => v.name === 'attention_mask')
+  if (!input) fail('no com.microsoft Attention or QAttention node and no attention_mask input')
+  const rank = input!.shape?.length
+  if (rank === 2) return input!
+  // multiple choice: Reshape(attention_mask, [batch·choices, sequence]), the target computed or constant
+  const flat = input!.consumers.find((c) => c.opType === 'Reshape' && c.inputs[0] === input && (ints(c.inputs[1])?.length === 2 || c.inputs[1]?.producer?.opType === 'Concat'))
+  if (!flat) fail(`attention_mask is rank ${rank ?? 'unknown'} and not reshaped to [batch, sequence]`)
+  return flat!.outputs[0]!
+}
+
+function analyse(g: Graph, outerMask?: Value): Plan {
+  const found = findSites(g)
+  const sites = found.sites
+  // Without fused attention nodes the attention core stays on [B, S]: its Q, K and V are
+  // scattered there (Reshapes of rows to [B, S, heads, head size]) and its context gathered back.
+  const mask = found.mask ?? outerMask ?? maskInputOf(g)
   const rows = new Set<Value>()
   const region = new Set<Node>()
   const entries: Value[] = []
@@ -426,6 +462,13 @@ function analyse(g: Graph): Plan {
     backward.push(s.inReshape.inputs[0]!)
     mark(s.outReshape.outputs[0]!)
   }
+  if (!sites.length) {
+    // where rows begin: Reshapes to [-1, X] that a token-wise op reads (not e.g. the ids of multiple choice)
+    for (const n of g.nodes) {
+      const v = n.outputs[0]!
+      if (isEntryReshape(n) && v.consumers.some((c) => rowSlots(c)?.some((k) => c.inputs[k] === v))) backward.push(v)
+    }
+  }
   while (forward.length || backward.length) {
     const b = backward.pop()
     if (b) {
@@ -434,9 +477,9 @@ function analyse(g: Graph): Plan {
       if (b.const) fail(`constant '${b.name}' is used as token rows`)
       const p = b.producer
       if (!p) fail(`token rows '${b.name}' come from a graph input, not from the embeddings`)
-      if (p!.opType === 'Reshape' && p!.domain === '' && ints(p!.inputs[1])?.length === 2 && ints(p!.inputs[1])![0] === -1) {
+      if (isEntryReshape(p!)) {
         const rank = p!.inputs[0]?.shape?.length
-        if (rank !== undefined && rank !== 3) fail(`${p} reshapes a rank-${rank} value to rows (expected [B, S, X])`)
+        if (rank !== undefined && rank < 3) fail(`${p} reshapes a rank-${rank} value to rows (expected [B, S, ...])`)
         if (!entries.includes(b)) entries.push(b)
         mark(b)
         continue
@@ -523,6 +566,8 @@ interface Packing {
   packedMask: Value
   /** [B·S] int64: the packed row of each real position, T (the fill row) for padding. */
   posMap: Value
+  /** [B·S] int64: the packed row of each kept position (position 0 of a padded row too), T for the rest. */
+  keptMap: Value
   /** scalar int64: B, the loops' trip count. */
   batch: Value
 }
@@ -547,7 +592,8 @@ function packing(e: Emit, mask: Value): Packing {
   const tokens = e.op('Shape', [idx], 'tokens')
   const realFlat = e.op('Reshape', [real, e.ints([-1])], 'real_flat')
   const posMap = e.op('Where', [realFlat, rank, tokens], 'position_rows')
-  return { idx, starts, ends, packedMask, posMap, batch }
+  const keptMap = e.op('Where', [keepFlat, rank, tokens], 'kept_position_rows')
+  return { idx, starts, ends, packedMask, posMap, keptMap, batch }
 }
 
 /**
@@ -636,15 +682,19 @@ function rewrite(model: Model, g: Graph, plan: Plan, padLogit: number): number {
     const out = x.outputs[0]!
     // An exit only pooled heads read goes with the sweep.
     if (!out.isGraphOutput && out.consumers.every((c) => plan.pooled.some((q) => q.gather === c))) continue
+    // 0 for hidden states and for the attention core's Q, K, V (masked there, or discarded);
+    // padLogit for other per-token outputs (logits)
     const hidden = rows.producer?.opType === 'LayerNormalization' || rows.producer?.opType === 'SkipLayerNormalization'
-    const fill = hidden ? 0 : padLogit
+    const core = exitRank(x) === 4
+    const fill = hidden || core ? 0 : padLogit
     let fillValue = fills.get(fill)
     if (!fillValue) {
       fillValue = g.addInitializer(g.uniqueName(`/pack_tokens/fill_${fill}`.replace('-', 'm')), Tensor.scalarFloat(fill))
       fills.set(fill, fillValue)
     }
     const padded = e.op('Pad', [rows, e.ints([0, 0, 1, 0]), fillValue], `${x.name}_fill_row`)
-    x.setInput(0, e.op('Gather', [padded, p.posMap], `${x.name}_positions`, [attrInt('axis', 0)]))
+    // the attention core sees every kept position (a left-padded row's position 0 is a query there)
+    x.setInput(0, e.op('Gather', [padded, core ? p.keptMap : p.posMap], `${x.name}_positions`, [attrInt('axis', 0)]))
     scatters++
   }
   g.toposort()
