@@ -1,9 +1,10 @@
 /**
- * `node dist/bench/packed.js [--rounds N] [--no-chain]`: issue 13's batched section. The
- * albert-base-shaped checkpoint (fixtures/.generated/albert-base-hfinit, else albert-base, else a
- * synthetic one) as `convert --target cpu` makes it today (fp32, int8), the same models after
- * pack-tokens, and the Python chain's optimized fp32 and int8 models, on one intra-op thread,
- * interleaved in one process:
+ * `node dist/bench/packed.js [--rounds N] [--no-chain]` (npm run bench runs it too): issue 13's
+ * batched section. The albert-base-shaped checkpoint (fixtures/.generated/albert-base-hfinit, else
+ * albert-base, else a synthetic one) as `convert --target cpu` makes it (fp32, int8: packed) and
+ * as it made it before pack-tokens (today), the default folder's model_int8.onnx both ways, and
+ * the Python chain's optimized fp32 and int8 models, on one intra-op thread, interleaved in one
+ * process:
  *   (a) 32 real sentences (bench/texts/fortunes-work.txt through a fixture tokenizer) padded to the longest,
  *   (b) the same batch padded to 128,
  *   (c) batch 1 × 128 with no padding.
@@ -25,10 +26,8 @@ import { DataType } from '../src/ir/dtype.js'
 import { cloneModel, type Model } from '../src/ir/graph.js'
 import { Tensor, bytesOf } from '../src/ir/tensor.js'
 import { writeModelFile } from '../src/onnx/file.js'
-import { packTokens } from '../src/passes/pack-tokens.js'
 import { runPasses } from '../src/passes/pass.js'
-import { passByName } from '../src/passes/index.js'
-import { passesOf } from '../src/targets/precision.js'
+import { passesOf, precisionPlans } from '../src/targets/precision.js'
 import { targetPlans } from '../src/targets/targets.js'
 import { encodeTexts, openTokenizer } from '../src/tokenizer/index.js'
 import { compareTokens } from '../src/verify/compare.js'
@@ -41,6 +40,8 @@ const HERE = fileURLToPath(import.meta.url)
 const TEXT_FILE = path.join(ROOT, 'bench', 'texts', 'fortunes-work.txt')
 const TOKENIZER = path.join(ROOT, 'fixtures', 'albert-seqcls-trained')
 const BATCH = 32
+/** The models measured packed and today: --target cpu fp32 and int8, the default folder's int8. */
+const KINDS = ['albertkit fp32', 'albertkit int8', 'default int8']
 const PADDED = 128
 
 /** The first `n` sentences of the text file (one a line; '#' lines are its header). */
@@ -99,20 +100,25 @@ function baseCheckpoint(work: string): { dir: string; origin: string } {
   return { dir, origin: 'synthetic (test/support/synthetic.ts)' }
 }
 
-/** Today's `convert --target cpu` models and the same after pack-tokens. */
+/**
+ * `convert --target cpu`'s models as it makes them (packed) and without pack-tokens (today, as
+ * before issue 13); the default folder's model_int8.onnx (transformers.js's q8) both ways too.
+ */
 async function buildModels(dir: string): Promise<{ label: string; model: Model }[]> {
   const ckpt = openCheckpoint(dir)
   const task = resolveTask(ckpt.config, undefined, ckpt.configFile)
   const { model } = buildAlbert(ckpt.config, ckpt.weights, { task, where: ckpt.dir, configFile: ckpt.configFile })
   const out: { label: string; model: Model }[] = []
-  for (const plan of targetPlans('cpu')) {
+  const plans = [...targetPlans('cpu').map((p) => ({ plan: p, label: `albertkit ${p.precision}` })), { plan: precisionPlans(['int8'])[0]!, label: 'default int8' }]
+  for (const { plan, label } of plans) {
+    if (!plan.passes.includes('pack-tokens')) throw new Error(`${plan.target} ${plan.precision} does not run pack-tokens`)
     const today = cloneModel(model)
-    await runPasses(today, passesOf(plan))
-    const packed = cloneModel(today)
-    const s = packTokens(packed)
-    if (!s.packed) throw new Error(`pack-tokens did not apply to ${plan.file}: ${s.reason}`)
-    await runPasses(packed, [passByName('sort-and-name')])
-    out.push({ label: `albertkit ${plan.precision} today`, model: today }, { label: `albertkit ${plan.precision} packed`, model: packed })
+    await runPasses(today, passesOf({ ...plan, passes: plan.passes.filter((p) => p !== 'pack-tokens') }))
+    const packed = cloneModel(model)
+    const reports = await runPasses(packed, passesOf(plan))
+    const r = reports.find((x) => x.pass === 'pack-tokens')!
+    if (!r.changed) throw new Error(`pack-tokens did not apply to ${plan.file}: ${r.stats.skipped}`)
+    out.push({ label: `${label} today`, model: today }, { label: `${label} packed`, model: packed })
   }
   return out
 }
@@ -143,6 +149,13 @@ async function main(): Promise<void> {
   const roundsAt = args.indexOf('--rounds')
   const rounds = roundsAt >= 0 ? Number(args[roundsAt + 1]) : 7
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'albertkit-packed-'))
+  // an interrupted run leaves nothing behind either
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      fs.rmSync(work, { recursive: true, force: true })
+      process.exit(128 + os.constants.signals[signal])
+    })
+  }
   try {
     const { dir, origin } = baseCheckpoint(work)
     const vocab = (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { vocab_size: number }).vocab_size
@@ -173,12 +186,12 @@ async function main(): Promise<void> {
       if (c !== cases[0]) continue
       const mask = c.feeds.get('attention_mask')!
       const keep = Uint8Array.from(mask.toNumbers())
-      for (const precision of ['fp32', 'int8']) {
-        const a = outs[models.findIndex((m) => m.label === `albertkit ${precision} today`)]!
-        const b = outs[models.findIndex((m) => m.label === `albertkit ${precision} packed`)]!
+      for (const kind of KINDS) {
+        const a = outs[models.findIndex((m) => m.label === `${kind} today`)]!
+        const b = outs[models.findIndex((m) => m.label === `${kind} packed`)]!
         for (const [k, ref] of a) {
           const p = compareTokens(ref.data, b.get(k)!.data, ref.dims, { dims: mask.dims, keep }, false)
-          agreement.push(`${precision} ${k}: max abs ${p.maxAbs.toExponential(2)}, cosine ${p.cosine.toFixed(6)}`)
+          agreement.push(`${kind} ${k}: max abs ${p.maxAbs.toExponential(2)}, cosine ${p.cosine.toFixed(6)}`)
         }
       }
     }
@@ -198,7 +211,7 @@ async function main(): Promise<void> {
       }
     }
     for (const s of sessions) await s.release()
-    const rss = models.filter((m) => m.label.startsWith('albertkit')).map((m) => ({ label: m.label, mb: peakRss(m.file) }))
+    const rss = models.filter((m) => !m.label.startsWith('chain')).map((m) => ({ label: m.label, mb: peakRss(m.file) }))
 
     console.log(`### Batched runs (issue 13): ${origin}, 1 intra-op thread, ${rounds} interleaved rounds, medians`)
     console.log(`texts: ${path.relative(ROOT, TEXT_FILE)}, first ${BATCH} sentences, tokenizer fixtures/albert-seqcls-trained; machine load ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs\n`)
@@ -209,15 +222,15 @@ async function main(): Promise<void> {
       console.log('| model | wall ms | CPU ms |')
       console.log('|---|---|---|')
       for (const [i, m] of models.entries()) console.log(`| ${m.label} | ${median(times[ci]![i]!.wall).toFixed(1)} | ${median(times[ci]![i]!.cpu).toFixed(1)} |`)
-      for (const precision of ['fp32', 'int8']) {
-        const packed = times[ci]![at(`albertkit ${precision} packed`)]!
+      for (const kind of KINDS) {
+        const packed = times[ci]![at(`${kind} packed`)]!
         const ratio = (label: string, pick: (t: Timing) => number[]) => {
           const other = at(label)
           return other < 0 ? '—' : `${(median(pick(times[ci]![other]!)) / median(pick(packed))).toFixed(2)}×`
         }
-        const chain = precision === 'fp32' ? 'chain fp32 (optimized)' : 'chain int8'
+        const chain = kind.endsWith('fp32') ? 'chain fp32 (optimized)' : 'chain int8'
         console.log(
-          `${precision}: packed vs today ${ratio(`albertkit ${precision} today`, (t) => t.wall)} wall, ${ratio(`albertkit ${precision} today`, (t) => t.cpu)} CPU; ` +
+          `${kind}: packed vs today ${ratio(`${kind} today`, (t) => t.wall)} wall, ${ratio(`${kind} today`, (t) => t.cpu)} CPU; ` +
             `vs the chain ${ratio(chain, (t) => t.wall)} wall, ${ratio(chain, (t) => t.cpu)} CPU (throughput: other's time / packed time)`,
         )
       }

@@ -102,34 +102,34 @@ describe('pack-tokens: parity with transformers on real positions', () => {
 
   for (const name of padded) {
     for (const folder of FOLDERS) {
-    for (const precision of PRECISIONS) {
-      it(`${name} ${folder} ${precision}: own and padded inputs`, async () => {
-        const today = await unpackedModel(name, precision, folder)
-        const m = await emittedModel(name, precision, folder)
-        assert.deepEqual(m.graph.nodes.map((n) => n.opType), ['ReduceMin', 'Greater', 'If'], 'packed, with the If on padding')
-        for (const which of ['', '-padded']) {
-          const feeds = loadTensors(path.join(fixtureDir(name), `inputs${which}.safetensors`))
-          const golden = loadTensors(path.join(fixtureDir(name), `golden${which}.safetensors`))
-          const got = await run(m, feeds)
-          const before = await run(today, feeds)
-          const mask = maskOf(feeds)
-          for (const [k, ref] of golden) {
-            const out = got.get(k)!
-            assert.deepEqual(out.dims, [...ref.dims], `${k} shape`)
-            const p = compareTokens(ref.toFloat32(), out.data, out.dims, mask, LOGITS(k))
-            const where = `${which ? 'padded inputs' : 'own inputs'} ${k}`
-            // int8: cosine 0.99 (the transformers.js tests' tolerance) and no more than 0.005 below
-            // the unpacked int8 model on the same inputs
-            const t = compareTokens(ref.toFloat32(), before.get(k)!.data, out.dims, mask, LOGITS(k))
-            // fp32: 1e-5 (the fusion tests' tolerance), or, where today's unpacked model is already
-            // further off on these inputs (albert-pretraining's 30k-wide MLM logits on the padded
-            // batch: 2.1e-5), no further off than it (and within the verdict's 1e-4)
-            if (precision === 'fp32') assert.ok(p.maxAbs <= Math.max(1e-5, Math.min(t.maxAbs * 1.05, 1e-4)) && p.cosine > 0.999999, `${where}: max abs ${p.maxAbs} (today ${t.maxAbs}), cosine ${p.cosine}`)
-            else assert.ok(p.cosine > 0.99 && p.cosine > t.cosine - 0.005, `${where}: cosine ${p.cosine} (today ${t.cosine})`)
+      for (const precision of PRECISIONS) {
+        it(`${name} ${folder} ${precision}: own and padded inputs`, async () => {
+          const today = await unpackedModel(name, precision, folder)
+          const m = await emittedModel(name, precision, folder)
+          assert.deepEqual(m.graph.nodes.map((n) => n.opType), ['ReduceMin', 'Greater', 'If'], 'packed, with the If on padding')
+          for (const which of ['', '-padded']) {
+            const feeds = loadTensors(path.join(fixtureDir(name), `inputs${which}.safetensors`))
+            const golden = loadTensors(path.join(fixtureDir(name), `golden${which}.safetensors`))
+            const got = await run(m, feeds)
+            const before = await run(today, feeds)
+            const mask = maskOf(feeds)
+            for (const [k, ref] of golden) {
+              const out = got.get(k)!
+              assert.deepEqual(out.dims, [...ref.dims], `${k} shape`)
+              const p = compareTokens(ref.toFloat32(), out.data, out.dims, mask, LOGITS(k))
+              const where = `${which ? 'padded inputs' : 'own inputs'} ${k}`
+              // int8: cosine 0.99 (the transformers.js tests' tolerance) and no more than 0.005 below
+              // the unpacked int8 model on the same inputs
+              const t = compareTokens(ref.toFloat32(), before.get(k)!.data, out.dims, mask, LOGITS(k))
+              // fp32: 1e-5 (the fusion tests' tolerance), or, where today's unpacked model is already
+              // further off on these inputs (albert-pretraining's 30k-wide MLM logits on the padded
+              // batch: 2.1e-5), no further off than it (and within the verdict's 1e-4)
+              if (precision === 'fp32') assert.ok(p.maxAbs <= Math.max(1e-5, Math.min(t.maxAbs * 1.05, 1e-4)) && p.cosine > 0.999999, `${where}: max abs ${p.maxAbs} (today ${t.maxAbs}), cosine ${p.cosine}`)
+              else assert.ok(p.cosine > 0.99 && p.cosine > t.cosine - 0.005, `${where}: cosine ${p.cosine} (today ${t.cosine})`)
+            }
           }
-        }
-      })
-    }
+        })
+      }
     }
   }
 })
@@ -232,24 +232,24 @@ describe('pack-tokens: structure', () => {
   })
 
   for (const folder of FOLDERS) {
-  it(`padded positions are skipped (${folder}): the projections run on T rows (real tokens, plus position 0 of a left-padded row)`, async () => {
-    const m = await unpackedModel('albert-model', 'fp32', folder)
-    assert.equal(packTokens(m, { unpaddedBranch: false }).packed, true)
-    // Expose the row count of every FFN up-projection (a Gemm reading the attention LayerNorm).
-    const g = m.graph
-    const ffn = g.nodes.filter((n) => n.opType === 'Gemm' && n.name.endsWith('/ffn/ffn'))
-    assert.equal(ffn.length, 3)
-    for (const n of ffn) {
-      const shape = g.addNode('Shape', [n.outputs[0]!], [`${n.name}_shape`], { name: `${n.name}_shape` }).outputs[0]!
-      const rows = g.addNode('Cast', [shape], [`${n.name}_rows`], { name: `${n.name}_rows`, attrs: [attrInt('to', DataType.FLOAT)] }).outputs[0]!
-      rows.setTensorType(DataType.FLOAT, [2])
-      g.outputs = [...g.outputs, rows]
-    }
-    const feeds = loadTensors(path.join(fixtureDir('albert-model'), 'inputs-padded.safetensors'))
-    const out = await run(m, feeds)
-    // rows of 13, 6, 1, 7 (left-padded: +1 for position 0) and 16 tokens of 5 × 16 positions
-    for (const n of ffn) assert.deepEqual([...out.get(`${n.name}_rows`)!.data], [44, 32], n.name)
-  })
+    it(`padded positions are skipped (${folder}): the projections run on T rows (real tokens, plus position 0 of a left-padded row)`, async () => {
+      const m = await unpackedModel('albert-model', 'fp32', folder)
+      assert.equal(packTokens(m, { unpaddedBranch: false }).packed, true)
+      // Expose the row count of every FFN up-projection (a Gemm reading the attention LayerNorm).
+      const g = m.graph
+      const ffn = g.nodes.filter((n) => n.opType === 'Gemm' && n.name.endsWith('/ffn/ffn'))
+      assert.equal(ffn.length, 3)
+      for (const n of ffn) {
+        const shape = g.addNode('Shape', [n.outputs[0]!], [`${n.name}_shape`], { name: `${n.name}_shape` }).outputs[0]!
+        const rows = g.addNode('Cast', [shape], [`${n.name}_rows`], { name: `${n.name}_rows`, attrs: [attrInt('to', DataType.FLOAT)] }).outputs[0]!
+        rows.setTensorType(DataType.FLOAT, [2])
+        g.outputs = [...g.outputs, rows]
+      }
+      const feeds = loadTensors(path.join(fixtureDir('albert-model'), 'inputs-padded.safetensors'))
+      const out = await run(m, feeds)
+      // rows of 13, 6, 1, 7 (left-padded: +1 for position 0) and 16 tokens of 5 × 16 positions
+      for (const n of ffn) assert.deepEqual([...out.get(`${n.name}_rows`)!.data], [44, 32], n.name)
+    })
   }
 
   it('a batch without padding takes today\'s graph: the same numbers bit for bit', async () => {
@@ -324,79 +324,79 @@ describe('pack-tokens: transformers.js pipelines on padded batches give today\'s
   const close = (a: number, b: number, dtype: string) => Math.abs(a - b) <= (dtype === 'fp32' ? 1e-5 : 2e-2)
 
   for (const folder of FOLDERS) {
-  for (const dtype of DTYPES) {
-    it(`text-classification, ${folder} ${dtype}`, async () => {
-      const results = []
-      for (const which of ['today', 'packed']) {
-        const classify = await pipeline('text-classification', `seqcls-${folder}-${which}`, { ...LOCAL, dtype })
-        results.push((await classify(TEXTS, { top_k: 2 })) as { label: string; score: number }[][])
-        await classify.dispose()
-      }
-      const [a, b] = results as [{ label: string; score: number }[][], { label: string; score: number }[][]]
-      assert.equal(a.length, 3)
-      a.forEach((row, i) => row.forEach((r, j) => assert.ok(r.label === b[i]![j]!.label && close(r.score, b[i]![j]!.score, dtype), `row ${i}: ${JSON.stringify(row)} vs ${JSON.stringify(b[i])}`)))
-    })
-
-    it(`token-classification, ${folder} ${dtype}`, async () => {
-      const results = []
-      for (const which of ['today', 'packed']) {
-        const model = await AutoModel.from_pretrained(`tokcls-${folder}-${which}`, { ...LOCAL, dtype })
-        const tokenizer = await AutoTokenizer.from_pretrained(`tokcls-${folder}-${which}`, LOCAL)
-        const ner = new TokenClassificationPipeline({ task: 'token-classification', model, tokenizer })
-        results.push((await ner(TEXTS, { ignore_labels: [] })) as { entity: string; index: number; score: number }[][])
-        await model.dispose()
-      }
-      const [a, b] = results as [{ entity: string; index: number; score: number }[][], { entity: string; index: number; score: number }[][]]
-      assert.ok(a.flat().length > 10)
-      a.forEach((row, i) => {
-        assert.deepEqual(row.map((e) => [e.entity, e.index]), b[i]!.map((e) => [e.entity, e.index]), `row ${i}`)
-        row.forEach((e, j) => assert.ok(close(e.score, b[i]![j]!.score, dtype), `row ${i} token ${j}: ${e.score} vs ${b[i]![j]!.score}`))
+    for (const dtype of DTYPES) {
+      it(`text-classification, ${folder} ${dtype}`, async () => {
+        const results = []
+        for (const which of ['today', 'packed']) {
+          const classify = await pipeline('text-classification', `seqcls-${folder}-${which}`, { ...LOCAL, dtype })
+          results.push((await classify(TEXTS, { top_k: 2 })) as { label: string; score: number }[][])
+          await classify.dispose()
+        }
+        const [a, b] = results as [{ label: string; score: number }[][], { label: string; score: number }[][]]
+        assert.equal(a.length, 3)
+        a.forEach((row, i) => row.forEach((r, j) => assert.ok(r.label === b[i]![j]!.label && close(r.score, b[i]![j]!.score, dtype), `row ${i}: ${JSON.stringify(row)} vs ${JSON.stringify(b[i])}`)))
       })
-    })
 
-    it(`question-answering, ${folder} ${dtype}`, async () => {
-      const questions = ['where is the library?', 'who walks?', 'when?']
-      const contexts = ['the library is near the gate.', 'children walk to school.', 'the library opens at nine.']
-      const results = []
-      for (const which of ['today', 'packed']) {
-        const qa = await pipeline('question-answering', `qa-${folder}-${which}`, { ...LOCAL, dtype })
-        results.push((await qa(questions, contexts)) as { answer: string; score: number }[])
-        await qa.dispose()
-      }
-      const [a, b] = results as [{ answer: string; score: number }[], { answer: string; score: number }[]]
-      assert.equal(a.length, 3)
-      a.forEach((r, i) => assert.ok(r.answer === b[i]!.answer && close(r.score, b[i]!.score, dtype), `${i}: ${JSON.stringify(r)} vs ${JSON.stringify(b[i])}`))
-    })
-
-    it(`fill-mask, ${folder} ${dtype}`, async () => {
-      const texts = ['the library opens at [MASK] in the morning.', 'a [MASK] runs.', 'children walk to [MASK] along the narrow road, talking about games.']
-      const results = []
-      for (const which of ['today', 'packed']) {
-        const fill = await pipeline('fill-mask', `mlm-${folder}-${which}`, { ...LOCAL, dtype })
-        results.push((await fill(texts, { top_k: 3 })) as { token: number; score: number }[][])
-        await fill.dispose()
-      }
-      const [a, b] = results as [{ token: number; score: number }[][], { token: number; score: number }[][]]
-      assert.equal(a.length, 3)
-      a.forEach((row, i) => {
-        assert.equal(row[0]!.token, b[i]![0]!.token, `row ${i}: top token`)
-        if (dtype === 'fp32') row.forEach((r, j) => assert.ok(r.token === b[i]![j]!.token && close(r.score, b[i]![j]!.score, dtype), `row ${i} #${j}`))
+      it(`token-classification, ${folder} ${dtype}`, async () => {
+        const results = []
+        for (const which of ['today', 'packed']) {
+          const model = await AutoModel.from_pretrained(`tokcls-${folder}-${which}`, { ...LOCAL, dtype })
+          const tokenizer = await AutoTokenizer.from_pretrained(`tokcls-${folder}-${which}`, LOCAL)
+          const ner = new TokenClassificationPipeline({ task: 'token-classification', model, tokenizer })
+          results.push((await ner(TEXTS, { ignore_labels: [] })) as { entity: string; index: number; score: number }[][])
+          await model.dispose()
+        }
+        const [a, b] = results as [{ entity: string; index: number; score: number }[][], { entity: string; index: number; score: number }[][]]
+        assert.ok(a.flat().length > 10)
+        a.forEach((row, i) => {
+          assert.deepEqual(row.map((e) => [e.entity, e.index]), b[i]!.map((e) => [e.entity, e.index]), `row ${i}`)
+          row.forEach((e, j) => assert.ok(close(e.score, b[i]![j]!.score, dtype), `row ${i} token ${j}: ${e.score} vs ${b[i]![j]!.score}`))
+        })
       })
-    })
 
-    it(`feature-extraction (mean pooling over the mask), ${folder} ${dtype}`, async () => {
-      const results = []
-      for (const which of ['today', 'packed']) {
-        const extract = await pipeline('feature-extraction', `base-${folder}-${which}`, { ...LOCAL, dtype })
-        results.push(await extract(TEXTS, { pooling: 'mean', normalize: true }))
-        await extract.dispose()
-      }
-      const [a, b] = results as [HfTensor, HfTensor]
-      assert.deepEqual(a.dims, [3, 16])
-      const x = a.data as Float32Array
-      const y = b.data as Float32Array
-      for (let i = 0; i < x.length; i++) assert.ok(close(x[i]!, y[i]!, dtype), `element ${i}: ${x[i]} vs ${y[i]}`)
-    })
-  }
+      it(`question-answering, ${folder} ${dtype}`, async () => {
+        const questions = ['where is the library?', 'who walks?', 'when?']
+        const contexts = ['the library is near the gate.', 'children walk to school.', 'the library opens at nine.']
+        const results = []
+        for (const which of ['today', 'packed']) {
+          const qa = await pipeline('question-answering', `qa-${folder}-${which}`, { ...LOCAL, dtype })
+          results.push((await qa(questions, contexts)) as { answer: string; score: number }[])
+          await qa.dispose()
+        }
+        const [a, b] = results as [{ answer: string; score: number }[], { answer: string; score: number }[]]
+        assert.equal(a.length, 3)
+        a.forEach((r, i) => assert.ok(r.answer === b[i]!.answer && close(r.score, b[i]!.score, dtype), `${i}: ${JSON.stringify(r)} vs ${JSON.stringify(b[i])}`))
+      })
+
+      it(`fill-mask, ${folder} ${dtype}`, async () => {
+        const texts = ['the library opens at [MASK] in the morning.', 'a [MASK] runs.', 'children walk to [MASK] along the narrow road, talking about games.']
+        const results = []
+        for (const which of ['today', 'packed']) {
+          const fill = await pipeline('fill-mask', `mlm-${folder}-${which}`, { ...LOCAL, dtype })
+          results.push((await fill(texts, { top_k: 3 })) as { token: number; score: number }[][])
+          await fill.dispose()
+        }
+        const [a, b] = results as [{ token: number; score: number }[][], { token: number; score: number }[][]]
+        assert.equal(a.length, 3)
+        a.forEach((row, i) => {
+          assert.equal(row[0]!.token, b[i]![0]!.token, `row ${i}: top token`)
+          if (dtype === 'fp32') row.forEach((r, j) => assert.ok(r.token === b[i]![j]!.token && close(r.score, b[i]![j]!.score, dtype), `row ${i} #${j}`))
+        })
+      })
+
+      it(`feature-extraction (mean pooling over the mask), ${folder} ${dtype}`, async () => {
+        const results = []
+        for (const which of ['today', 'packed']) {
+          const extract = await pipeline('feature-extraction', `base-${folder}-${which}`, { ...LOCAL, dtype })
+          results.push(await extract(TEXTS, { pooling: 'mean', normalize: true }))
+          await extract.dispose()
+        }
+        const [a, b] = results as [HfTensor, HfTensor]
+        assert.deepEqual(a.dims, [3, 16])
+        const x = a.data as Float32Array
+        const y = b.data as Float32Array
+        for (let i = 0; i < x.length; i++) assert.ok(close(x[i]!, y[i]!, dtype), `element ${i}: ${x[i]} vs ${y[i]}`)
+      })
+    }
   }
 })

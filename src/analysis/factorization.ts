@@ -4,6 +4,7 @@
  * constant-weight projection it feeds (E→H).
  */
 import type { Graph, Node, Value } from '../ir/graph.js'
+import { nodesDeep } from './parameters.js'
 
 export interface EmbeddingLookup {
   gather: Node
@@ -28,7 +29,7 @@ export function constantSource(v: Value | null | undefined): Value | undefined {
 /** The word-embedding lookup: the Gather on the constant 2-D table with the most rows. */
 export function findEmbeddingLookup(graph: Graph): EmbeddingLookup | undefined {
   let best: EmbeddingLookup | undefined
-  for (const n of graph.nodes) {
+  for (const n of nodesDeep(graph)) {
     if (n.opType !== 'Gather' || n.domain !== '' || n.attrInt('axis', 0) !== 0) continue
     const table = constantSource(n.inputs[0])
     const dims = table?.const?.dims ?? (n.inputs[0]?.shape as number[] | undefined)
