@@ -5,9 +5,17 @@
  * attention core needs a sequence's tokens together: each com.microsoft Attention (fp32) or
  * QAttention (int8) node becomes a Loop over the batch rows whose body slices that row's packed
  * tokens (they are contiguous) and runs the same node on [1, tokens, hidden] with that row's mask,
- * so attention costs Σ lengthᵢ² instead of B·S². Per-token outputs are scattered back to
- * [B, S, X] by one Gather (each position picks its packed row, or an appended fill row); pooled
- * heads read the [CLS] rows straight from the packed tensor.
+ * so attention costs Σ lengthᵢ² instead of B·S². In a graph without fused attention nodes (the
+ * default folder's models) the attention core stays on [B, S] as it was: its Q, K and V rows are
+ * scattered there (the Reshapes of rows to [B, S, heads, head size]) and its context gathered
+ * back to packed rows by the Reshape to [-1, hidden] that follows it. Per-token outputs are
+ * scattered back to [B, S, X] by one Gather (each position picks its packed row, or an appended
+ * fill row); pooled heads read the [CLS] rows straight from the packed tensor.
+ *
+ * With no padding (batch 1, equal lengths) the packing would be pure overhead, so by default the
+ * graph becomes If(attention_mask has no 0, the graph as it was, the packed graph): both branches
+ * read the same initializers (the file grows by nodes only) and an unpadded batch runs today's
+ * graph bit for bit.
  *
  * Which positions are kept: every position with attention_mask ≠ 0, and position 0 of every row
  * (what pooled heads read; for right-padded batches it is a real token anyway). A position-0 pad
@@ -25,15 +33,16 @@
  * row i depends on input row i alone: Gemm/MatMul (and their quantized forms) with a constant
  * weight, elementwise ops on rows or row-broadcast constants, LayerNormalization over the last
  * axis, GELU-style activations, and the Attention nodes it rewrites (all reading one 2-D
- * attention mask). The pass checks exactly that, starting from the Attention nodes: every reader
+ * attention mask). The pass checks exactly that, starting from the Attention nodes (or, without
+ * them, from the Reshapes of [B, S, ...] values to [-1, X] rows that token-wise ops read): every reader
  * of a row value must be token-wise, an Attention input, a Reshape to [B, S, X] (a per-token
- * output: scattered) or, behind that Reshape, a Gather of position 0 (a pooled head: the [CLS]
- * rows). Anything else and the pass changes nothing and says why. One exception to "row i alone":
+ * output, or the attention core's Q, K, V: scattered) or, behind that Reshape, a Gather of
+ * position 0 (a pooled head: the [CLS] rows). Anything else and the pass changes nothing and says why. One exception to "row i alone":
  * dynamic quantization (DynamicQuantizeMatMul) takes its activation scale from all the rows it is
  * given; packed, that is the real tokens only (padding no longer widens it).
  *
- * Run it after the fusions and after quantize-int8 (it moves the QAttention nodes into loop
- * bodies, where other passes do not look).
+ * Run it last before the cleanup: after the fusions and after quantize-int8 (it moves the graph
+ * into If branches and the attention nodes into loop bodies, where other passes do not look).
  */
 import { DataType } from '../ir/dtype.js'
 import { AttrType, Graph, attrInt, type Model, type Node, type Value } from '../ir/graph.js'
@@ -502,7 +511,7 @@ function analyse(g: Graph, outerMask?: Value): Plan {
       enter(c)
     }
   }
-  if (!entries.length) fail('no Reshape of the 3-D embeddings to rows found before the first Attention')
+  if (!entries.length) fail('no Reshape of [batch, sequence, X] values to [-1, X] rows (token-wise ops must read 2-D rows, as in the graphs albertkit builds; 3-D MatMuls of an export are not packed)')
   const pooled: Plan['pooled'] = []
   for (const e of exits) {
     for (const c of e.outputs[0]!.consumers) if (isFirstPosition(c)) pooled.push({ gather: c, rows: e.inputs[0]! })
