@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/packed.js [--rounds N] [--no-chain]` (npm run bench runs it too): issue 13's
+ * `node dist/bench/packed.js [--rounds N] [--no-chain] [--cases abc]` (npm run bench runs it all): issue 13's
  * batched section. The albert-base-shaped checkpoint (fixtures/.generated/albert-base-hfinit, else
  * albert-base, else a synthetic one) as `convert --target cpu` makes it (fp32, int8: packed) and
  * as it made it before pack-tokens (today), the default folder's model_int8.onnx both ways, and
@@ -140,7 +140,9 @@ async function rssChild(file: string): Promise<void> {
   const session = await createSession(file, { intraOpThreads: 1 })
   for (let i = 0; i < 3; i++) await runSession(session, feeds)
   await session.release()
-  console.log(String(process.resourceUsage().maxRSS))
+  // VmHWM: the peak of this process's own memory (maxRSS may keep the forking parent's peak across exec)
+  const hwm = /VmHWM:\s*(\d+) kB/.exec(fs.existsSync('/proc/self/status') ? fs.readFileSync('/proc/self/status', 'utf8') : '')
+  console.log(hwm ? hwm[1] : String(process.resourceUsage().maxRSS))
 }
 
 async function main(): Promise<void> {
@@ -172,18 +174,20 @@ async function main(): Promise<void> {
       const report = JSON.parse(r.stdout.trim().split('\n').pop()!) as { files: Record<string, string> }
       models.push({ label: 'chain fp32 (optimized)', file: report.files.optimized! }, { label: 'chain int8', file: report.files.int8! })
     }
+    const casesAt = args.indexOf('--cases')
+    const only = casesAt >= 0 ? args[casesAt + 1]! : 'abc'
     const cases = [
-      { name: `(a) ${BATCH} sentences, padded to the longest`, feeds: textBatch() },
-      { name: `(b) the same, padded to ${PADDED}`, feeds: textBatch(PADDED) },
-      { name: `(c) 1 × ${PADDED}, no padding`, feeds: fullRow(vocab) },
-    ]
+      { id: 'a', name: `(a) ${BATCH} sentences, padded to the longest`, feeds: textBatch() },
+      { id: 'b', name: `(b) the same, padded to ${PADDED}`, feeds: textBatch(PADDED) },
+      { id: 'c', name: `(c) 1 × ${PADDED}, no padding`, feeds: fullRow(vocab) },
+    ].filter((c) => only.includes(c.id))
     const sessions = await Promise.all(models.map((m) => createSession(m.file, { intraOpThreads: 1 })))
     // Agreement of the packed models with today's on real positions (batch a), and warm-up.
     const agreement: string[] = []
     for (const c of cases) {
       const outs = []
       for (const s of sessions) outs.push(await runSession(s, c.feeds))
-      if (c !== cases[0]) continue
+      if (c.id !== 'a') continue
       const mask = c.feeds.get('attention_mask')!
       const keep = Uint8Array.from(mask.toNumbers())
       for (const kind of KINDS) {
@@ -211,7 +215,7 @@ async function main(): Promise<void> {
       }
     }
     for (const s of sessions) await s.release()
-    const rss = models.filter((m) => !m.label.startsWith('chain')).map((m) => ({ label: m.label, mb: peakRss(m.file) }))
+    const rss = models.filter((m) => only.includes('a') && !m.label.startsWith('chain')).map((m) => ({ label: m.label, mb: peakRss(m.file) }))
 
     console.log(`### Batched runs (issue 13): ${origin}, 1 intra-op thread, ${rounds} interleaved rounds, medians`)
     console.log(`texts: ${path.relative(ROOT, TEXT_FILE)}, first ${BATCH} sentences, tokenizer fixtures/albert-seqcls-trained; machine load ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs\n`)
