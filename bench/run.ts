@@ -4,9 +4,11 @@
  * folder that goes when the run ends. Prints its tables; `-- --json FILE` also writes the figures
  * to FILE. Nothing else is written or left behind.
  */
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { ROOT, medianRuns } from './measure.js'
 import { ALBERT_BASE, writeSyntheticCheckpoint } from '../test/support/synthetic.js'
 import { compressionFigures, printCompression, type CompressionFigures } from './compression.js'
@@ -93,6 +95,11 @@ async function main(scratch: string): Promise<void> {
 
   const startup = startupFigures()
   printStartup(startup)
+
+  // Batched runs (issue 13): a process of their own (one intra-op thread, interleaved sessions)
+  console.log('')
+  const batched = spawnSync(process.execPath, [path.join(path.dirname(fileURLToPath(import.meta.url)), 'packed.js')], { stdio: 'inherit' })
+  if (batched.status !== 0) throw new Error(`the batched section failed (exit ${batched.status})`)
 
   let large: LargeFigures | undefined
   if (process.argv.includes('--large')) {

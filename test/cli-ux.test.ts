@@ -287,7 +287,7 @@ describe('progress when stderr is not a terminal', () => {
     const r = albertkit('convert', fixtureDir('albert-seqcls'), '--out', path.join(work, 'plain-verbose'), '--precision', 'fp32,int8', '--verbose')
     assert.equal(r.code, 0, r.stderr)
     const passes = r.stderr.split('\n').filter((l) => /^ {2}onnx\//.test(l))
-    assert.equal(passes.length, 4 + 5, 'four passes make model.onnx, five model_int8.onnx')
+    assert.equal(passes.length, 5 + 6, 'five passes make model.onnx, six model_int8.onnx')
     assert.match(r.stderr, /^ {2}onnx\/model_int8\.onnx: quantize-int8 +changed +nodes \d+→\d+ +tensors \d+→\d+ +size [\d.]+→[\d.]+ kB +\d+ ms; weightsQuantized \d+/m)
     assert.match(r.stderr, /^ {2}onnx\/model\.onnx: {6}dedup +no change +nodes \d+ +tensors \d+ +size [\d.]+ kB +\d+ ms;/m)
     assert.match(r.stderr, /^PASS onnx\/model_int8\.onnx \(int8\)$/m)

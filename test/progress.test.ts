@@ -279,14 +279,14 @@ describe('a whole convert on a terminal', () => {
     for (const label of ['reading checkpoint', 'building text-classification graph', 'making onnx/model.onnx', 'making onnx/model_int8.onnx', 'verifying', 'writing']) {
       assert.ok(drawn.some((line) => line.includes(` ${label} `)), `${label} was drawn: ${drawn.join(' | ')}`)
     }
-    assert.ok(drawn.some((line) => /making onnx\/model_int8\.onnx \[#*-*\] \d\/7 quantize-int8/.test(line)), 'a pass shows as the unit running')
+    assert.ok(drawn.some((line) => /making onnx\/model_int8\.onnx \[#*-*\] \d\/8 quantize-int8/.test(line)), 'a pass shows as the unit running')
   })
 
   it('with --verbose, keeps each step, every pass in columns, each verdict and file', async () => {
     const { shown } = await convertOnTerminal('verbose-terminal', true)
     assert.equal(shown.current, '')
     const passLines = shown.lines.filter((l) => /^ {2}onnx\//.test(l))
-    assert.equal(passLines.length, 6 + 7, 'six passes make model.onnx, seven model_int8.onnx')
+    assert.equal(passLines.length, 7 + 8, 'seven passes make model.onnx, eight model_int8.onnx')
     for (const column of [' (changed|no change) ', ' nodes ', ' tensors ', ' size ', ' ms;']) {
       const at = new Set(passLines.map((l) => l.search(new RegExp(column))))
       assert.equal(at.size, 1, `the ${column} column is at one place in every line: ${[...at]}`)

@@ -5,6 +5,7 @@
  */
 import { DataType } from '../ir/dtype.js'
 import type { Graph, Node, Value } from '../ir/graph.js'
+import { nodesDeep } from './parameters.js'
 
 export interface EmbeddingLookup {
   gather: Node
@@ -29,7 +30,7 @@ export function constantSource(v: Value | null | undefined): Value | undefined {
 /** The word-embedding lookup: the Gather (or GatherBlockQuantized) on the constant 2-D table with the most rows. */
 export function findEmbeddingLookup(graph: Graph): EmbeddingLookup | undefined {
   let best: EmbeddingLookup | undefined
-  for (const n of graph.nodes) {
+  for (const n of nodesDeep(graph)) {
     const blockQuantized = n.opType === 'GatherBlockQuantized' && n.domain === 'com.microsoft' && n.attrInt('gather_axis', 0) === 0
     if (!blockQuantized && (n.opType !== 'Gather' || n.domain !== '' || n.attrInt('axis', 0) !== 0)) continue
     const table = constantSource(n.inputs[0])

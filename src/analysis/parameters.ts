@@ -93,7 +93,7 @@ function quantization(graph: Graph): { weights: Map<Value, number>; meta: Set<Va
     const perByte = node.opType === 'GatherBlockQuantized' && v.const!.dtype === DataType.UINT8 ? 8 / node.attrInt('bits', 4) : 1
     weights.set(v, K !== undefined && N !== undefined ? K * N : v.const!.size * perByte)
   }
-  for (const node of graph.nodes) {
+  for (const node of nodesDeep(graph)) {
     const slots = QUANTIZED_INPUTS[node.opType]
     if (slots) {
       if (slots.weight !== undefined) weight(initializerBehind(node.inputs[slots.weight]), node)
@@ -142,26 +142,65 @@ export function graphParameterStats(graph: Graph): ParameterStats {
   let stored = 0
   let quantized = 0
   let asIfUnshared = 0
+  const branches = ifBranches(graph)
   for (const { v, n } of params) {
     stored += n
     if (weights.has(v)) quantized += n
-    asIfUnshared += n * usesOf(v)
+    asIfUnshared += n * usesOf(v, branches)
   }
   const unique = equalTensorGroups(params, (p) => p.v.const!).reduce((n, g) => n + g[0]!.n, 0)
   return { stored, quantized, unique, asIfUnshared, tensors: inits.length, bytesByDtype }
 }
 
-function usesOf(v: Value): number {
-  const perOp = new Map<string, number>()
+function usesOf(v: Value, branches: ReadonlyMap<Graph, string>): number {
+  // per op type: readers outside any If branch, and per If the readers of each of its branches
+  // (one branch runs: a weight both branches of a top-level If read counts once per run)
+  const perOp = new Map<string, { plain: number; alternatives: Map<string, Map<string, number>> }>()
   const visit = (x: Value, depth: number) => {
     for (const n of x.consumers) {
       const out = n.outputs[0]
-      if (HAND_ON_OPS.has(n.opType) && n.inputs[0] === x && out && depth < 16) visit(out, depth + 1)
-      else perOp.set(n.opType, (perOp.get(n.opType) ?? 0) + 1)
+      if (HAND_ON_OPS.has(n.opType) && n.inputs[0] === x && out && depth < 16) {
+        visit(out, depth + 1)
+        continue
+      }
+      let c = perOp.get(n.opType)
+      if (!c) perOp.set(n.opType, (c = { plain: 0, alternatives: new Map() }))
+      const tag = branches.get(n.graph)
+      if (!tag) {
+        c.plain++
+        continue
+      }
+      const [ifNode, branch] = tag.split('\n') as [string, string]
+      let per = c.alternatives.get(ifNode)
+      if (!per) c.alternatives.set(ifNode, (per = new Map()))
+      per.set(branch, (per.get(branch) ?? 0) + 1)
     }
   }
   visit(v, 0)
-  return Math.max(1, ...perOp.values())
+  const counts = [...perOp.values()].map((c) => c.plain + [...c.alternatives.values()].reduce((sum, per) => sum + Math.max(...per.values()), 0))
+  return Math.max(1, ...counts)
+}
+
+/** The nodes of a graph and of its subgraphs (a packed model's If branches, their loop bodies). */
+export function* nodesDeep(graph: Graph): Generator<Node> {
+  for (const n of graph.nodes) {
+    yield n
+    for (const sub of n.subgraphs()) yield* nodesDeep(sub)
+  }
+}
+
+/** Every subgraph under a branch of one of the graph's If nodes: `If's name\nbranch attribute`. */
+function ifBranches(graph: Graph): Map<Graph, string> {
+  const tags = new Map<Graph, string>()
+  const mark = (g: Graph, tag: string) => {
+    tags.set(g, tag)
+    for (const n of g.nodes) for (const sub of n.subgraphs()) mark(sub, tag)
+  }
+  for (const n of graph.nodes) {
+    if (n.opType !== 'If') continue
+    for (const a of n.attributes) if (a.g) mark(a.g, `${n.name}\n${a.name}`)
+  }
+  return tags
 }
 
 /** Stats of checkpoint tensors; layer-group tensors count once per layer call that runs them. */

@@ -14,6 +14,7 @@ import { quantizeInt8 } from './quantize-int8.js'
 import { quantizeInt4 } from './quantize-int4.js'
 import { quantizeQdq } from './quantize-qdq.js'
 import { quantizeWeights } from './quantize-weights.js'
+import { packTokensPass } from './pack-tokens.js'
 import { removeUnused } from './remove-unused.js'
 import { sortAndName } from './sort-and-name.js'
 import { composeLayerNorm } from './compose-layernorm.js'
@@ -24,7 +25,7 @@ import { upgradeOpset } from './upgrade-opset.js'
 import { dropValueInfo } from './drop-value-info.js'
 
 export const PASSES: ReadonlyMap<string, Pass> = new Map(
-  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8, quantizeInt4, fp16, factorizationCheck, fuseAttention, fuseLayerNorm, fuseGelu, fixShapes, quantizeQdq, quantizeWeights, stripMetadata, composeLayerNorm, splitSkipLayerNorm, decomposeContrib, upgradeOpset, dropValueInfo].map((p) => [p.name, p]),
+  [dedup, cse, foldConstants, removeUnused, sortAndName, quantizeInt8, quantizeInt4, fp16, factorizationCheck, fuseAttention, fuseLayerNorm, fuseGelu, fixShapes, quantizeQdq, quantizeWeights, stripMetadata, composeLayerNorm, splitSkipLayerNorm, decomposeContrib, upgradeOpset, dropValueInfo, packTokensPass].map((p) => [p.name, p]),
 )
 
 export function passByName(name: string): Pass {

@@ -4,7 +4,7 @@ import { openCheckpoint } from '../checkpoint/index.js'
 import type { ResolveOptions } from '../checkpoint/hf-cache.js'
 import { readModelFile } from '../onnx/file.js'
 import type { AlbertConfig } from '../checkpoint/config.js'
-import { checkpointParameterStats, graphParameterStats, type ParameterStats } from '../analysis/parameters.js'
+import { checkpointParameterStats, graphParameterStats, nodesDeep, type ParameterStats } from '../analysis/parameters.js'
 import { factorization, findEmbeddingLookup, type Factorization } from '../analysis/factorization.js'
 
 export interface InspectReport {
@@ -20,6 +20,7 @@ export interface InspectReport {
     opsets: Record<string, number>
     producer: string
     nodes: number
+    /** nodes of each op type in the graph and its subgraphs (both branches of a packed model's If) */
     opCounts: Record<string, number>
     inputs: string[]
     outputs: string[]
@@ -101,7 +102,7 @@ function inspectOnnx(file: string): InspectReport {
       opsets: Object.fromEntries(model.opsetImports.map((o) => [o.domain || 'ai.onnx', o.version])),
       producer: [model.producerName, model.producerVersion].filter(Boolean).join(' '),
       nodes: g.nodes.length,
-      opCounts: Object.fromEntries([...g.opCounts()].sort(([a], [b]) => a.localeCompare(b))),
+      opCounts: Object.fromEntries([...deepOpCounts(g)].sort(([a], [b]) => a.localeCompare(b))),
       inputs: g.inputs.filter((v) => !v.const).map((v) => v.name),
       outputs: g.outputs.map((v) => v.name),
       metadata: Object.fromEntries(model.metadataProps.map((p) => [p.key, p.value])),
@@ -114,4 +115,10 @@ function inspectOnnx(file: string): InspectReport {
     report.factorization = { ...factorization(lookup.V, lookup.E, H), projectionFound: lookup.projection !== undefined }
   }
   return report
+}
+
+function deepOpCounts(g: Parameters<typeof nodesDeep>[0]): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const n of nodesDeep(g)) counts.set(n.opType, (counts.get(n.opType) ?? 0) + 1)
+  return counts
 }
