@@ -50,7 +50,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { UsageError, fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
-import { realpathOrUndefined, within } from '../util/paths.js'
+import { realpathOrUndefined, within, isDirectory } from '../util/paths.js'
 import { closest, didYouMean } from '../util/suggest.js'
 
 export interface HubCacheOptions {
@@ -510,13 +510,6 @@ function readdirBounded(dir: string, limit: number, strict = false): string[] | 
   return names
 }
 
-function isDirectory(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory()
-  } catch {
-    return false
-  }
-}
 
 function lstatOrUndefined(p: string): fs.Stats | undefined {
   try {

@@ -34,6 +34,8 @@ export interface PassOptions {
   asymmetric?: boolean
   /** quantize-int4: how 4-bit codes are chosen (int4-rounding.ts; default `mse`; `gptq` calibrates on sample inputs). */
   int4Rounding?: 'nearest' | 'mse' | 'gptq'
+  /** quantize-int4: the word table as 4-bit GatherBlockQuantized (default true); false keeps it int8, for runtimes without that op. */
+  int4Embeddings?: boolean
   /** fp16: keep model inputs and outputs fp32 (default true). */
   keepIoTypes?: boolean
   /** factorization-check: restore a folded embedding factorization. */

@@ -64,7 +64,7 @@ async function quantize(model: Model, opts: Readonly<PassOptions>, rounding: Int
   const graph = model.graph
   const { plans, skipped } = planWeights(graph, { ...opts, perTensor: false })
   const linearOnly = plans.filter((p) => p.uses.every((u) => u.kind === 'linear'))
-  const tables = vocabularyTables(plans.filter((p) => !linearOnly.includes(p)), blockSize)
+  const tables = opts.int4Embeddings === false ? [] : vocabularyTables(plans.filter((p) => !linearOnly.includes(p)), blockSize)
   const int8 = plans.filter((p) => !linearOnly.includes(p) && !tables.includes(p))
 
   // Hessians come from the float model, so before any rewrite.

@@ -24,6 +24,7 @@ export function readersOf(model: Model, weights: readonly string[]): string[] {
 
 export async function runPlan(model: Model, plan: ArtifactPlan, options: Readonly<PassOptions> = {}, services: PassServices = {}, callbacks: PassManagerOptions = {}): Promise<{ model: Model; reports: PassReport[] }> {
   const reports: PassReport[] = []
+  if (plan.options) options = { ...options, ...plan.options }
   for (const stage of plan.stages ?? [{ passes: plan.passes }]) {
     const keep = 'keepWeights' in stage && stage.keepWeights?.length ? readersOf(model, stage.keepWeights) : []
     const opts = keep.length > 0 ? { ...options, keepNodes: [...(options.keepNodes ?? []), ...keep] } : options

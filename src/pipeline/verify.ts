@@ -23,6 +23,7 @@ import { referenceOutputs, verifyCandidates } from '../runtime/parity.js'
 import { precisionOfFile } from '../targets/precision.js'
 import type { ResolveOptions } from '../checkpoint/hf-cache.js'
 import { Evaluator, type EvalCandidate, type EvalReport, type EvalRequest } from './evaluation.js'
+import { isFile } from '../util/paths.js'
 
 export interface VerifyOptions {
   /** the reference: a checkpoint (folder, file in one, or cached model id), or an ONNX model (`isOnnxReference`) */
@@ -180,13 +181,6 @@ function onnxReference(opts: VerifyOptions): Reference {
   }
 }
 
-function isFile(p: string): boolean {
-  try {
-    return fs.statSync(p).isFile()
-  } catch {
-    return false
-  }
-}
 
 export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   const progress = opts.progress ?? silentProgress

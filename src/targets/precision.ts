@@ -5,7 +5,7 @@
  * target is given. A target (targets.ts) lists its own models and passes.
  */
 import type { Thresholds } from '../verify/verdict.js'
-import type { Pass } from '../passes/pass.js'
+import type { Pass, PassOptions } from '../passes/pass.js'
 import { passByName } from '../passes/index.js'
 import { UserError } from '../util/errors.js'
 
@@ -62,6 +62,8 @@ export interface ArtifactPlan {
   target: string
   /** every pass, in order (the stages' passes one after the other when there are stages) */
   passes: string[]
+  /** pass options for this model over the user's (a target's record sets them) */
+  options?: Partial<PassOptions>
   /** a plan in stages, each stage's passes keeping some weights out (mixed plans); absent: `passes` in one run */
   stages?: PlanStage[]
   /** `--precision auto`: the plan's name (int4, int8, int4+int8 ×2, ...) */

@@ -7,6 +7,7 @@
  */
 import { UserError } from '../util/errors.js'
 import { CLEANUP, PREPARE, PRECISION, type ArtifactPlan, type Precision } from './precision.js'
+import type { PassOptions } from '../passes/pass.js'
 
 /** Flags of convert that only some targets take. */
 export type TargetFlag = 'fixed-shape' | 'calibration'
@@ -16,6 +17,8 @@ export interface TargetModel {
   file: string
   precision: Precision
   passes: string[]
+  /** pass options this model is made with, over the user's (e.g. a runtime that lacks an op) */
+  options?: Partial<PassOptions>
   /** also written in ORT format (the flatbuffer ORT Mobile loads), by onnxruntime itself, as this file */
   ortFile?: string
 }
@@ -100,7 +103,8 @@ export const TARGETS: readonly Target[] = [
     models: [
       { file: PRECISION.fp32.file, precision: 'fp32', passes: [...PREPARE, ...WEB_FUSIONS, ...CLEANUP] },
       { file: PRECISION.fp16.file, precision: 'fp16', passes: [...PREPARE, ...WEB_FUSIONS, 'fp16', ...CLEANUP] },
-      { file: PRECISION.int4.file, precision: 'int4', passes: [...PREPARE, ...WEB_FUSIONS, 'quantize-int4', ...CLEANUP] },
+      // onnxruntime-web's browser builds (wasm and WebGPU) have no GatherBlockQuantized: the word table stays int8
+      { file: PRECISION.int4.file, precision: 'int4', passes: [...PREPARE, ...WEB_FUSIONS, 'quantize-int4', ...CLEANUP], options: { int4Embeddings: false } },
       // q4f16 (4-bit weights, float16 compute): not yet a precision of albertkit's; the record gets it when it is
       { file: PRECISION.int8.alias!.file, precision: 'int8', passes: [...PREPARE, ...CPU_FUSIONS, 'quantize-int8', ...CLEANUP] },
     ],
@@ -123,7 +127,7 @@ export function targetByName(name: string): Target {
 /** The models a target emits, as plans. */
 export function targetPlans(name: string): ArtifactPlan[] {
   const t = targetByName(name)
-  return t.models.map((m) => ({ file: m.file, precision: m.precision, target: t.name, passes: m.passes }))
+  return t.models.map((m) => ({ file: m.file, precision: m.precision, target: t.name, passes: m.passes, ...(m.options ? { options: m.options } : {}) }))
 }
 
 /**

@@ -15,6 +15,7 @@ import { printable } from '../util/printable.js'
 import { tokenizerFilesFromSentencepiece, type AlbertTokenizerOptions } from './sentencepiece.js'
 import { LIMITS, boundTokenizerWork, checkTokenizerConfig, checkTokenizerJson } from './limits.js'
 import { statOrFail } from '../util/read.js'
+import { isFile } from '../util/paths.js'
 
 export { tokenizerFilesFromSentencepiece, albertTokenizerFiles, parseSentencepiece, readSentencepiece, PieceType } from './sentencepiece.js'
 export type { AlbertTokenizerOptions, TokenizerFiles, SentencePieceModel, Piece } from './sentencepiece.js'
@@ -86,13 +87,6 @@ function tokenContent(v: unknown): string | undefined {
   return undefined
 }
 
-function isFile(p: string): boolean {
-  try {
-    return fs.statSync(p).isFile()
-  } catch {
-    return false
-  }
-}
 
 /** A folder's tokenizer_config.json, read strictly; an empty object when there is none. */
 export function readTokenizerConfig(dir: string): { file: string; config: Record<string, unknown> } {

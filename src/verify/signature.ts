@@ -14,6 +14,7 @@
  *   sequence is the limit;
  * - onnxruntime's fused EmbedLayerNormalization (com.microsoft) names all three tables directly.
  *
+ * Nodes inside If and Loop bodies count too (a packed model, passes/pack-tokens.ts, runs in an If).
  * "Carry the values of an input" is a walk up from the indices through producers that pass values
  * on, stopping at Shape and Size (which pass only a length) and after a bounded number of nodes;
  * a table seen through Identity, Cast, Transpose or DequantizeLinear counts as constant.
@@ -22,6 +23,7 @@ import type { Graph, Model, Node, Value } from '../ir/graph.js'
 import { constantSource } from '../analysis/factorization.js'
 import { fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
+import { nodesDeep } from '../analysis/parameters.js'
 
 export interface ReferenceSignature {
   /** the graph's inputs (initializers left out) */
@@ -105,7 +107,7 @@ export function referenceSignature(model: Model, file: string): ReferenceSignatu
 /** Every Gather (axis 0, default domain) of a constant 2-D table, with the graph inputs its indices carry. */
 function embeddingLookups(g: Graph): Lookup[] {
   const found: Lookup[] = []
-  for (const n of g.nodes) {
+  for (const n of nodesDeep(g)) {
     if (n.opType !== 'Gather' || n.domain !== '' || n.attrInt('axis', 0) !== 0) continue
     const lookup = tableLookup(n, n.inputs[0], n.inputs[1])
     if (lookup) found.push(lookup)
@@ -123,7 +125,7 @@ function tableLookup(gather: Node, tableInput: Value | null | undefined, indices
 /** Constant 2-D tables that a Slice cuts along their rows (axis 0, from row 0): position tables taken to the sequence length. */
 function slicedTables(g: Graph): Lookup[] {
   const found: Lookup[] = []
-  for (const n of g.nodes) {
+  for (const n of nodesDeep(g)) {
     if (n.opType !== 'Slice' || n.domain !== '') continue
     const table = constantSource(n.inputs[0])
     const dims = table?.const?.dims
@@ -149,7 +151,7 @@ function intsOf(v: Value | null | undefined): number[] | undefined {
 
 /** onnxruntime's EmbedLayerNormalization: input_ids, segment_ids, word, position and segment tables. */
 function fusedEmbeddings(g: Graph): { word: Lookup; position: Lookup; types?: Lookup } | undefined {
-  for (const n of g.nodes) {
+  for (const n of nodesDeep(g)) {
     if (n.opType !== 'EmbedLayerNormalization' || n.domain !== 'com.microsoft') continue
     const word = tableLookup(n, n.inputs[2], n.inputs[0])
     const position = tableLookup(n, n.inputs[3], n.inputs[0])
@@ -162,13 +164,13 @@ function fusedEmbeddings(g: Graph): { word: Lookup; position: Lookup; types?: Lo
 
 /** The graph inputs whose values reach `v` (not through Shape or Size), walking at most MAX_WALK producers. */
 function inputsCarried(v: Value): Set<string> {
-  const g = v.graph
   const found = new Set<string>()
   const seen = new Set<Value>([v])
   const queue: Value[] = [v]
   for (let head = 0; head < queue.length && head < MAX_WALK; head++) {
     const cur = queue[head]!
-    if (g.isInput(cur)) found.add(cur.name)
+    // inside an If or Loop body (a packed model's branches) a graph input is read from the outer graph
+    if (cur.graph.isInput(cur)) found.add(cur.name)
     const p = cur.producer
     if (!p || SHAPE_OPS.has(p.opType)) continue
     for (const i of p.inputs) {
