@@ -10,6 +10,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { readModelFile } from '../src/onnx/file.js'
+import { nodesDeep } from '../src/analysis/parameters.js'
 import { feedsFor, latencies } from './chain.js'
 import { parityToGolden } from './compression.js'
 import { runAlbertkit } from './measure.js'
@@ -40,7 +41,12 @@ export interface ExporterFigures {
   ratios: Record<string, { int8Size: number; int8Latency: number; fp32Latency: number }>
 }
 
-const count = (file: string, op: string) => readModelFile(file).graph.nodes.filter((n) => n.opType === op && n.domain === 'com.microsoft').length
+// inside If and Loop bodies too: a packed model (pack-tokens) runs its layers there
+const count = (file: string, op: string) => {
+  const seen = new Set<string>()
+  for (const n of nodesDeep(readModelFile(file).graph)) if (n.opType === op && n.domain === 'com.microsoft') seen.add(n.name)
+  return seen.size
+}
 const bytesOf = (file: string) => fs.statSync(file).size + (fs.existsSync(`${file}_data`) ? fs.statSync(`${file}_data`).size : 0)
 
 /** undefined when the checkpoint has no exports (run the fixture script with --base). */
