@@ -11,18 +11,15 @@ import os from 'node:os'
 import path from 'node:path'
 import { buildAlbert } from '../src/builder/albert.js'
 import { openCheckpoint } from '../src/checkpoint/index.js'
-import { readSafetensors } from '../src/checkpoint/safetensors.js'
 import { resolveTask } from '../src/checkpoint/task.js'
 import { cloneModel, type Model } from '../src/ir/graph.js'
 import { modelBytes } from '../src/onnx/file.js'
 import { passByName } from '../src/passes/index.js'
 import { runPasses, type PassOptions } from '../src/passes/pass.js'
 import { ortRunner } from '../src/runtime/runner.js'
-import { createSession, runSession } from '../src/runtime/session.js'
 import { PRECISION, type Precision } from '../src/targets/precision.js'
-import { compareTokens } from '../src/verify/compare.js'
-import { tokenMask } from '../src/verify/inputs.js'
 import { findPython } from './chain.js'
+import { parityToGolden } from './compression.js'
 import { ROOT } from './measure.js'
 
 export interface Int4Row {
@@ -42,15 +39,7 @@ export interface Int4Figures {
 
 /** Each output's cosine to the fixture's golden outputs (transformers'), over real tokens only. */
 export async function maskedCosines(model: Uint8Array | string, dir: string): Promise<Record<string, number>> {
-  const golden = readSafetensors(path.join(dir, 'golden.safetensors')).tensors
-  const inputs = readSafetensors(path.join(dir, 'inputs.safetensors')).tensors
-  const session = await createSession(model, { intraOpThreads: 1 })
-  const out = await runSession(session, inputs)
-  await session.release()
-  const mask = tokenMask(inputs)
-  const result: Record<string, number> = {}
-  for (const [name, ref] of golden) result[name] = compareTokens(ref.toFloat32(), out.get(name)!.data, ref.dims, mask, false).cosine
-  return result
+  return Object.fromEntries(Object.entries(await parityToGolden(model, dir)).map(([name, p]) => [name, p.cosine]))
 }
 
 function build(dir: string): Model {

@@ -95,14 +95,7 @@ export function chainModel(o: ChainOptions): Uint8Array[] {
   if (!o.constantStart) graph.message(11, valueInfo('x', width))
   if (!o.allOutputs) finals.push(prev)
   for (const f of finals) graph.message(12, valueInfo(f, width))
-  const model = new ProtoWriter()
-  model.int64(1, 8)
-  model.string(2, 'albertkit-test')
-  model.message(7, graph)
-  const opset = new ProtoWriter()
-  opset.int64(2, 17)
-  model.message(8, opset)
-  return model.finish()
+  return modelOf(graph)
 }
 
 /** Write a chain model to `file`; returns its size in bytes. */
@@ -142,14 +135,7 @@ export function foldBombModel(kind: 'gather' | 'concat', n: number, repeat: numb
   graph.string(2, 'fold-bomb')
   graph.message(11, tensorInfo('x', outDims))
   graph.message(12, tensorInfo('y', outDims))
-  const model = new ProtoWriter()
-  model.int64(1, 8)
-  model.string(2, 'albertkit-test')
-  model.message(7, graph)
-  const opset = new ProtoWriter()
-  opset.int64(2, 17)
-  model.message(8, opset)
-  return model.finish()
+  return modelOf(graph)
 }
 
 function tensorInfo(name: string, dimsList: number[]): ProtoWriter {
@@ -180,4 +166,16 @@ export function writePiecesTo(file: string, pieces: Uint8Array[]): number {
     fs.closeSync(fd)
   }
   return bytes
+}
+
+/** A ModelProto (IR 8, opset 17) around `graph`, encoded. */
+function modelOf(graph: ProtoWriter): ReturnType<ProtoWriter['finish']> {
+  const model = new ProtoWriter()
+  model.int64(1, 8)
+  model.string(2, 'albertkit-test')
+  model.message(7, graph)
+  const opset = new ProtoWriter()
+  opset.int64(2, 17)
+  model.message(8, opset)
+  return model.finish()
 }
