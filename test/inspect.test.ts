@@ -42,8 +42,9 @@ async function allModels(fixture: string, targets: readonly ('cpu' | 'gpu' | 'mo
 
 describe('inspect: parameters of quantized models', () => {
   for (const [fixture, targets, figures, quantized] of [
-    // a tied decoder (read by a Gather and a MatMul), one layer group; every target
-    ['albert-mlm', ['cpu', 'gpu', 'mobile'], { stored: 4672, unique: 4672, asIfUnshared: 6896 }, { int8: 4240, int4: 4240, mobileInt8: 512, mobileQuantized: 2960 }],
+    // a tied decoder (read by a Gather and a MatMul), one layer group; every target. Its random
+    // 200-word decoder has near-tied logits: the mobile accuracy guard (top-1 99.9% on held-out rows) keeps it all float
+    ['albert-mlm', ['cpu', 'gpu', 'mobile'], { stored: 4672, unique: 4672, asIfUnshared: 6896 }, { int8: 4240, int4: 4240, mobileInt8: 0, mobileQuantized: 0 }],
     // two layer groups with two inner layers each, the pretraining heads (mobile's calibration is slow here)
     ['albert-pretraining', ['cpu', 'gpu'], { stored: 23062, unique: 23062, asIfUnshared: 42550 }, { int8: 21768, int4: 21768, mobileInt8: 0, mobileQuantized: 0 }],
   ] as const) {

@@ -197,7 +197,7 @@ describe('quantize-qdq', () => {
     const kept = r!.stats.keptFloat as number
     assert.ok(kept > 0 && kept < 22, `kept ${kept} of 22 units`)
     assert.ok((r!.stats.guardShortfall as number) <= 1)
-    const named = /kept in float to stay within cosine 0\.9995 on the calibration inputs: (.*)$/m.exec(warnings.join('\n'))
+    const named = /kept in float to stay within cosine 0\.9995 and top-1 agreement 99\.9% on the calibration and held-out inputs: (.*)$/m.exec(warnings.join('\n'))
     assert.ok(named, warnings.join('\n'))
     const keptNames = new Set(named[1]!.split(', '))
     for (const w of matrices) {
@@ -216,7 +216,7 @@ describe('quantize-qdq', () => {
     const close: OutputMap = new Map([['logits', { data: Float32Array.of(1, 0.01, 0, 1), dims: [2, 2] }]])
     const s = shortfall(ref, close)
     assert.ok(s > 0 && s < 1, `${s}`)
-    assert.equal(GUARD_THRESHOLDS.cosine, 0.9995)
+    assert.deepEqual(GUARD_THRESHOLDS, { cosine: 0.9995, top1: 0.999 })
   })
 
   it('calibrates on given inputs, cut to the pinned batch size', async () => {
@@ -335,6 +335,26 @@ describe('ORT-format files', () => {
 describe('albertkit convert --target mobile', () => {
   const work = tempDir()
   const albertkit = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' })
+
+  // the checkpoints the README converts; the guard judges on held-out rows as well as the calibration ones, so its choice holds on the verdict's inputs
+  const README_FIXTURES = ['albert-model', 'albert-seqcls', 'albert-seqcls-text', 'albert-seqcls-trained', 'albert-tokcls-text', 'albert-qa-text', 'albert-mlm', 'albert-pretraining', 'albert-pretraining-tf']
+  it(`default settings pass every verdict on the README's checkpoints (${README_FIXTURES.length})`, () => {
+    for (const name of README_FIXTURES) {
+      const out = path.join(work, `readme-${name}`)
+      const r = albertkit('convert', fixtureDir(name), '--out', out, '--target', 'mobile', '--json')
+      assert.equal(r.status, 0, `${name}: ${r.stderr}`)
+      const report = JSON.parse(r.stdout) as { artifacts: { path: string; verdict: { pass: boolean } }[] }
+      assert.deepEqual(
+        report.artifacts.map((a) => [a.path, a.verdict.pass]),
+        [
+          ['onnx/model.onnx', true],
+          ['onnx/model_int8.onnx', true],
+          ['onnx/model_quantized.onnx', true],
+        ],
+        name,
+      )
+    }
+  })
 
   it('--fixed-shape 1,16: three pinned models, verdicts, required_operators.config of exactly their ops', () => {
     const out = path.join(work, 'mobile')

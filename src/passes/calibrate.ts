@@ -23,6 +23,11 @@ export interface Range {
 /** Rows of calibration data made when the caller gives none, and their seed. */
 export const CALIBRATION_ROWS = 8
 export const CALIBRATION_SEED = 20_240
+/**
+ * The seed of the held-out rows the accuracy guard also judges on (CALIBRATION_ROWS more, never
+ * calibrated on), so that what it keeps in float holds on inputs the scales were not fitted to.
+ */
+export const HOLDOUT_SEED = 30_240
 
 /** What a calibration run saw: each named value's range, and the model's own outputs (all feeds, rows concatenated). */
 export interface Calibration {
@@ -98,12 +103,23 @@ function rowsOf(t: Tensor, start: number, count: number): Tensor {
   return new Tensor(t.dtype, [count, ...t.dims.slice(1)], t.data.subarray(start * row, (start + count) * row))
 }
 
+/**
+ * Held-out random feeds for the accuracy guard: shaped like calibration's default ones, another
+ * seed. None for a model with inputs random feeds cannot make (its calibration inputs are the user's).
+ */
+export function holdoutFeeds(g: Graph): Feed[] {
+  if (!modelInputs(g).every((v) => RANDOM_INPUTS.has(v.name))) return []
+  return randomFeeds(g, HOLDOUT_SEED)
+}
+
+const RANDOM_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids'])
+
 /** Seeded random token batches shaped like the model's inputs, CALIBRATION_ROWS rows in all. */
-function randomFeeds(g: Graph): Feed[] {
+function randomFeeds(g: Graph, seed = CALIBRATION_SEED): Feed[] {
   const shape = modelInputs(g)[0]?.shape ?? []
   const batch = typeof shape[0] === 'number' ? shape[0] : CALIBRATION_ROWS
   const feeds: Feed[] = []
-  for (let k = 0; k * batch < CALIBRATION_ROWS; k++) feeds.push(randomModelFeed(g, { batch, seed: CALIBRATION_SEED + k }))
+  for (let k = 0; k * batch < CALIBRATION_ROWS; k++) feeds.push(randomModelFeed(g, { batch, seed: seed + k }))
   return feeds
 }
 

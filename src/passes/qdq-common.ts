@@ -12,8 +12,8 @@ import { DataType } from '../ir/dtype.js'
 import { attrInt, type Graph, type Model, type Node, type Value } from '../ir/graph.js'
 import { Tensor } from '../ir/tensor.js'
 import { UserError } from '../util/errors.js'
-import { GUARD_THRESHOLDS, guardedRewrite, type Guarded } from './accuracy-guard.js'
-import { calibrate, calibrationFeeds, type Range } from './calibrate.js'
+import { GUARD_THRESHOLDS, guardedRewrite, type Guarded, type JudgedSet } from './accuracy-guard.js'
+import { calibrate, calibrationFeeds, holdoutFeeds, type Range } from './calibrate.js'
 import { modelRunner, type PassContext, type PassOptions, type PassResult } from './pass.js'
 import { planWeights, int8Weight, rewriteLookup, storeInt8, type Int8Weight, type Use, type WeightPlan } from './quant-common.js'
 import { cleanup } from '../ir/cleanup.js'
@@ -126,17 +126,21 @@ export async function guardedQuantization(
   const names = activations(plans)
   const feeds = calibrationFeeds(model.graph, context.options.calibration)
   const { ranges, reference } = await calibrate(model, names, feeds, runner)
+  const sets: JudgedSet[] = [{ feeds, reference }]
+  const holdout = holdoutFeeds(model.graph)
+  if (holdout.length) sets.push({ feeds: holdout, reference: await runner.run(model, holdout, { exact: true }) })
   const cache = new Map<string, Int8Weight>()
   const units = [...plans.map((p) => p.weight.name), ...names]
-  const { stats, guard } = await guardedRewrite(model, units, (m, kept) => rewrite(m, kept, ranges, cache), reference, feeds, runner)
+  const { stats, guard } = await guardedRewrite(model, units, (m, kept) => rewrite(m, kept, ranges, cache), sets, runner)
   return { model, ...guardResult(stats, guard, feeds.length, context) }
 }
 
 /** The pass result with the guard's account; a warning names what stayed float, or that the guard still fails. */
 function guardResult(stats: Record<string, number>, guard: Guarded, feeds: number, context: PassContext): Omit<PassResult, 'model'> {
   const warnings: string[] = []
-  if (guard.kept.length) warnings.push(`kept in float to stay within cosine ${GUARD_THRESHOLDS.cosine} on the calibration inputs: ${guard.kept.join(', ')}`)
-  if (guard.shortfall > 1) warnings.push(`still short of cosine ${GUARD_THRESHOLDS.cosine} / top-1 ${GUARD_THRESHOLDS.top1} on the calibration inputs (shortfall ${guard.shortfall.toFixed(2)})`)
+  const bounds = `cosine ${GUARD_THRESHOLDS.cosine} and top-1 agreement ${100 * GUARD_THRESHOLDS.top1}%`
+  if (guard.kept.length) warnings.push(`kept in float to stay within ${bounds} on the calibration and held-out inputs: ${guard.kept.join(', ')}`)
+  if (guard.shortfall > 1) warnings.push(`still short of ${bounds} on the calibration and held-out inputs (shortfall ${guard.shortfall.toFixed(2)})`)
   for (const w of warnings) context.warn(w)
   return {
     changed: true,

@@ -11,9 +11,9 @@
  * path stay float. A Gemm's bias becomes an Add after it, so that the Gemm with its two
  * DequantizeLinear inputs is a QDQ node unit onnxruntime runs as an int8 kernel.
  *
- * An accuracy guard (accuracy-guard.ts) runs the result on the calibration inputs and keeps in
- * float the few weights or activations that cost most, when needed to stay within cosine 0.9995
- * of the float model there.
+ * An accuracy guard (accuracy-guard.ts) runs the result on the calibration inputs and on as many
+ * held-out random rows (calibrate.ts `holdoutFeeds`), and keeps in float the few weights or
+ * activations that cost most, when needed to stay within cosine 0.9995 and top-1 agreement 99.9% of the float model there.
  *
  * Safe up to quantization error, bounded by the calibrated ranges: inputs far outside what
  * calibration saw are clipped. Needs onnxruntime-node (calibration and the guard).
