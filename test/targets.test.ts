@@ -94,13 +94,13 @@ describe('--target web', () => {
     await convert({ checkpoint: fixtureDir('albert-seqcls-text'), out, plans: targetPlans('web'), noVerify: true })
   })
 
-  it('writes fp32, fp16, q4 and q8 under the names transformers.js loads for those dtypes', () => {
+  it('writes fp32, fp16, q4, q4f16 and q8 under the names transformers.js loads for those dtypes', () => {
     const models = fs.readdirSync(path.join(out, 'onnx')).sort()
-    assert.deepEqual(models, ['model.onnx', 'model_fp16.onnx', 'model_q4.onnx', 'model_quantized.onnx'])
+    assert.deepEqual(models, ['model.onnx', 'model_fp16.onnx', 'model_q4.onnx', 'model_q4f16.onnx', 'model_quantized.onnx'])
   })
 
   it('WebGPU files: FastGelu and SkipLayerNormalization, attention unfused (no masked Attention on WebGPU)', () => {
-    for (const f of ['model.onnx', 'model_fp16.onnx', 'model_q4.onnx']) {
+    for (const f of ['model.onnx', 'model_fp16.onnx', 'model_q4.onnx', 'model_q4f16.onnx']) {
       const ops = opsOf(path.join(out, 'onnx', f))
       // the fixture runs its one shared layer twice
       assert.equal(ops.get('FastGelu'), 2, `${f}: a FastGelu per layer call`)
@@ -109,6 +109,13 @@ describe('--target web', () => {
       assert.equal(ops.get('Softmax'), 2, `${f}: attention as MatMul + Softmax`)
     }
     assert.equal(opsOf(path.join(out, 'onnx', 'model_q4.onnx')).get('MatMulNBits'), 15)
+    const q4f16 = readModelFile(path.join(out, 'onnx', 'model_q4f16.onnx'))
+    assert.equal(q4f16.graph.nodes.filter((n) => n.opType === 'MatMulNBits').length, 15)
+    assert.ok(
+      q4f16.graph.nodes.filter((n) => n.opType === 'MatMulNBits').every((n) => n.inputs[2]!.const!.dtype === DataType.FLOAT16),
+      'q4f16: float16 scales (and so float16 compute)',
+    )
+    assert.ok(q4f16.graph.outputs.every((v) => v.elemType === DataType.FLOAT), 'q4f16: float32 outputs')
     const fp16 = readModelFile(path.join(out, 'onnx', 'model_fp16.onnx'))
     assert.ok(fp16.graph.initializers.some((v) => v.const!.dtype === DataType.FLOAT16), 'fp16: float16 weights')
     assert.ok(fp16.graph.outputs.every((v) => v.elemType === DataType.FLOAT), 'fp16: float32 outputs')

@@ -98,14 +98,14 @@ export const TARGETS: readonly Target[] = [
   {
     name: 'web',
     summary:
-      "the files transformers.js picks by dtype in a browser: fp32, fp16 and q4 (MatMulNBits) with the fused ops onnxruntime-web's WebGPU provider runs (FastGelu, " +
+      "the files transformers.js picks by dtype in a browser: fp32, fp16, q4 and q4f16 (MatMulNBits) with the fused ops onnxruntime-web's WebGPU provider runs (FastGelu, " +
       'SkipLayerNormalization; attention unfused, as WebGPU has no masked Attention), and q8 (dynamic int8, fused Attention) for wasm; config.json defaults to q8 on wasm, fp32 on WebGPU.',
     models: [
       { file: PRECISION.fp32.file, precision: 'fp32', passes: [...PREPARE, ...WEB_FUSIONS, ...CLEANUP] },
       { file: PRECISION.fp16.file, precision: 'fp16', passes: [...PREPARE, ...WEB_FUSIONS, 'fp16', ...CLEANUP] },
       // onnxruntime-web's browser builds (wasm and WebGPU) have no GatherBlockQuantized: the word table stays int8
       { file: PRECISION.int4.file, precision: 'int4', passes: [...PREPARE, ...WEB_FUSIONS, 'quantize-int4', ...CLEANUP], options: { int4Embeddings: false } },
-      // q4f16 (4-bit weights, float16 compute): not yet a precision of albertkit's; the record gets it when it is
+      { file: PRECISION.q4f16.file, precision: 'q4f16', passes: [...PREPARE, ...WEB_FUSIONS, 'quantize-int4', 'fp16', ...CLEANUP], options: { int4Embeddings: false } },
       { file: PRECISION.int8.alias!.file, precision: 'int8', passes: [...PREPARE, ...CPU_FUSIONS, 'quantize-int8', ...CLEANUP] },
     ],
     imported: [],

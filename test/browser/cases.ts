@@ -92,7 +92,7 @@ const TODAY: Record<string, Record<string, string>> = {
  */
 const MATMULNBITS_N2 = 'onnxruntime-web WebGPU MatMulNBits is wrong for K < block_size with N = 2'
 
-/** Every head's `--target web` folder: fp32 and q4 on both providers, q8 on wasm, fp16 on WebGPU with shader-f16. */
+/** Every head's `--target web` folder: fp32 and q4 on both providers, q8 on wasm, fp16 and q4f16 on WebGPU with shader-f16. */
 export const FOLDERS: WebFolder[] = HEADS.map(({ short, fixture, pipeline }) => ({
   name: `${short}-web`,
   fixture,
@@ -108,6 +108,7 @@ export const FOLDERS: WebFolder[] = HEADS.map(({ short, fixture, pipeline }) => 
     },
     { file: 'onnx/model_quantized.onnx', dtype: 'q8', providers: ['wasm'] },
     { file: 'onnx/model_fp16.onnx', dtype: 'fp16', providers: ['webgpu'], needs: 'shader-f16', webgpuOnCpu: TODAY[short]!.fp32!.split(' ') },
+    { file: 'onnx/model_q4f16.onnx', dtype: 'q4f16', providers: ['webgpu'], needs: 'shader-f16', webgpuOnCpu: TODAY[short]!.q4!.split(' ') },
   ],
   ...(pipeline ? { pipeline } : {}),
 }))
