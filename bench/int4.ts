@@ -18,6 +18,7 @@ import { passByName } from '../src/passes/index.js'
 import { runPasses, type PassOptions } from '../src/passes/pass.js'
 import { ortRunner } from '../src/runtime/runner.js'
 import { PRECISION, type Precision } from '../src/targets/precision.js'
+import { targetByName } from '../src/targets/targets.js'
 import { findPython } from './chain.js'
 import { parityToGolden } from './compression.js'
 import { ROOT } from './measure.js'
@@ -76,6 +77,12 @@ export async function int4Figures(dir: string, opts: { chain?: boolean } = {}): 
     const { bytes, ms } = await makePrecision(base, precision, options)
     figures.rows.push(await row(label, bytes, dir, ms))
   }
+  // --target web's q4: its own passes (the WebGPU fusions), every table 4-bit through DequantizeLinear
+  const web = targetByName('web').models.find((x) => x.precision === 'int4')!
+  const m = cloneModel(base)
+  const start = performance.now()
+  await runPasses(m, web.passes.map(passByName), web.options ?? {}, { runner: ortRunner })
+  figures.rows.push(await row('albertkit --target web q4 (tables: DequantizeLinear)', modelBytes(m), dir, performance.now() - start))
   const python = opts.chain === false ? undefined : findPython()
   if (python) {
     const work = fs.mkdtempSync(path.join(os.tmpdir(), 'albertkit-int4-'))

@@ -505,7 +505,7 @@ describe('eval: a candidate against the fp32 reference, and the --max-drop gate'
     for (const plan of ['int8', 'int4'] as const) {
       const model = buildFixture('albert-seqcls-trained')
       // the fixture script simulates plain round-to-nearest 4-bit weights over int8 embeddings: that scheme here
-      await runPasses(model, [passByName(plan === 'int8' ? 'quantize-int8' : 'quantize-int4')], { int4Rounding: 'nearest', int4Embeddings: false })
+      await runPasses(model, [passByName(plan === 'int8' ? 'quantize-int8' : 'quantize-int4')], { int4Rounding: 'nearest', int4Tables: 'int8' })
       const candidate = await evaluateFixture('albert-seqcls-trained', path.join(TRAINED, 'dev.jsonl'), 'text-classification', model)
       const c = compareEval(reference.result, candidate.result)
       const drop = c.drops[0]!.drop

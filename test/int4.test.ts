@@ -55,6 +55,14 @@ function cosines(out: OutputMap, name: string): Record<string, number> {
   return result
 }
 
+/** The model's outputs on the fixture's inputs in onnxruntime-node, checked equal (1e-5) to onnxruntime-web's wasm. */
+async function nodeEqualsWasm(bytes: Uint8Array, name: string): Promise<OutputMap> {
+  const node = await runSession(await createSession(bytes), fixtureInputs(name))
+  const web = await runWebSession(await createWebSession(bytes), fixtureInputs(name))
+  for (const [k, v] of node) assert.ok(compareOutputs(v.data, web.get(k)!.data).maxAbs < 1e-5, `${k}: wasm differs from onnxruntime-node`)
+  return node
+}
+
 function seeded(seed: number): () => number {
   let s = seed
   const u = () => {
@@ -65,6 +73,103 @@ function seeded(seed: number): () => number {
   }
   return () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u())
 }
+
+/** A table read by a Gather and, transposed, by a tied decoder, as in the GatherBlockQuantized test below. */
+function tiedGraph(V: number, E: number, rnd: () => number): Model {
+  const g = new Graph()
+  const m = new Model(g)
+  const table = g.addInitializer('table', Tensor.fromFloat32([V, E], Float32Array.from({ length: V * E }, () => rnd() * 0.1)))
+  const ids = g.addValue('ids')
+  ids.setTensorType(DataType.INT64, [2, 5])
+  const h = g.addValue('h')
+  h.setTensorType(DataType.FLOAT, [2, 5, E])
+  g.inputs.push(ids, h)
+  const rows = g.addNode('Gather', [table, ids], ['rows']).outputs[0]!
+  const t = g.addNode('Transpose', [table], ['table_t'], { attrs: [attrInts('perm', [1, 0])] }).outputs[0]!
+  const logits = g.addNode('MatMul', [h, t], ['logits']).outputs[0]!
+  for (const v of [rows, logits] as Value[]) v.setTensorType(DataType.FLOAT)
+  g.outputs.push(rows, logits)
+  return m
+}
+
+/** Ten ids (first and last rows included) and hidden states for tiedGraph. */
+function tiedFeeds(E: number, rnd: () => number): Map<string, Tensor> {
+  return new Map([
+    ['ids', new Tensor(DataType.INT64, [2, 5], bytesOf(BigInt64Array.from([0, 5, 63, 7, 7, 1, 2, 3, 62, 9].map(BigInt))))],
+    ['h', Tensor.fromFloat32([2, 5, E], Float32Array.from({ length: 10 * E }, () => rnd()))],
+  ])
+}
+
+/** The model's outputs in onnxruntime-node and in onnxruntime-web's wasm. */
+async function nodeAndWasm(bytes: Uint8Array, feeds: Map<string, Tensor>): Promise<OutputMap[]> {
+  return [await runSession(await createSession(bytes), feeds), await runWebSession(await createWebSession(bytes), feeds)]
+}
+
+describe('int4: tables as standard ops (int4Tables DequantizeLinear, the web target)', () => {
+  for (const asymmetric of [false, true]) {
+    it(`${asymmetric ? 'asymmetric: uint4 codes and zero points' : 'symmetric: int4 codes, no zero point'}; the same rows as GatherBlockQuantized, in onnxruntime-node and -web`, async () => {
+      const [V, E] = [64, 96]
+      const m = tiedGraph(V, E, seeded(11))
+      const gbq = cloneModel(m)
+      const [r] = await runPasses(m, [passByName('quantize-int4')], { asymmetric, int4Tables: 'DequantizeLinear' })
+      await runPasses(gbq, [passByName('quantize-int4')], { asymmetric })
+      assert.equal(r!.stats.tables4bit, 1)
+      assert.deepEqual(m.graph.nodes.map((n) => `${n.domain}:${n.opType}`), [':DequantizeLinear', ':Gather', ':Transpose', ':MatMul'])
+      const dq = m.graph.nodes[0]!
+      assert.deepEqual([dq.attrInt('axis'), dq.attrInt('block_size')], [1, 32])
+      assert.deepEqual(
+        dq.inputs.map((v) => [v!.const!.dtype, v!.const!.dims]),
+        [[asymmetric ? DataType.UINT4 : DataType.INT4, [V, E]], [DataType.FLOAT, [V, 3]], ...(asymmetric ? [[DataType.UINT4, [V, 3]]] : [])],
+      )
+      assert.equal(dq.inputs[0]!.const!.byteLength, (V * E) / 2, 'two codes a byte')
+      assert.deepEqual([m.opsetVersion(''), m.irVersion, m.opsetVersion('com.microsoft')], [21, 10, undefined])
+      assert.deepEqual(floatMatrices(m), [], 'no float copy of the table')
+      const feeds = tiedFeeds(E, seeded(12))
+      const want = await runSession(await createSession(modelBytes(gbq)), feeds)
+      for (const got of await nodeAndWasm(modelBytes(m), feeds)) {
+        assert.equal(compareOutputs(want.get('rows')!.data, got.get('rows')!.data).maxAbs, 0, 'rows: the same codes and scales as GatherBlockQuantized')
+        assert.ok(compareOutputs(want.get('logits')!.data, got.get('logits')!.data).maxAbs < 1e-5, 'logits: MatMul of the dequantized table, as MatMulNBits')
+      }
+    })
+  }
+
+  it('albert-model: every table 4-bit (word, position, token type), none int8; wasm equals onnxruntime-node', async () => {
+    const { model: m, reports } = await make('albert-model', 'int4', { int4Tables: 'DequantizeLinear' })
+    const q4 = reports.find((r) => r.pass === 'quantize-int4')!
+    assert.deepEqual({ tables4bit: q4.stats.tables4bit, int8: q4.stats.int8, weights4bit: q4.stats.weights4bit }, { tables4bit: 3, int8: 0, weights4bit: 8 })
+    assert.equal(countOps(m, 'DequantizeLinear'), 3)
+    assert.equal(countOps(m, 'GatherBlockQuantized'), 0)
+    assert.ok(m.graph.initializers.every((v) => v.const!.dtype !== DataType.INT8), 'no int8 table')
+    const bytes = modelBytes(m)
+    const c = cosines(await nodeEqualsWasm(bytes, 'albert-model'), 'albert-model')
+    assert.ok(c.last_hidden_state! > 0.97 && c.pooler_output! > 0.95, JSON.stringify(c))
+  })
+
+  it('wholeBlocks: matrices with K under one block stay float, the rest MatMulNBits', async () => {
+    const { model: m, reports } = await make('albert-seqcls', 'int4', { int4Tables: 'DequantizeLinear', wholeBlocks: true, blockSize: 32 })
+    const q4 = reports.find((r) => r.pass === 'quantize-int4')!
+    // albert-seqcls: E 16, H 16, FFN 40: of its 9 matrices only the FFN output (K 40) holds a whole block of 32
+    assert.deepEqual({ weights4bit: q4.stats.weights4bit, leftFloat: q4.stats.leftFloat }, { weights4bit: 1, leftFloat: 8 })
+    const nbits = m.graph.nodes.filter((n) => n.opType === 'MatMulNBits')
+    assert.ok(nbits.length > 0 && nbits.every((n) => n.attrInt('K')! >= 32), nbits.map((n) => n.attrInt('K')).join(','))
+    const floats = floatMatrices(m).map((v) => v.const!.dims)
+    assert.equal(floats.length, 8, JSON.stringify(floats))
+    assert.ok(floats.every((d) => Math.min(...d) < 32), JSON.stringify(floats))
+  })
+
+  it('keeps the tables int8, and says why, where raising the graph to opset 21 would change an op', async () => {
+    const m = buildFixture('albert-model')
+    const g = m.graph
+    const out = g.outputs[0]!
+    const mean = g.addNode('ReduceMean', [out], ['mean'], { attrs: [attrInts('axes', [-1])] }).outputs[0]!
+    mean.setTensorType(DataType.FLOAT)
+    g.outputs.push(mean)
+    const warnings: string[] = []
+    const [r] = await runPasses(m, [passByName('quantize-int4')], { int4Tables: 'DequantizeLinear' }, { warn: (w) => warnings.push(w) })
+    assert.deepEqual([r!.stats.tables4bit, r!.stats.int8, m.opsetVersion('')], [0, 3, 17])
+    assert.deepEqual(warnings, ['lookup tables kept int8: 4-bit tables as standard ops need opset 21, where ReduceMean reads otherwise'])
+  })
+})
 
 describe('int4: the vocabulary as GatherBlockQuantized', () => {
   it('albert-model q4: one GatherBlockQuantized, every matrix MatMulNBits, small tables int8; runs alike in onnxruntime-node and -web', async () => {
@@ -83,30 +188,16 @@ describe('int4: the vocabulary as GatherBlockQuantized', () => {
     assert.deepEqual([gbq.attrInt('bits'), gbq.attrInt('block_size'), gbq.attrInt('gather_axis'), gbq.attrInt('quantize_axis')], [4, 32, 0, 1])
     const bytes = modelBytes(m)
     assert.equal(bytes.byteLength, Q4_BYTES)
-    const node = await runSession(await createSession(bytes), fixtureInputs('albert-model'))
     // measured 0.9793 and 0.9660 (padded positions left out): 4 bits on an 8-wide toy cost more than on albert-base
-    const c = cosines(node, 'albert-model')
+    const c = cosines(await nodeEqualsWasm(bytes, 'albert-model'), 'albert-model')
     assert.ok(c.last_hidden_state! > 0.979 && c.pooler_output! > 0.965, JSON.stringify(c))
-    const web = await runWebSession(await createWebSession(bytes), fixtureInputs('albert-model'))
-    for (const [k, v] of node) assert.ok(compareOutputs(v.data, web.get(k)!.data).maxAbs < 1e-5, `${k}: wasm differs from onnxruntime-node`)
   })
 
   it('a tied decoder reads the vocabulary’s 4-bit bytes, scales and zero points: stored once', async () => {
-    const g = new Graph()
-    const m = new Model(g)
     const rnd = seeded(7)
     const [V, E] = [64, 64]
-    const table = g.addInitializer('table', Tensor.fromFloat32([V, E], Float32Array.from({ length: V * E }, () => rnd() * 0.1)))
-    const ids = g.addValue('ids')
-    ids.setTensorType(DataType.INT64, [2, 5])
-    const h = g.addValue('h')
-    h.setTensorType(DataType.FLOAT, [2, 5, E])
-    g.inputs.push(ids, h)
-    const rows = g.addNode('Gather', [table, ids], ['rows']).outputs[0]!
-    const t = g.addNode('Transpose', [table], ['table_t'], { attrs: [attrInts('perm', [1, 0])] }).outputs[0]!
-    const logits = g.addNode('MatMul', [h, t], ['logits']).outputs[0]!
-    for (const v of [rows, logits] as Value[]) v.setTensorType(DataType.FLOAT)
-    g.outputs.push(rows, logits)
+    const m = tiedGraph(V, E, rnd)
+    const g = m.graph
     const reference = cloneModel(m)
     const [r] = await runPasses(m, [passByName('quantize-int4')], { asymmetric: true })
     assert.equal(r!.stats.tables4bit, 1)
@@ -115,13 +206,9 @@ describe('int4: the vocabulary as GatherBlockQuantized', () => {
     assert.deepEqual(uint8.map((v) => v.const!.dims), [[V, E / 2], [V, 1]], 'the 4-bit codes and zero points, once each')
     assert.deepEqual(floatMatrices(m), [], 'no float copy of the table')
     assert.deepEqual(g.initializers.filter((v) => v.const!.dtype === DataType.FLOAT).map((v) => v.const!.dims), [[V, 2]], 'the scales: two blocks a row')
-    const feeds = new Map([
-      ['ids', new Tensor(DataType.INT64, [2, 5], bytesOf(BigInt64Array.from([0, 5, 63, 7, 7, 1, 2, 3, 62, 9].map(BigInt))))],
-      ['h', Tensor.fromFloat32([2, 5, E], Float32Array.from({ length: 10 * E }, () => rnd()))],
-    ])
+    const feeds = tiedFeeds(E, rnd)
     const want = await runSession(await createSession(modelBytes(reference)), feeds)
-    for (const run of [async () => runSession(await createSession(modelBytes(m)), feeds), async () => runWebSession(await createWebSession(modelBytes(m)), feeds)]) {
-      const got = await run()
+    for (const got of await nodeAndWasm(modelBytes(m), feeds)) {
       for (const k of ['rows', 'logits']) {
         const p = compareOutputs(want.get(k)!.data, got.get(k)!.data)
         assert.ok(p.cosine > 0.99, `${k}: cosine ${p.cosine}`)

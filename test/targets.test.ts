@@ -108,9 +108,11 @@ describe('--target web', () => {
       assert.equal(ops.get('Attention'), undefined, `${f}: no Attention`)
       assert.equal(ops.get('Softmax'), 2, `${f}: attention as MatMul + Softmax`)
     }
-    assert.equal(opsOf(path.join(out, 'onnx', 'model_q4.onnx')).get('MatMulNBits'), 15)
+    // only the FFN output (K 32, one whole block) per layer call: the matrices with K 8 or 16 (under
+    // one block of 32) stay float, as WebGPU's MatMulNBits is wrong there
+    assert.equal(opsOf(path.join(out, 'onnx', 'model_q4.onnx')).get('MatMulNBits'), 2)
     const q4f16 = readModelFile(path.join(out, 'onnx', 'model_q4f16.onnx'))
-    assert.equal(q4f16.graph.nodes.filter((n) => n.opType === 'MatMulNBits').length, 15)
+    assert.equal(q4f16.graph.nodes.filter((n) => n.opType === 'MatMulNBits').length, 2)
     assert.ok(
       q4f16.graph.nodes.filter((n) => n.opType === 'MatMulNBits').every((n) => n.inputs[2]!.const!.dtype === DataType.FLOAT16),
       'q4f16: float16 scales (and so float16 compute)',

@@ -18,6 +18,8 @@ import { UserError } from '../util/errors.js'
 import type { Feed } from '../verify/inputs.js'
 import type { OutputMap } from '../verify/verdict.js'
 
+export type Int4Tables = 'GatherBlockQuantized' | 'DequantizeLinear' | 'int8'
+
 /** Options a pass may read, as the user set them; each pass documents the ones it uses. */
 export interface PassOptions {
   /** quantize-int8: one scale per tensor instead of per output channel. */
@@ -34,8 +36,15 @@ export interface PassOptions {
   asymmetric?: boolean
   /** quantize-int4: how 4-bit codes are chosen (int4-rounding.ts; default `mse`; `gptq` calibrates on sample inputs). */
   int4Rounding?: 'nearest' | 'mse' | 'gptq'
-  /** quantize-int4: the word table as 4-bit GatherBlockQuantized (default true); false keeps it int8, for runtimes without that op. */
-  int4Embeddings?: boolean
+  /**
+   * quantize-int4: how lookup tables are stored (quantize-gather4.ts). `GatherBlockQuantized` (the
+   * default): the word table 4-bit, read by that com.microsoft op, other tables int8.
+   * `DequantizeLinear`: every table 4-bit as standard ops (opset 21), for runtimes without that op
+   * (onnxruntime-web in a browser). `int8`: every table int8.
+   */
+  int4Tables?: Int4Tables
+  /** quantize-int4: leave float the matrices whose K is under one block (for onnxruntime-web's WebGPU MatMulNBits). */
+  wholeBlocks?: boolean
   /** fp16: keep model inputs and outputs fp32 (default true). */
   keepIoTypes?: boolean
   /** factorization-check: restore a folded embedding factorization. */

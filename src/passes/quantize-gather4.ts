@@ -1,6 +1,6 @@
 /**
- * 4-bit lookup tables (not a pass; quantize-int4 uses it): a table [rows, cols] is stored as
- * com.microsoft GatherBlockQuantized reads it — uint8 data [rows, cols / 2] two codes a byte (low
+ * 4-bit lookup tables (not a pass; quantize-int4 uses it), in two forms. The first: a table
+ * [rows, cols] is stored as com.microsoft GatherBlockQuantized reads it — uint8 data [rows, cols / 2] two codes a byte (low
  * nibble first, `bits` 4), scales [rows, ceil(cols / block)] along each row (`quantize_axis` 1),
  * optional zero points [rows, ceil(blocks / 2)] packed the same way, else 8 — and every reader is
  * rewritten: Gather on axis 0 becomes GatherBlockQuantized (`gather_axis` 0); Slice on axis 0
@@ -9,6 +9,8 @@
  * quantize axis last); its WebGPU kernel takes them too. The data layout is MatMulNBits' when
  * `cols` is a multiple of the block, so a tied decoder (logits = h·Tᵀ) reads the same bytes
  * through a Reshape to [rows, blocks, block / 2] and the same scales and zero points.
+ *
+ * The second, `dequantizeTable4`, uses standard ops only (see there).
  *
  * Indices out of range fail as they do in Gather; the output has the scales' float type.
  */
@@ -61,6 +63,48 @@ export function rewriteLookup4(graph: Graph, use: Extract<Use, { kind: 'lookup' 
     domain: 'com.microsoft',
     attrs: [attrInt('bits', 4), attrInt('block_size', t.blockSize), attrInt('gather_axis', 0), attrInt('quantize_axis', 1)],
   })
+}
+
+/**
+ * A table stored 4-bit for standard ops (opset 21, IR 10): the codes as int4 [rows, cols] (less 8,
+ * so no zero point is stored) or, asymmetric, as uint4 with uint4 zero points [rows, blocks]; the
+ * scales [rows, blocks]; one DequantizeLinear (axis 1, `block_size`) at the graph's start makes the
+ * float table, and every reader of the weight (Gather, Slice, a tied decoder's Transpose or MatMul)
+ * reads that instead, unchanged. It runs where GatherBlockQuantized does not (onnxruntime-web's
+ * browser builds on wasm) and on WebGPU; the table is dequantized whole on every run.
+ */
+export function dequantizeTable4(graph: Graph, weight: Value, c: Codes4): void {
+  const blocks = Math.ceil(c.K / c.blockSize)
+  const packed = packRows(c)
+  const base = weight.name
+  let data: Tensor
+  let zeroPoints: Value | null = null
+  if (packed.zeroPoints) {
+    data = new Tensor(DataType.UINT4, [c.N, c.K], packed.data)
+    zeroPoints = graph.addInitializer(graph.uniqueName(`${base}.q4_zero_points`), new Tensor(DataType.UINT4, [c.N, blocks], packFlat(c.zeroPoints!)))
+  } else {
+    // code − 8 as a 4-bit two's complement number is the code with its top bit flipped
+    for (let i = 0; i < packed.data.length; i++) packed.data[i] ^= 0x88
+    data = new Tensor(DataType.INT4, [c.N, c.K], packed.data)
+  }
+  const inputs = [
+    graph.addInitializer(graph.uniqueName(`${base}.q4`), data),
+    graph.addInitializer(graph.uniqueName(`${base}.q4_scales`), Tensor.fromFloat32([c.N, blocks], c.scales)),
+    ...(zeroPoints ? [zeroPoints] : []),
+  ]
+  const node = graph.addNode('DequantizeLinear', inputs, [`${base}_dequantized`], {
+    name: graph.uniqueNodeName(`${base}_dequantize`),
+    attrs: [attrInt('axis', 1), attrInt('block_size', c.blockSize)],
+  })
+  graph.moveLastBefore(graph.firstNode!)
+  graph.replaceAllUses(weight, node.outputs[0]!)
+}
+
+/** 4-bit values packed two a byte, low nibble first, row after row with no padding (ONNX's int4 layout). */
+function packFlat(values: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil(values.length / 2))
+  for (let i = 0; i < values.length; i++) out[i >> 1]! |= values[i]! << ((i & 1) * 4)
+  return out
 }
 
 /** int64 0, 1, ..., rows − 1 */

@@ -3,11 +3,17 @@
  * reduction axis, symmetric or, with `asymmetric`, with a 4-bit zero point per block (see
  * int4-rounding.ts for how codes are chosen). Activations stay float.
  * - Every constant weight read only by MatMul/Gemm becomes com.microsoft MatMulNBits.
- * - The vocabulary (the word embeddings) becomes com.microsoft GatherBlockQuantized, 4-bit blocks
- *   along each row (quantize-gather4.ts); a decoder tied to it reads the same bytes, scales and
- *   zero points through MatMulNBits. Other lookup tables (positions, token types) stay int8 per
- *   row, as quantize-int8 stores them: 4 bits would save a few kilobytes there.
+ * - Lookup tables (`int4Tables`, quantize-gather4.ts). By default the vocabulary (the word
+ *   embeddings) becomes com.microsoft GatherBlockQuantized, 4-bit blocks along each row; a decoder
+ *   tied to it reads the same bytes, scales and zero points through MatMulNBits. Other tables
+ *   (positions, token types) stay int8 per row, as quantize-int8 stores them: 4 bits would save a
+ *   few kilobytes there. `DequantizeLinear` stores every table 4-bit for standard ops instead (one
+ *   blocked DequantizeLinear per table, its readers unchanged; the model is raised to opset 21,
+ *   or the tables stay int8, with a warning, where an op would read differently there): what
+ *   onnxruntime-web runs on wasm and WebGPU alike. `int8`: every table int8.
  * - A weight some fused Attention reads keeps the int8 path (QAttention), as quantize-int8 does.
+ * - With `wholeBlocks`, a matrix whose reduction K is under one block stays float (onnxruntime-web's
+ *   WebGPU MatMulNBits gives wrong numbers there, measured for N = 2; real ALBERTs have K ≥ 128).
  * Each shared weight is quantized once; no float copy stays.
  *
  * Rounding (`int4Rounding`): `mse` by default (each block's scale searched for the least squared
@@ -16,8 +22,8 @@
  * `nearest` (the largest magnitude maps to −8). Tables are rounded by `mse` unless `nearest` is
  * asked (their rows are read as they are). For q4f16 the fp16 pass turns the scales float16 next.
  *
- * Safe up to quantization error; needs onnxruntime's contrib ops (GatherBlockQuantized with a
- * `bits` attribute: onnxruntime 1.30).
+ * Safe up to quantization error; needs onnxruntime's contrib ops (MatMulNBits; GatherBlockQuantized
+ * with a `bits` attribute: onnxruntime 1.30).
  */
 import { DataType } from '../ir/dtype.js'
 import { attrInt, type Graph, type Model, type Value } from '../ir/graph.js'
@@ -31,7 +37,7 @@ import { weightAs } from './linear.js'
 import { modelRunner, type ModelRunner, type Pass, type PassContext, type PassOptions, type PassResult } from './pass.js'
 import { fusableBias, planWeights, type Use, type WeightPlan } from './quant-common.js'
 import { applyInt8 } from './quantize-int8.js'
-import { rewriteLookup4, storeTable4, tableAsMatMulB, type Table4 } from './quantize-gather4.js'
+import { dequantizeTable4, rewriteLookup4, storeTable4, tableAsMatMulB, type Table4 } from './quantize-gather4.js'
 
 export const quantizeInt4: Pass = {
   name: 'quantize-int4',
@@ -40,7 +46,9 @@ export const quantizeInt4: Pass = {
   async run(model: Model, context: PassContext): Promise<PassResult> {
     const rounding = context.options.int4Rounding ?? 'mse'
     const runner = rounding === 'gptq' ? modelRunner('quantize-int4 (gptq rounding)', context) : undefined
-    return quantize(model, context.options, rounding, runner)
+    const result = await quantize(model, context.options, rounding, runner)
+    for (const w of result.warnings ?? []) context.warn(w)
+    return result
   },
 }
 
@@ -63,9 +71,16 @@ async function quantize(model: Model, opts: Readonly<PassOptions>, rounding: Int
   const spec: BlockSpec = { blockSize, asymmetric: !!opts.asymmetric }
   const graph = model.graph
   const { plans, skipped } = planWeights(graph, { ...opts, perTensor: false })
-  const linearOnly = plans.filter((p) => p.uses.every((u) => u.kind === 'linear'))
-  const tables = opts.int4Embeddings === false ? [] : vocabularyTables(plans.filter((p) => !linearOnly.includes(p)), blockSize)
-  const int8 = plans.filter((p) => !linearOnly.includes(p) && !tables.includes(p))
+  const linear = plans.filter((p) => p.uses.every((u) => u.kind === 'linear'))
+  // with wholeBlocks, a matrix whose K is under one block stays float
+  const narrow = opts.wholeBlocks ? linear.filter((p) => orientationsOf(p).some((o) => reduction(p, o) < blockSize)) : []
+  const linearOnly = linear.filter((p) => !narrow.includes(p))
+  const lookups = plans.filter((p) => !linear.includes(p))
+  const mode = opts.int4Tables ?? 'GatherBlockQuantized'
+  const blocker = mode === 'DequantizeLinear' ? opset21Blocker(model) : undefined
+  const tables = mode === 'int8' || blocker ? [] : mode === 'DequantizeLinear' ? standardTables(lookups) : vocabularyTables(lookups, blockSize)
+  const int8 = lookups.filter((p) => !tables.includes(p))
+  const warnings = blocker ? [`lookup tables kept int8: 4-bit tables as standard ops need opset 21, where ${blocker} reads otherwise`] : []
 
   // Hessians come from the float model, so before any rewrite.
   let hessians: Map<string, Float64Array> | undefined
@@ -111,6 +126,11 @@ async function quantize(model: Model, opts: Readonly<PassOptions>, rounding: Int
   const tableRounding = rounding === 'nearest' ? 'nearest' : 'mse'
   for (const plan of tables) {
     const c = codesOf(plan, 'NK', tableRounding)
+    if (mode === 'DequantizeLinear') {
+      dequantizeTable4(graph, plan.weight, c)
+      readers += plan.uses.length
+      continue
+    }
     const table = storeTable4(graph, plan.weight, c)
     let tied: StoredB | undefined
     for (const use of plan.uses) {
@@ -119,7 +139,8 @@ async function quantize(model: Model, opts: Readonly<PassOptions>, rounding: Int
       readers++
     }
   }
-  if (linearOnly.length || tables.length) model.requireOpset('com.microsoft', 1)
+  if (linearOnly.length || (tables.length && mode === 'GatherBlockQuantized')) model.requireOpset('com.microsoft', 1)
+  if (tables.length && mode === 'DequantizeLinear') raiseToOpset21(model)
   readers += applyInt8(model, int8, true)
   graph.toposort()
   cleanup(graph)
@@ -128,13 +149,44 @@ async function quantize(model: Model, opts: Readonly<PassOptions>, rounding: Int
     tables4bit: tables.length,
     int8: int8.length,
     readers,
-    leftFloat: skipped,
+    leftFloat: skipped + narrow.length,
     blockSize,
     asymmetric: !!opts.asymmetric,
     rounding,
   }
   if (rounding === 'gptq') Object.assign(stats, { gptqWeights, gptqFallbacks, calibrationMs: Math.round(calibrationMs) })
-  return { model, changed: plans.length > 0, stats }
+  return { model, changed: plans.length > 0, stats, ...(warnings.length ? { warnings } : {}) }
+}
+
+/**
+ * Default-domain ops that compute the same at opset 21 as at 17 with what albertkit's graphs give
+ * them (opsets 18–21 added types, and attributes these nodes don't use). The Reduce ops (axes
+ * become an input at 18), control flow and anything else are not raised.
+ */
+const SAME_AT_21 = new Set([
+  'Abs', 'Add', 'And', 'ArgMax', 'Cast', 'Concat', 'Constant', 'ConstantOfShape', 'DequantizeLinear', 'Div', 'Equal', 'Erf',
+  'Exp', 'Expand', 'Flatten', 'Gather', 'GatherElements', 'Gemm', 'Greater', 'Identity', 'LayerNormalization', 'Less',
+  'MatMul', 'Max', 'Min', 'Mul', 'Neg', 'Not', 'Pow', 'Range', 'Reciprocal', 'Relu', 'Reshape', 'Shape', 'Sigmoid', 'Slice',
+  'Softmax', 'Sqrt', 'Squeeze', 'Sub', 'Tanh', 'Transpose', 'Unsqueeze', 'Where',
+])
+
+/** The first default-domain op that would read differently at opset 21, or undefined when raising is safe. */
+function opset21Blocker(model: Model): string | undefined {
+  if ((model.opsetVersion('') ?? 0) > 21) return `opset ${model.opsetVersion('')}`
+  return model.graph.nodes.find((n) => n.domain === '' && !SAME_AT_21.has(n.opType))?.opType
+}
+
+/** Opset 21 for the default domain, IR version 10 (int4 tensors). */
+function raiseToOpset21(model: Model): void {
+  const imported = model.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')
+  if (imported) imported.version = Math.max(imported.version, 21)
+  else model.opsetImports.push({ domain: '', version: 21 })
+  model.irVersion = Math.max(model.irVersion, 10)
+}
+
+/** Every lookup table whose readers all take a float table (lookups, linear layers) and whose rows pack whole bytes. */
+function standardTables(plans: WeightPlan[]): WeightPlan[] {
+  return plans.filter((p) => p.weight.const!.dims.length === 2 && p.weight.const!.dims[1]! % 2 === 0 && p.uses.every((u) => u.kind === 'lookup' || u.kind === 'linear'))
 }
 
 function linearUses(plan: WeightPlan, o: Orientation): LinearUse[] {

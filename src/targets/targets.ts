@@ -52,6 +52,12 @@ const GPU_FUSIONS = ['fuse-attention', 'fuse-gelu', 'fuse-layernorm']
  * masked Attention to the CPU provider — a fallback; attention stays MatMul + Softmax there.
  */
 const WEB_FUSIONS = ['fuse-gelu', 'fuse-layernorm']
+/**
+ * The web target's 4-bit options: onnxruntime-web's browser build has no GatherBlockQuantized on
+ * wasm, so every table is 4-bit through DequantizeLinear (opset 21); its WebGPU MatMulNBits is
+ * wrong for K under one block, so those (tiny) matrices stay float.
+ */
+const WEB_INT4: Partial<PassOptions> = { int4Tables: 'DequantizeLinear', wholeBlocks: true }
 
 export const TARGETS: readonly Target[] = [
   {
@@ -98,14 +104,13 @@ export const TARGETS: readonly Target[] = [
   {
     name: 'web',
     summary:
-      "the files transformers.js picks by dtype in a browser: fp32, fp16, q4 and q4f16 (MatMulNBits) with the fused ops onnxruntime-web's WebGPU provider runs (FastGelu, " +
+      "the files transformers.js picks by dtype in a browser: fp32, fp16, q4 and q4f16 (MatMulNBits, 4-bit tables through DequantizeLinear) with the fused ops onnxruntime-web's WebGPU provider runs (FastGelu, " +
       'SkipLayerNormalization; attention unfused, as WebGPU has no masked Attention), and q8 (dynamic int8, fused Attention) for wasm; config.json defaults to q8 on wasm, fp32 on WebGPU.',
     models: [
       { file: PRECISION.fp32.file, precision: 'fp32', passes: [...PREPARE, ...WEB_FUSIONS, ...CLEANUP] },
       { file: PRECISION.fp16.file, precision: 'fp16', passes: [...PREPARE, ...WEB_FUSIONS, 'fp16', ...CLEANUP] },
-      // onnxruntime-web's browser builds (wasm and WebGPU) have no GatherBlockQuantized: the word table stays int8
-      { file: PRECISION.int4.file, precision: 'int4', passes: [...PREPARE, ...WEB_FUSIONS, 'quantize-int4', ...CLEANUP], options: { int4Embeddings: false } },
-      { file: PRECISION.q4f16.file, precision: 'q4f16', passes: [...PREPARE, ...WEB_FUSIONS, 'quantize-int4', 'fp16', ...CLEANUP], options: { int4Embeddings: false } },
+      { file: PRECISION.int4.file, precision: 'int4', passes: [...PREPARE, ...WEB_FUSIONS, 'quantize-int4', ...CLEANUP], options: WEB_INT4 },
+      { file: PRECISION.q4f16.file, precision: 'q4f16', passes: [...PREPARE, ...WEB_FUSIONS, 'quantize-int4', 'fp16', ...CLEANUP], options: WEB_INT4 },
       { file: PRECISION.int8.alias!.file, precision: 'int8', passes: [...PREPARE, ...CPU_FUSIONS, 'quantize-int8', ...CLEANUP] },
     ],
     imported: [],

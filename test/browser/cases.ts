@@ -28,11 +28,6 @@ export interface WebFile {
   needs?: string
   /** op types (sorted, 'Op×n') that WebGPU leaves to the CPU provider today; absent: none may be */
   webgpuOnCpu?: string[]
-  /**
-   * A known WebGPU defect that puts this file's outputs out of tolerance: the test then checks
-   * that they still are (so a fixed runtime shows up) instead of checking that they agree.
-   */
-  webgpuWrong?: string
 }
 
 export interface PipelineCase {
@@ -67,30 +62,19 @@ const HEADS: { short: string; fixture: string; pipeline?: PipelineCase }[] = [
 
 /**
  * What WebGPU leaves to the CPU provider in the web target's files (measured with onnxruntime-web
- * 1.30 and transformers.js's 1.31 build alike), by head and file. All of it is int64 plumbing that
+ * 1.30 and transformers.js's 1.31 build alike), by head. All of it is int64 plumbing that
  * onnxruntime-web's WebGPU provider has no kernel for while int64 is off (its default, and
  * transformers.js's): the Shape/Concat that build the head-split Reshape's target, the Cast of
- * attention_mask; in q4 also today's int8 embedding lookups (Gather + Cast, the position Slice).
- * Every other float op runs on WebGPU (FastGelu, SkipLayerNormalization, MatMulNBits included) but
- * for mlm's q4 decoder, noted below.
+ * attention_mask. Every float op runs on WebGPU (FastGelu, SkipLayerNormalization, MatMulNBits,
+ * and the q4 files' 4-bit tables: DequantizeLinear of int4, then Gather), the same in every file.
  */
-const PLUMBING = 'Cast Concat×2 Shape×2'
-const INT8_TABLES = 'Cast×4 Concat×2 Gather×2 Shape×2 Slice'
-const TODAY: Record<string, Record<string, string>> = {
-  seqcls: { fp32: PLUMBING, q4: INT8_TABLES },
-  tokcls: { fp32: PLUMBING, q4: INT8_TABLES },
-  qa: { fp32: PLUMBING, q4: INT8_TABLES },
-  mc: { fp32: 'Cast Concat×4 Reshape×3 Shape×4', q4: 'Cast×4 Concat×4 Gather×2 Reshape×3 Shape×4 Slice' },
-  // the decoder tied to the word embeddings is today's int8 table read by DynamicQuantizeMatMul: a float op on the CPU provider
-  mlm: { fp32: PLUMBING, q4: 'Cast×4 Concat×2 DynamicQuantizeMatMul Gather×2 Shape×2 Slice' },
+const TODAY: Record<string, string> = {
+  seqcls: 'Cast Concat×2 Shape×2',
+  tokcls: 'Cast Concat×2 Shape×2',
+  qa: 'Cast Concat×2 Shape×2',
+  mc: 'Cast Concat×4 Reshape×3 Shape×4',
+  mlm: 'Cast Concat×2 Shape×2',
 }
-
-/**
- * onnxruntime-web's WebGPU MatMulNBits gives wrong numbers for K < block_size with N = 2 (here K
- * 16, block 32: the 2-label classifier and the start/end QA output), in 1.30 and transformers.js's
- * 1.31 build. Real ALBERTs have K ≥ 128; only the tiny fixtures meet it.
- */
-const MATMULNBITS_N2 = 'onnxruntime-web WebGPU MatMulNBits is wrong for K < block_size with N = 2'
 
 /** Every head's `--target web` folder: fp32 and q4 on both providers, q8 on wasm, fp16 and q4f16 on WebGPU with shader-f16. */
 export const FOLDERS: WebFolder[] = HEADS.map(({ short, fixture, pipeline }) => ({
@@ -98,17 +82,16 @@ export const FOLDERS: WebFolder[] = HEADS.map(({ short, fixture, pipeline }) => 
   fixture,
   target: 'web',
   files: [
-    { file: 'onnx/model.onnx', dtype: 'fp32', providers: ['wasm', 'webgpu'], webgpuOnCpu: TODAY[short]!.fp32!.split(' ') },
+    { file: 'onnx/model.onnx', dtype: 'fp32', providers: ['wasm', 'webgpu'], webgpuOnCpu: TODAY[short]!.split(' ') },
     {
       file: 'onnx/model_q4.onnx',
       dtype: 'q4',
       providers: ['wasm', 'webgpu'],
-      webgpuOnCpu: TODAY[short]!.q4!.split(' '),
-      ...(short === 'seqcls' || short === 'qa' ? { webgpuWrong: MATMULNBITS_N2 } : {}),
+      webgpuOnCpu: TODAY[short]!.split(' '),
     },
     { file: 'onnx/model_quantized.onnx', dtype: 'q8', providers: ['wasm'] },
-    { file: 'onnx/model_fp16.onnx', dtype: 'fp16', providers: ['webgpu'], needs: 'shader-f16', webgpuOnCpu: TODAY[short]!.fp32!.split(' ') },
-    { file: 'onnx/model_q4f16.onnx', dtype: 'q4f16', providers: ['webgpu'], needs: 'shader-f16', webgpuOnCpu: TODAY[short]!.q4!.split(' ') },
+    { file: 'onnx/model_fp16.onnx', dtype: 'fp16', providers: ['webgpu'], needs: 'shader-f16', webgpuOnCpu: TODAY[short]!.split(' ') },
+    { file: 'onnx/model_q4f16.onnx', dtype: 'q4f16', providers: ['webgpu'], needs: 'shader-f16', webgpuOnCpu: TODAY[short]!.split(' ') },
   ],
   ...(pipeline ? { pipeline } : {}),
 }))
