@@ -92,22 +92,20 @@ export function parseSentencepiece(bytes: Uint8Array, file: string): SentencePie
   const seen = new Set<number>()
   try {
     const r = new ProtoReader(bytes)
-    while (!r.done) {
-      const start = r.pos
-      const [field, wire] = r.tag()
-      seen.add(field)
-      if (field === 1) {
-        rd.expect(wire, WIRE_LEN, 'a piece')
+    while (r.nextField()) {
+      seen.add(r.field)
+      if (r.field === 1) {
+        rd.expect(r.wire, WIRE_LEN, 'a piece')
         if (model.pieces.length === LIMITS.vocabEntries) fail(file, `has more than ${LIMITS.vocabEntries} pieces, the most albertkit loads`)
         model.pieces.push(readPiece(r.message(), rd, model.pieces.length))
-      } else if (field === 2) {
-        rd.expect(wire, WIRE_LEN, 'trainer_spec')
+      } else if (r.field === 2) {
+        rd.expect(r.wire, WIRE_LEN, 'trainer_spec')
         readTrainerSpec(r.message(), rd, model.trainer)
-      } else if (field === 3) {
-        rd.expect(wire, WIRE_LEN, 'normalizer_spec')
+      } else if (r.field === 3) {
+        rd.expect(r.wire, WIRE_LEN, 'normalizer_spec')
         readNormalizerSpec(r.message(), rd, model.normalizer)
       } else {
-        r.skip(wire, start) // self_test_data, denormalizer_spec, extensions
+        r.skipField() // self_test_data, denormalizer_spec, extensions
       }
     }
   } catch (e) {
@@ -127,19 +125,17 @@ function readPiece(r: ProtoReader, rd: SpmReader, index: number): Piece {
   let piece: string | undefined
   let score = 0
   let type = PieceType.NORMAL
-  while (!r.done) {
-    const start = r.pos
-    const [field, wire] = r.tag()
-    if (field === 1) {
-      rd.expect(wire, WIRE_LEN, `piece ${index}`)
+  while (r.nextField()) {
+    if (r.field === 1) {
+      rd.expect(r.wire, WIRE_LEN, `piece ${index}`)
       piece = rd.string(r, `piece ${index}`)
-    } else if (field === 2) {
-      rd.expect(wire, WIRE_I32, `the score of piece ${index}`)
+    } else if (r.field === 2) {
+      rd.expect(r.wire, WIRE_I32, `the score of piece ${index}`)
       score = r.fixed32Float()
-    } else if (field === 3) {
-      rd.expect(wire, WIRE_VARINT, `the type of piece ${index}`)
+    } else if (r.field === 3) {
+      rd.expect(r.wire, WIRE_VARINT, `the type of piece ${index}`)
       type = r.int32()
-    } else r.skip(wire, start)
+    } else r.skipField()
   }
   if (piece === undefined) rd.problem(`piece ${index} has no text`)
   if (piece.length > LIMITS.pieceChars) fail(rd.file, `piece ${index} is ${piece.length} characters long, more than the ${LIMITS.pieceChars} albertkit loads`)
@@ -153,55 +149,51 @@ function readTrainerSpec(r: ProtoReader, rd: SpmReader, t: SentencePieceModel['t
     rd.expect(wire, WIRE_VARINT, `trainer_spec.${name}`)
     return r.int32()
   }
-  while (!r.done) {
-    const start = r.pos
-    const [field, wire] = r.tag()
-    switch (field) {
+  while (r.nextField()) {
+    switch (r.field) {
       case 3:
-        t.modelType = int(wire, 'model_type')
+        t.modelType = int(r.wire, 'model_type')
         break
       case 4:
-        t.vocabSize = int(wire, 'vocab_size')
+        t.vocabSize = int(r.wire, 'vocab_size')
         break
       case 35:
-        rd.expect(wire, WIRE_VARINT, 'trainer_spec.byte_fallback')
+        rd.expect(r.wire, WIRE_VARINT, 'trainer_spec.byte_fallback')
         t.byteFallback = r.bool()
         break
       case 40:
-        t.unkId = int(wire, 'unk_id')
+        t.unkId = int(r.wire, 'unk_id')
         break
       case 41:
-        t.bosId = int(wire, 'bos_id')
+        t.bosId = int(r.wire, 'bos_id')
         break
       case 42:
-        t.eosId = int(wire, 'eos_id')
+        t.eosId = int(r.wire, 'eos_id')
         break
       case 43:
-        t.padId = int(wire, 'pad_id')
+        t.padId = int(r.wire, 'pad_id')
         break
       default:
-        r.skip(wire, start)
+        r.skipField()
     }
   }
 }
 
 function readNormalizerSpec(r: ProtoReader, rd: SpmReader, n: SentencePieceModel['normalizer']): void {
-  while (!r.done) {
-    const start = r.pos
-    const [field, wire] = r.tag()
-    if (field === 1) {
-      rd.expect(wire, WIRE_LEN, 'normalizer_spec.name')
+  while (r.nextField()) {
+    if (r.field === 1) {
+      rd.expect(r.wire, WIRE_LEN, 'normalizer_spec.name')
       n.name = rd.string(r, 'normalizer_spec.name')
-    } else if (field === 2) {
-      rd.expect(wire, WIRE_LEN, 'normalizer_spec.precompiled_charsmap')
+    } else if (r.field === 2) {
+      rd.expect(r.wire, WIRE_LEN, 'normalizer_spec.precompiled_charsmap')
       n.precompiledCharsmap = r.bytes()
-    } else if (field === 3 || field === 4 || field === 5) {
-      rd.expect(wire, WIRE_VARINT, `normalizer_spec field ${field}`)
+    } else if (r.field === 3 || r.field === 4 || r.field === 5) {
+      rd.expect(r.wire, WIRE_VARINT, `normalizer_spec field ${r.field}`)
       const v = r.bool()
-      if (field === 3) n.addDummyPrefix = v
-      else if (field === 4) n.removeExtraWhitespaces = v
+      if (r.field === 3) n.addDummyPrefix = v
+      else if (r.field === 4) n.removeExtraWhitespaces = v
       else n.escapeWhitespaces = v
-    } else r.skip(wire, start)
+    } else r.skipField()
   }
 }
 
