@@ -145,37 +145,21 @@ function readPiece(r: ProtoReader, rd: SpmReader, index: number): Piece {
 }
 
 function readTrainerSpec(r: ProtoReader, rd: SpmReader, t: SentencePieceModel['trainer']): void {
-  const int = (wire: number, name: string) => {
-    rd.expect(wire, WIRE_VARINT, `trainer_spec.${name}`)
+  const int = (name: string) => {
+    rd.expect(r.wire, WIRE_VARINT, `trainer_spec.${name}`)
     return r.int32()
   }
   while (r.nextField()) {
-    switch (r.field) {
-      case 3:
-        t.modelType = int(r.wire, 'model_type')
-        break
-      case 4:
-        t.vocabSize = int(r.wire, 'vocab_size')
-        break
-      case 35:
-        rd.expect(r.wire, WIRE_VARINT, 'trainer_spec.byte_fallback')
-        t.byteFallback = r.bool()
-        break
-      case 40:
-        t.unkId = int(r.wire, 'unk_id')
-        break
-      case 41:
-        t.bosId = int(r.wire, 'bos_id')
-        break
-      case 42:
-        t.eosId = int(r.wire, 'eos_id')
-        break
-      case 43:
-        t.padId = int(r.wire, 'pad_id')
-        break
-      default:
-        r.skipField()
-    }
+    if (r.field === 3) t.modelType = int('model_type')
+    else if (r.field === 4) t.vocabSize = int('vocab_size')
+    else if (r.field === 35) {
+      rd.expect(r.wire, WIRE_VARINT, 'trainer_spec.byte_fallback')
+      t.byteFallback = r.bool()
+    } else if (r.field === 40) t.unkId = int('unk_id')
+    else if (r.field === 41) t.bosId = int('bos_id')
+    else if (r.field === 42) t.eosId = int('eos_id')
+    else if (r.field === 43) t.padId = int('pad_id')
+    else r.skipField()
   }
 }
 
