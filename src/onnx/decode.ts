@@ -243,7 +243,7 @@ class Decoder {
       else if (r.field === 10) (a.tensors ??= []).push(this.attrTensor(r.message()))
       else if (r.field === 11) (a.graphs ??= []).push(this.graph(r.message(), g))
       else if (r.field === 13) a.docString = r.string()
-      else if (r.field === 20) a.type = Number(r.int64())
+      else if (r.field === 20) a.type = Number(r.int64()) as AttrType // as read: a type number this reader does not know is written back unchanged
       else if (r.field === 21) a.refAttrName = r.string()
       else unknown.push(r.skipField())
     }
