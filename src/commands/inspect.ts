@@ -33,7 +33,6 @@ export default class Inspect extends AlbertkitCommand {
   static override flags = {
     ...revisionFlag,
   }
-  static override enableJsonFlag = true
 
   async run(): Promise<InspectReport> {
     const parsed = await this.parse(Inspect)

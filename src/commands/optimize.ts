@@ -1,20 +1,19 @@
 import { Args, Flags, type Interfaces } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { checkOptimizeOutput, checkOptimizeTargetOutput, optimize, optimizeTarget, targetModelPlans } from '../pipeline/optimize.js'
-import { PRECISIONS, dtypeOfFile, parsePrecisions } from '../targets/precision.js'
+import { PRECISIONS, parsePrecisions } from '../targets/precision.js'
 import { TARGET_NAMES } from '../targets/targets.js'
 import { inputSpecFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
 import { parseFixedShape, readCalibration, targetFlags } from '../cli/target-flags.js'
-import { formatVerdict } from '../verify/verdict.js'
 import { given } from '../cli/recipe.js'
-import { outputShown } from './convert.js'
 import { PASSES } from '../passes/index.js'
 import { UserError } from '../util/errors.js'
 import { formatPassReport } from '../passes/pass.js'
 import { passFlags, passOptionsFrom, verboseFlag } from '../cli/pass-flags.js'
 import { formatBytes } from '../util/format.js'
+import { folderLines, outputShown, readFiles } from '../cli/output.js'
 import { passByName } from '../passes/index.js'
-import { type ParsedFlags, readRecipe, recipeFlag, withRecipe } from '../cli/recipe.js'
+import { type ParsedFlags, type Recipe, recipeFlag } from '../cli/recipe.js'
 import { checkOptimizeFlags, checkOptimizeTargetFlags, checkVerbosity } from '../cli/contradictions.js'
 import type { FlagGroup, HelpTable } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
@@ -71,16 +70,11 @@ export default class Optimize extends AlbertkitCommand {
     ...recipeFlag,
     ...verboseFlag,
   }
-  static override enableJsonFlag = true
 
   async run(): Promise<unknown> {
-    const parsed = await this.parse(Optimize)
-    const { args } = parsed
-    const recipe = parsed.flags.recipe ? readRecipe(parsed.flags.recipe) : undefined
-    const flags = withRecipe(parsed, recipe, Optimize.flags)
-    const typed = parsed as unknown as ParsedFlags<Record<string, unknown>>
+    const { args, flags, recipe, typed } = await this.parseWithRecipe(Optimize)
     // only a typed --target: a recipe's target is convert's (one recipe serves both)
-    const target = parsed.flags.target
+    const target = given(typed, 'target') ? flags.target : undefined
     if (target) return this.runTarget(args.input, target, flags, typed, recipe)
     const passes = flags.passes.split(',').map((s) => s.trim()).filter(Boolean)
     const options = this.usage(() => {
@@ -91,7 +85,7 @@ export default class Optimize extends AlbertkitCommand {
       checkOptimizeFlags(typed, flags, recipe, passes)
       return passOptionsFrom(flags)
     })
-    const checked = checkOptimizeOutput({ input: args.input, output: flags.out, force: flags.force, read: flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : [] })
+    const checked = checkOptimizeOutput({ input: args.input, output: flags.out, force: flags.force, read: readFiles({ recipe: flags.recipe }) })
     const progress = this.progress(flags)
     const report = await optimize({
       checked,
@@ -111,7 +105,7 @@ export default class Optimize extends AlbertkitCommand {
   }
 
   /** optimize --target: the target's models in a folder laid out as convert's, each verified against the input. */
-  private async runTarget(input: string, target: string, flags: OptimizeFlags, typed: ParsedFlags<Record<string, unknown>>, recipe: ReturnType<typeof readRecipe> | undefined): Promise<unknown> {
+  private async runTarget(input: string, target: string, flags: OptimizeFlags, typed: ParsedFlags<Record<string, unknown>>, recipe: Recipe | undefined): Promise<unknown> {
     const settings = this.usage(() => {
       checkVerbosity(flags)
       const precisions = given(typed, 'precision') && flags.precision !== undefined ? parsePrecisions(flags.precision) : undefined
@@ -125,11 +119,7 @@ export default class Optimize extends AlbertkitCommand {
         thresholds: thresholdsFrom(flags),
       }
     })
-    const read = [
-      ...(flags.calibration ? [{ path: flags.calibration, what: 'the --calibration file' }] : []),
-      ...(flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : []),
-    ]
-    const checked = checkOptimizeTargetOutput({ input, out: flags.out, force: flags.force, read })
+    const checked = checkOptimizeTargetOutput({ input, out: flags.out, force: flags.force, read: readFiles(flags) })
     const progress = this.progress(flags)
     const report = await optimizeTarget({
       checked,
@@ -148,12 +138,7 @@ export default class Optimize extends AlbertkitCommand {
     })
     const out = outputShown(flags.out)
     if (!this.jsonEnabled()) {
-      for (const a of report.artifacts) {
-        const verdict = a.verdict ? (a.verdict.pass ? ', parity PASS' : ', parity FAIL') : ''
-        this.log(`${out}/${a.path}: ${a.precision}, ${formatBytes(a.bytes)}, ${a.nodes} nodes${verdict}`)
-        if (a.verdict && !a.verdict.pass) for (const line of formatVerdict(a.verdict).slice(1)) this.log(line)
-      }
-      for (const a of report.aliases) this.log(`${out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype ${dtypeOfFile(a.file)})`)
+      for (const line of folderLines(out, report)) this.log(line)
       if (report.copied.length > 0) this.log(`${out}: ${report.copied.join(', ')} copied from beside the input`)
     }
     if (report.verification && !report.verification.pass) {

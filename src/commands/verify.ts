@@ -4,13 +4,13 @@ import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsF
 import { isOnnxReference, verify } from '../pipeline/verify.js'
 import { formatVerdict } from '../verify/verdict.js'
 import { tokenPreview } from '../tokenizer/index.js'
-import { type ParsedFlags, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
+import { recipeFlag, thresholdsWith } from '../cli/recipe.js'
 import { checkVerifyFlags, sequenceSource } from '../cli/contradictions.js'
 import type { FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { TASKS } from '../checkpoint/task.js'
 import { UserError } from '../util/errors.js'
-import { revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
+import { checkTask, revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
 import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
 import { formatEvalCandidate, formatEvalHeader } from '../pipeline/evaluation.js'
 
@@ -79,25 +79,20 @@ export default class Verify extends AlbertkitCommand {
     ...evalFlags,
     ...recipeFlag,
   }
-  static override enableJsonFlag = true
 
   async run(): Promise<unknown> {
-    const parsed = await this.parse(Verify)
-    const { args } = parsed
+    const { args, flags, recipe, typed } = await this.parseWithRecipe(Verify)
     const candidates = args.candidates
-    const recipe = parsed.flags.recipe ? readRecipe(parsed.flags.recipe) : undefined
-    const flags = withRecipe(parsed, recipe, Verify.flags)
     // Flag values are checked before any file is read: a bad one is a usage error (exit code 2).
-    const typed = parsed as unknown as ParsedFlags<Record<string, unknown>>
     const settings = this.usage(() => {
       checkRandomInputFlags(typed, flags)
       if (flags.golden && !flags.inputs) throw new UserError(`${flags.golden}: goldens need the inputs they were computed on (--inputs)`)
       checkVerifyFlags(typed, flags, isOnnxReference(args.reference) ? args.reference : undefined)
-      if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
+      checkTask(flags.task)
       const evalRequest = evalRequestFrom(flags)
       return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)), cache: revisionOf(args.reference, typed, flags, recipe), ...(evalRequest ? { eval: evalRequest } : {}) }
     })
-    const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
+    const text = textsFrom(flags)
     const progress = this.progress(flags)
     const report = await verify({
       checkpoint: args.reference,
