@@ -1,7 +1,7 @@
 /**
  * What a command reads of a checkpoint: `--revision` names a version of a model in the Hugging
  * Face cache (checkpoint/hf-cache.ts), for convert, verify and inspect alike; `--task` the head
- * built from it (checked here), for convert and verify.
+ * built from it, for convert and verify.
  */
 import { Flags } from '@oclif/core'
 import { DEFAULT_REVISION, checkRevisionArgument, type ResolveOptions } from '../checkpoint/hf-cache.js'
@@ -28,6 +28,13 @@ export function revisionOf(checkpoint: string, parsed: ParsedFlags<Record<string
   const source = { revision: flags.revision, revisionFrom: given(parsed, 'revision') || !recipe ? '--revision' : `${recipe.file}: revision` }
   checkRevisionArgument(checkpoint, source)
   return source
+}
+
+/** `--task`: `head` names what the head is (`head to build`), and the group it shows in. */
+export function taskFlag(head: string, group: FlagGroup) {
+  return {
+    task: Flags.string({ description: `${head}, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: group }),
+  }
 }
 
 /** A task given (by --task or a recipe) must be one of TASKS. */

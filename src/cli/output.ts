@@ -1,12 +1,22 @@
 /**
- * What convert and optimize write: the folder as typed, a line per model and per alias; and the
- * files besides the input that the output must keep clear of.
+ * What convert and optimize write: `--out` and `--force`; the folder as typed, a line per model
+ * and per alias; and the files besides the input that the output must keep clear of.
  */
+import { Flags } from '@oclif/core'
 import type { Artifact } from '../pipeline/convert.js'
 import type { Alias } from '../pipeline/layout.js'
 import { dtypeOfFile } from '../targets/precision.js'
 import { formatVerdict } from '../verify/verdict.js'
 import { formatBytes } from '../util/format.js'
+import type { FlagGroup } from './help.js'
+
+/** `--out` and `--force` for a command that writes a `what` (a folder, a file); `out` is --out's description. */
+export function outputFlags(what: 'folder' | 'file', out: string) {
+  return {
+    out: Flags.string({ char: 'o', description: out, required: true, helpValue: `<${what}>`, helpGroup: 'OUTPUT' satisfies FlagGroup }),
+    force: Flags.boolean({ char: 'f', description: `replace the output ${what} if it exists`, default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
+  }
+}
 
 /** The output folder as the user typed it, without trailing slashes (`build/x/` → `build/x`). */
 export function outputShown(out: string): string {

@@ -17,6 +17,13 @@ export const verifyFlags = {
   top1: Flags.string({ description: 'fail when the top-1 agreement of logits is below this share, 0 to 1 (instead of the precision’s default)', helpValue: '<share>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
 }
 
+/** `--[no-]verify`, on unless turned off; `description` says what is checked against what. */
+export function verifySwitch(description: string) {
+  return {
+    verify: Flags.boolean({ description, default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+  }
+}
+
 function number(name: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined
   const v = Number(text)

@@ -1,11 +1,10 @@
 import { Args, Flags } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { checkConvertOutput, convert } from '../pipeline/convert.js'
-import { TASKS } from '../checkpoint/task.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
 import { AUTO_KINDS, PRECISION, PRECISIONS, autoPlan, parsePrecisions, precisionPlans } from '../targets/precision.js'
 import { TARGET_NAMES, targetPlans } from '../targets/targets.js'
-import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
+import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags, verifySwitch } from '../cli/verify-flags.js'
 import { parseFixedShape, readCalibration, targetFlags } from '../cli/target-flags.js'
 import { UserError } from '../util/errors.js'
 import { given, recipeFlag, thresholdsWith } from '../cli/recipe.js'
@@ -16,8 +15,8 @@ import { verboseFlag } from '../cli/pass-flags.js'
 import type { FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { formatBytes } from '../util/format.js'
-import { folderLines, outputShown, readFiles } from '../cli/output.js'
-import { checkTask, revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
+import { folderLines, outputFlags, outputShown, readFiles } from '../cli/output.js'
+import { checkTask, revisionFlag, revisionOf, taskFlag } from '../cli/checkpoint-flags.js'
 import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
 
 export default class Convert extends AlbertkitCommand {
@@ -65,15 +64,14 @@ export default class Convert extends AlbertkitCommand {
     checkpoint: Args.string({ description: 'checkpoint folder (or a file inside it), or org/name in the Hugging Face cache', required: true }),
   }
   static override flags = {
-    out: Flags.string({ char: 'o', description: 'output folder', required: true, helpValue: '<folder>', helpGroup: 'OUTPUT' satisfies FlagGroup }),
-    force: Flags.boolean({ char: 'f', description: 'replace the output folder if it exists', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
+    ...outputFlags('folder', 'output folder'),
     ...revisionFlag,
-    task: Flags.string({ description: `head to build, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    ...taskFlag('head to build', 'MODEL'),
     target: Flags.string({ description: `the models and passes for a runtime: ${TARGET_NAMES.join(', ')} (see the README)`, helpValue: '<target>', helpGroup: 'MODEL' satisfies FlagGroup }),
     precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (${PRECISIONS.map((p) => PRECISION[p].file.replace(/^onnx\//, '')).join(', ')}); or auto: the smallest plan that holds --max-drop on --eval`, default: 'fp32', helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
     ...targetFlags,
     ...passFlags,
-    verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+    ...verifySwitch('check every emitted model against the fp32 reference (exit code 1 when one fails)'),
     ...textFlags,
     ...verifyFlags,
     ...evalFlags,

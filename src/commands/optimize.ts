@@ -3,7 +3,7 @@ import { AlbertkitCommand } from '../cli/base.js'
 import { checkOptimizeOutput, checkOptimizeTargetOutput, optimize, optimizeTarget, targetModelPlans } from '../pipeline/optimize.js'
 import { PRECISIONS, parsePrecisions } from '../targets/precision.js'
 import { TARGET_NAMES } from '../targets/targets.js'
-import { inputSpecFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
+import { inputSpecFrom, thresholdsFrom, verifyFlags, verifySwitch } from '../cli/verify-flags.js'
 import { parseFixedShape, readCalibration, targetFlags } from '../cli/target-flags.js'
 import { given } from '../cli/recipe.js'
 import { PASSES } from '../passes/index.js'
@@ -11,7 +11,7 @@ import { UserError } from '../util/errors.js'
 import { formatPassReport } from '../passes/pass.js'
 import { passFlags, passOptionsFrom, verboseFlag } from '../cli/pass-flags.js'
 import { formatBytes } from '../util/format.js'
-import { folderLines, outputShown, readFiles } from '../cli/output.js'
+import { folderLines, outputFlags, outputShown, readFiles } from '../cli/output.js'
 import { passByName } from '../passes/index.js'
 import { type ParsedFlags, type Recipe, recipeFlag } from '../cli/recipe.js'
 import { checkOptimizeFlags, checkOptimizeTargetFlags, checkVerbosity } from '../cli/contradictions.js'
@@ -57,15 +57,14 @@ export default class Optimize extends AlbertkitCommand {
     input: Args.string({ description: 'ONNX file to read', required: true }),
   }
   static override flags = {
-    out: Flags.string({ char: 'o', description: 'ONNX file to write (with --target: the folder)', required: true, helpValue: '<file>', helpGroup: 'OUTPUT' satisfies FlagGroup }),
-    force: Flags.boolean({ char: 'f', description: 'replace the output file if it exists', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
+    ...outputFlags('file', 'ONNX file to write (with --target: the folder)'),
     passes: Flags.string({ char: 'p', description: 'comma-separated passes, run in order', default: 'dedup,fold-constants,remove-unused,sort-and-name', helpValue: '<list>', helpGroup: 'GRAPH' satisfies FlagGroup }),
     target: Flags.string({ description: `make the models of a runtime target, as convert --target does: ${TARGET_NAMES.join(', ')}`, helpValue: '<target>', helpGroup: 'MODEL' satisfies FlagGroup }),
     precision: Flags.string({ description: `with --target: only its models of these precisions (comma-separated: ${PRECISIONS.join(', ')})`, helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
     'keep-metadata': Flags.boolean({ description: 'with --target: keep the exporter’s node metadata (stack traces, module paths)', default: false, helpGroup: 'MODEL' satisfies FlagGroup }),
     ...targetFlags,
     ...passFlags,
-    verify: Flags.boolean({ description: 'with --target: check every model against the input (exit code 1 when one fails)', default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+    ...verifySwitch('with --target: check every model against the input (exit code 1 when one fails)'),
     ...verifyFlags,
     ...recipeFlag,
     ...verboseFlag,

@@ -8,9 +8,8 @@ import { recipeFlag, thresholdsWith } from '../cli/recipe.js'
 import { checkVerifyFlags, sequenceSource } from '../cli/contradictions.js'
 import type { FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
-import { TASKS } from '../checkpoint/task.js'
 import { UserError } from '../util/errors.js'
-import { checkTask, revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
+import { checkTask, revisionFlag, revisionOf, taskFlag } from '../cli/checkpoint-flags.js'
 import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
 import { formatEvalCandidate, formatEvalHeader } from '../pipeline/evaluation.js'
 
@@ -70,7 +69,7 @@ export default class Verify extends AlbertkitCommand {
   }
   static override flags = {
     ...revisionFlag,
-    task: Flags.string({ description: `head of the reference graph, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+    ...taskFlag('head of the reference graph', 'VERIFICATION'),
     golden: Flags.string({ description: 'safetensors of PyTorch outputs to compare against, instead of the fp32 graph (needs --inputs)', helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     inputs: Flags.string({ description: 'safetensors of input_ids, attention_mask, token_type_ids to run on', exclusive: ['text', 'text-file'], helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     ...textFlags,
