@@ -12,7 +12,7 @@ import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contra
 import { formatEvalCandidate, formatEvalHeader } from '../pipeline/evaluation.js'
 import { formatPoints } from '../eval/index.js'
 import { verboseFlag } from '../cli/pass-flags.js'
-import type { FlagGroup } from '../cli/help.js'
+import { examples, type FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { formatBytes } from '../util/format.js'
 import { folderLines, outputFlags, outputShown, readFiles } from '../cli/output.js'
@@ -30,30 +30,15 @@ export default class Convert extends AlbertkitCommand {
     'Progress goes to stderr: one redrawn line on a terminal, plain lines in CI and pipes. The files written, or with --json the report, go to stdout. Nothing is left at the output folder when anything fails.',
   ].join('\n\n')
   static override usage = '<%= command.id %> CHECKPOINT -o <folder> [FLAGS]'
-  static override examples = [
-    '<%= config.bin %> convert fixtures/albert-mlm --out build/albert-mlm',
-    '<%= config.bin %> convert ./my-albert --out ./onnx-albert --task text-classification',
-    {
-      description: 'Emit fp32 and int8 with int8 held to a tighter cosine, and keep the report for CI:',
-      command: '<%= config.bin %> convert ./my-albert --out build/albert --precision fp32,int8 --cosine 0.9995 --json > report.json',
-    },
-    {
-      description: 'Verify the emitted models on real text, through the checkpoint’s own tokenizer:',
-      command: '<%= config.bin %> convert fixtures/albert-seqcls-text --out build/albert-seqcls --target cpu --text "The library opens at nine."',
-    },
-    {
-      description: 'Convert a model from the Hugging Face cache (as `hf download` left it), at a tag:',
-      command: '<%= config.bin %> convert albert/albert-base-v2 --revision main --out build/albert-base --target cpu',
-    },
-    {
-      description: 'The smallest model whose accuracy on a labelled dev set stays within 1 point of fp32:',
-      command: '<%= config.bin %> convert ./my-albert --out build/albert --precision auto --eval dev.jsonl --max-drop 1',
-    },
-    {
-      description: 'Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the recipe:',
-      command: '<%= config.bin %> convert ./my-albert --out build/albert --recipe albertkit.json --quiet',
-    },
-  ]
+  static override examples = examples('convert', [
+    'fixtures/albert-mlm --out build/albert-mlm',
+    './my-albert --out ./onnx-albert --task text-classification',
+    ['Emit fp32 and int8 with int8 held to a tighter cosine, and keep the report for CI:', './my-albert --out build/albert --precision fp32,int8 --cosine 0.9995 --json > report.json'],
+    ['Verify the emitted models on real text, through the checkpoint’s own tokenizer:', 'fixtures/albert-seqcls-text --out build/albert-seqcls --target cpu --text "The library opens at nine."'],
+    ['Convert a model from the Hugging Face cache (as `hf download` left it), at a tag:', 'albert/albert-base-v2 --revision main --out build/albert-base --target cpu'],
+    ['The smallest model whose accuracy on a labelled dev set stays within 1 point of fp32:', './my-albert --out build/albert --precision auto --eval dev.jsonl --max-drop 1'],
+    ['Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the recipe:', './my-albert --out build/albert --recipe albertkit.json --quiet'],
+  ])
   static exitCodes = exitCodeRows({
     ok: 'the folder was written and every model is within tolerance',
     parity: 'a model is out of tolerance, or its metric on --eval dropped by more than --max-drop; the folder and its report.json are still written',

@@ -15,7 +15,7 @@ import { folderLines, outputFlags, outputShown, readFiles } from '../cli/output.
 import { passByName } from '../passes/index.js'
 import { type ParsedFlags, type Recipe, recipeFlag } from '../cli/recipe.js'
 import { checkOptimizeFlags, checkOptimizeTargetFlags, checkVerbosity } from '../cli/contradictions.js'
-import type { FlagGroup, HelpTable } from '../cli/help.js'
+import { examples, type FlagGroup, type HelpTable } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 
 export default class Optimize extends AlbertkitCommand {
@@ -28,24 +28,12 @@ export default class Optimize extends AlbertkitCommand {
     'Each model is made by the target’s passes after those that bring another exporter’s graph to albertkit’s form (the exporter’s node metadata dropped unless --keep-metadata), and checked against the input on seeded random inputs (exit code 1 when one fails).',
   ].join('\n\n')
   static override usage = '<%= command.id %> INPUT -o <file> [FLAGS]'
-  static override examples = [
-    {
-      description: 'Quantize a model another exporter wrote to int8:',
-      command: '<%= config.bin %> optimize exported/model.onnx --out exported/model_int8.onnx --passes dedup,quantize-int8',
-    },
-    {
-      description: 'What convert --target cpu gives, from an ONNX file torch exported (config and tokenizer files beside it are copied):',
-      command: '<%= config.bin %> optimize exported/model.onnx --target cpu --out build/albert-cpu',
-    },
-    {
-      description: 'int4 weights in blocks of 64:',
-      command: '<%= config.bin %> optimize model.onnx --out model_q4.onnx --passes dedup,quantize-int4 --block-size 64',
-    },
-    {
-      description: 'Passes and options from the repository\'s recipe, the report as JSON, no progress:',
-      command: '<%= config.bin %> optimize model.onnx --out model_int8.onnx --recipe albertkit.json --json --quiet',
-    },
-  ]
+  static override examples = examples('optimize', [
+    ['Quantize a model another exporter wrote to int8:', 'exported/model.onnx --out exported/model_int8.onnx --passes dedup,quantize-int8'],
+    ['What convert --target cpu gives, from an ONNX file torch exported (config and tokenizer files beside it are copied):', 'exported/model.onnx --target cpu --out build/albert-cpu'],
+    ['int4 weights in blocks of 64:', 'model.onnx --out model_q4.onnx --passes dedup,quantize-int4 --block-size 64'],
+    ['Passes and options from the repository\'s recipe, the report as JSON, no progress:', 'model.onnx --out model_int8.onnx --recipe albertkit.json --json --quiet'],
+  ])
   static helpTables: readonly HelpTable[] = [{ header: 'PASSES', rows: [...PASSES.values()].map((p) => [p.name, p.description]) }]
   static exitCodes = exitCodeRows({
     ok: 'the passes ran and the model was written (with --target: every model agrees with the input)',

@@ -6,7 +6,7 @@ import { formatVerdict } from '../verify/verdict.js'
 import { tokenPreview } from '../tokenizer/index.js'
 import { recipeFlag, thresholdsWith } from '../cli/recipe.js'
 import { checkVerifyFlags, sequenceSource } from '../cli/contradictions.js'
-import type { FlagGroup } from '../cli/help.js'
+import { examples, type FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { UserError } from '../util/errors.js'
 import { checkTask, revisionFlag, revisionOf, taskFlag } from '../cli/checkpoint-flags.js'
@@ -27,36 +27,15 @@ export default class Verify extends AlbertkitCommand {
     'Nothing is written. The verdicts, or with --json the report, go to stdout; progress goes to stderr.',
   ].join('\n\n')
   static override usage = '<%= command.id %> REFERENCE CANDIDATES... [FLAGS]'
-  static override examples = [
-    {
-      description: 'Check an fp32 and an int8 model against the checkpoint they came from:',
-      command: '<%= config.bin %> verify fixtures/albert-mlm build/albert-mlm/onnx/model.onnx build/albert-mlm/onnx/model_int8.onnx',
-    },
-    {
-      description: 'Check albertkit’s models against another exporter’s ONNX (tokenizer files beside it):',
-      command: '<%= config.bin %> verify exported/model.onnx build/albert/onnx/model.onnx build/albert/onnx/model_int8.onnx --text "The quick brown fox."',
-    },
-    {
-      description: 'Compare with PyTorch outputs computed on given inputs, the verdict as JSON:',
-      command: '<%= config.bin %> verify ./ckpt model.onnx --golden golden.safetensors --inputs inputs.safetensors --json',
-    },
-    {
-      description: 'Verify on real text; a TAB splits a question from its context:',
-      command: '<%= config.bin %> verify ./ckpt model.onnx --text "The quick brown fox." --text $\'Where is it?\\tIn the box.\'',
-    },
-    {
-      description: 'Verify on the texts of a file, one a line:',
-      command: '<%= config.bin %> verify ./ckpt model.onnx --text-file questions.tsv',
-    },
-    {
-      description: 'Score the int8 model on a labelled dev set; fail when accuracy drops by more than 1 point:',
-      command: '<%= config.bin %> verify ./ckpt build/onnx/model_int8.onnx --eval dev.jsonl --max-drop 1',
-    },
-    {
-      description: 'Inputs and thresholds as the repository pins them, the verdict as JSON for CI, nothing on stderr but errors:',
-      command: '<%= config.bin %> verify ./ckpt build/onnx/model.onnx build/onnx/model_int8.onnx --recipe albertkit.json --json --quiet > verdict.json',
-    },
-  ]
+  static override examples = examples('verify', [
+    ['Check an fp32 and an int8 model against the checkpoint they came from:', 'fixtures/albert-mlm build/albert-mlm/onnx/model.onnx build/albert-mlm/onnx/model_int8.onnx'],
+    ['Check albertkit’s models against another exporter’s ONNX (tokenizer files beside it):', 'exported/model.onnx build/albert/onnx/model.onnx build/albert/onnx/model_int8.onnx --text "The quick brown fox."'],
+    ['Compare with PyTorch outputs computed on given inputs, the verdict as JSON:', './ckpt model.onnx --golden golden.safetensors --inputs inputs.safetensors --json'],
+    ['Verify on real text; a TAB splits a question from its context:', './ckpt model.onnx --text "The quick brown fox." --text $\'Where is it?\\tIn the box.\''],
+    ['Verify on the texts of a file, one a line:', './ckpt model.onnx --text-file questions.tsv'],
+    ['Score the int8 model on a labelled dev set; fail when accuracy drops by more than 1 point:', './ckpt build/onnx/model_int8.onnx --eval dev.jsonl --max-drop 1'],
+    ['Inputs and thresholds as the repository pins them, the verdict as JSON for CI, nothing on stderr but errors:', './ckpt build/onnx/model.onnx build/onnx/model_int8.onnx --recipe albertkit.json --json --quiet > verdict.json'],
+  ])
   static exitCodes = exitCodeRows({
     ok: 'every candidate is within tolerance',
     parity: 'a candidate is out of tolerance, or its metric on --eval dropped by more than --max-drop; the report still prints',
