@@ -37,6 +37,22 @@ describe('protobuf wire format', () => {
     assert.ok(r.done)
   })
 
+  it('walks a message field by field, a skipped field coming back whole, tag included', () => {
+    const w = new ProtoWriter()
+    w.int64(1, 300)
+    w.string(2, 'ab')
+    w.float(3, 1.5)
+    const r = new ProtoReader(bytesOf(w))
+    const fields: [number, number, number[]][] = []
+    while (r.nextField()) fields.push([r.field, r.wire, Array.from(r.skipField())])
+    assert.deepEqual(fields, [
+      [1, 0, [8, 172, 2]],
+      [2, 2, [18, 2, 97, 98]],
+      [3, 5, [29, 0, 0, 192, 63]],
+    ])
+    assert.equal(r.nextField(), false)
+  })
+
   it('encodes -1 as ten bytes, as protobuf does', () => {
     const w = new ProtoWriter()
     w.int64(1, -1)

@@ -238,10 +238,8 @@ function parseShape(file: string, what: string, bytes: Uint8Array): number[] {
 function protoFields(file: string, what: string, bytes: Uint8Array, visit: (field: number, wire: number, r: ProtoReader) => boolean): void {
   const r = new ProtoReader(bytes)
   try {
-    while (!r.done) {
-      const start = r.pos
-      const [field, wire] = r.tag()
-      if (!visit(field, wire, r)) r.skip(wire, start)
+    while (r.nextField()) {
+      if (!visit(r.field, r.wire, r)) r.skipField()
     }
   } catch (e) {
     if (e instanceof WireError) fail(file, `${what}: malformed protobuf (${e.message})`)

@@ -1,9 +1,10 @@
-import { Command, Flags } from '@oclif/core'
+import { Command, Flags, type Interfaces } from '@oclif/core'
 import { UsageError, UserError } from '../util/errors.js'
 import { EXIT, classify, isOclifExit } from './exit-codes.js'
 import { createProgress, type Progress } from '../util/progress.js'
 import { closest, didYouMean } from '../util/suggest.js'
 import type { FlagGroup } from './help.js'
+import { type ParsedFlags, readRecipe, withRecipe } from './recipe.js'
 
 /**
  * Every albertkit command. A problem is one line on stderr (set ALBERTKIT_DEBUG=1 for the stack)
@@ -21,6 +22,8 @@ export abstract class AlbertkitCommand extends Command {
     quiet: Flags.boolean({ char: 'q', description: 'print nothing on stderr but errors (no progress, no warnings); results still go to stdout', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
   }
 
+  static override enableJsonFlag = true
+
   private reporter: Progress | undefined
 
   /** The progress reporter for this run, on stderr: live on a terminal, plain lines elsewhere, nothing with --quiet; detail with --verbose. */
@@ -29,6 +32,18 @@ export abstract class AlbertkitCommand extends Command {
     this.reporter = createProgress({ stream: process.stderr, json: this.jsonEnabled(), quiet: !!flags.quiet, verbose: !!flags.verbose })
     onInterrupt(() => this.reporter?.close())
     return this.reporter
+  }
+
+  /**
+   * Parse the command line, then fill in what the --recipe file pins wherever the command line
+   * gives nothing (flags typed win: cli/recipe.ts). `typed` is the parse itself, for asking which
+   * flags were typed (`given`).
+   */
+  protected async parseWithRecipe<F extends object, B extends object, A extends object>(command: Interfaces.Input<F, B, A>) {
+    const parsed = await this.parse(command)
+    const file = (parsed.flags as { recipe?: string | undefined }).recipe
+    const recipe = file ? readRecipe(file) : undefined
+    return { args: parsed.args, flags: withRecipe(parsed, recipe, command.flags ?? {}), recipe, typed: parsed as unknown as ParsedFlags<Record<string, unknown>> }
   }
 
   /** Run `fn`, reporting any UserError it throws as a usage error (exit code 2): for checking flag values. */

@@ -1,9 +1,12 @@
 /**
- * Which checkpoint a command reads: `--revision` names a version of a model in the Hugging Face
- * cache (checkpoint/hf-cache.ts), for convert, verify and inspect alike.
+ * What a command reads of a checkpoint: `--revision` names a version of a model in the Hugging
+ * Face cache (checkpoint/hf-cache.ts), for convert, verify and inspect alike; `--task` the head
+ * built from it, for convert and verify.
  */
 import { Flags } from '@oclif/core'
 import { DEFAULT_REVISION, checkRevisionArgument, type ResolveOptions } from '../checkpoint/hf-cache.js'
+import { TASKS } from '../checkpoint/task.js'
+import { UserError } from '../util/errors.js'
 import { given, type ParsedFlags, type Recipe } from './recipe.js'
 import type { FlagGroup } from './help.js'
 
@@ -25,4 +28,16 @@ export function revisionOf(checkpoint: string, parsed: ParsedFlags<Record<string
   const source = { revision: flags.revision, revisionFrom: given(parsed, 'revision') || !recipe ? '--revision' : `${recipe.file}: revision` }
   checkRevisionArgument(checkpoint, source)
   return source
+}
+
+/** `--task`: `head` names what the head is (`head to build`), and the group it shows in. */
+export function taskFlag(head: string, group: FlagGroup) {
+  return {
+    task: Flags.string({ description: `${head}, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: group }),
+  }
+}
+
+/** A task given (by --task or a recipe) must be one of TASKS. */
+export function checkTask(task: string | undefined): void {
+  if (task && !(TASKS as readonly string[]).includes(task)) throw new UserError(`unknown task '${task}' (choose one of ${TASKS.join(', ')})`)
 }

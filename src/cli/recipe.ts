@@ -100,48 +100,37 @@ export function parseRecipe(json: unknown, file: string): Recipe {
   const bad = (key: string, problem: string): never => {
     throw new UsageError(`${file}: ${key} ${problem}`)
   }
-  const top = object(json, '(the recipe)', bad)
-  const recipe: Recipe = { file }
-  for (const [key, value] of Object.entries(top)) {
-    switch (key) {
-      case 'revision': {
-        if (typeof value !== 'string') bad(key, `must be a string, got ${shown(value)}`)
-        const problem = revisionProblem(value as string)
-        if (problem !== undefined) bad(key, `${shown(value)} is no branch, tag or commit: ${problem}`)
-        recipe.revision = value as string
-        break
-      }
-      case 'task':
-        recipe.task = oneOf(value, key, TASKS, bad)
-        break
-      case 'target':
-        recipe.target = oneOf(value, key, TARGET_NAMES, bad)
-        break
-      case 'precisions':
-        recipe.precisions = list(value, key, bad).map((p, i) => oneOf(p, `${key}[${i}]`, PRECISIONS, bad))
-        if (new Set(recipe.precisions).size !== recipe.precisions.length) bad(key, 'names a precision twice')
-        break
-      case 'passes':
-        recipe.passes = list(value, key, bad).map((p, i) => oneOf(p, `${key}[${i}]`, [...PASSES.keys()], bad))
-        break
-      case 'options':
-        recipe.options = options(value, key, bad)
-        break
-      case 'inputs':
-        recipe.inputs = inputs(value, key, bad)
-        if (recipe.inputs['text-file'] !== undefined) recipe.inputs['text-file'] = path.resolve(path.dirname(file), recipe.inputs['text-file'])
-        break
-      case 'thresholds':
-        recipe.thresholds = thresholds(value, key, bad)
-        break
-      case 'eval':
-        recipe.eval = evalKeys(value, key, bad)
-        recipe.eval.file = path.resolve(path.dirname(file), recipe.eval.file)
-        break
-      default:
-        unknownKey(key, ['revision', 'task', 'target', 'precisions', 'passes', 'options', 'inputs', 'thresholds', 'eval'], bad)
-    }
+  // A relative path in the recipe is taken from the recipe's folder.
+  const fromRecipe = (p: string) => path.resolve(path.dirname(file), p)
+  const keys: Readers<Omit<Recipe, 'file'>> = {
+    revision: (v, key) => {
+      if (typeof v !== 'string') bad(key, `must be a string, got ${shown(v)}`)
+      const problem = revisionProblem(v as string)
+      if (problem !== undefined) bad(key, `${shown(v)} is no branch, tag or commit: ${problem}`)
+      return v as string
+    },
+    task: (v, key) => oneOf(v, key, TASKS, bad),
+    target: (v, key) => oneOf(v, key, TARGET_NAMES, bad),
+    precisions: (v, key) => {
+      const precisions = list(v, key, bad).map((p, i) => oneOf(p, `${key}[${i}]`, PRECISIONS, bad))
+      if (new Set(precisions).size !== precisions.length) bad(key, 'names a precision twice')
+      return precisions
+    },
+    passes: (v, key) => list(v, key, bad).map((p, i) => oneOf(p, `${key}[${i}]`, [...PASSES.keys()], bad)),
+    options: (v, key) => readObject(v, key, OPTIONS, bad),
+    inputs: (v, key) => {
+      const o = inputs(v, key, bad)
+      if (o['text-file'] !== undefined) o['text-file'] = fromRecipe(o['text-file'])
+      return o
+    },
+    thresholds: (v, key) => thresholdSet(v, key, bad, true),
+    eval: (v, key) => {
+      const e = evalKeys(v, key, bad)
+      e.file = fromRecipe(e.file)
+      return e
+    },
   }
+  const recipe: Recipe = { file, ...readKeys(object(json, '(the recipe)', bad), '', keys, bad) }
   if (recipe.target && recipe.precisions) bad('target', 'and precisions are both given: a target fixes the models it emits (give one of them)')
   return recipe
 }
@@ -199,92 +188,90 @@ function names(v: unknown, key: string, bad: Bad): string[] {
   })
 }
 
-function options(v: unknown, at: string, bad: Bad): RecipeOptions {
-  const o: RecipeOptions = {}
-  for (const [key, value] of Object.entries(object(v, at, bad))) {
-    const k = `${at}.${key}`
-    switch (key) {
-      case 'per-tensor':
-      case 'standard-ops':
-      case 'asymmetric':
-      case 'refactor':
-        o[key] = bool(value, k, bad)
-        break
-      case 'keep-nodes':
-      case 'keep-ops':
-        o[key] = names(value, k, bad)
-        break
-      case 'block-size': {
-        const n = integer(value, k, 16, bad)
-        if ((n & (n - 1)) !== 0) bad(k, `must be a power of two, got ${n}`)
-        o[key] = n
-        break
-      }
-      case 'fixed-shape': {
-        const shape = list(value, k, bad).map((d, i) => integer(d, `${k}[${i}]`, 1, bad))
-        if (shape.length !== 2) bad(k, `must be [batch, sequence], got ${shown(value)}`)
-        o[key] = [shape[0]!, shape[1]!]
-        break
-      }
-      default:
-        unknownKey(k, ['per-tensor', 'keep-nodes', 'keep-ops', 'standard-ops', 'block-size', 'asymmetric', 'refactor', 'fixed-shape'], bad)
-    }
+/** How each key of a recipe object is read: its value checked (a problem names `key`, the key's path). */
+type Readers<T> = { [K in keyof T]-?: (value: unknown, key: string, bad: Bad) => T[K] }
+
+/**
+ * An object's keys, each read by its reader, in the file's order; a key without one is a problem
+ * that names the keys known there. `prefix` leads each key's path in messages.
+ */
+function readKeys<T>(o: Record<string, unknown>, prefix: string, readers: Readers<T>, bad: Bad): Partial<T> {
+  const out: Partial<T> = {}
+  for (const [key, value] of Object.entries(o)) {
+    const k = `${prefix}${key}`
+    if (!Object.hasOwn(readers, key)) unknownKey(k, Object.keys(readers), bad)
+    out[key as keyof T] = readers[key as keyof T](value, k, bad)
   }
-  return o
+  return out
+}
+
+/** The object at `at`, its keys read by `readers`. */
+function readObject<T>(v: unknown, at: string, readers: Readers<T>, bad: Bad): Partial<T> {
+  return readKeys(object(v, at, bad), `${at}.`, readers, bad)
+}
+
+/** A non-empty string naming a `what` (a file, a metric). */
+function nameOf(what: string): (v: unknown, key: string, bad: Bad) => string {
+  return (v, key, bad) => {
+    if (typeof v !== 'string' || !v.trim()) bad(key, `must be a ${what} name, got ${shown(v)}`)
+    return v as string
+  }
+}
+
+/** Pass options. */
+const OPTIONS: Readers<RecipeOptions> = {
+  'per-tensor': bool,
+  'keep-nodes': names,
+  'keep-ops': names,
+  'standard-ops': bool,
+  'block-size': (v, key, bad) => {
+    const n = integer(v, key, 16, bad)
+    if ((n & (n - 1)) !== 0) bad(key, `must be a power of two, got ${n}`)
+    return n
+  },
+  asymmetric: bool,
+  refactor: bool,
+  'fixed-shape': (v, key, bad) => {
+    const shape = list(v, key, bad).map((d, i) => integer(d, `${key}[${i}]`, 1, bad))
+    if (shape.length !== 2) bad(key, `must be [batch, sequence], got ${shown(v)}`)
+    return [shape[0]!, shape[1]!]
+  },
+}
+
+/** Verification inputs. */
+const INPUTS: Readers<RecipeInputs> = {
+  seed: (v, key, bad) => integer(v, key, 0, bad),
+  batch: (v, key, bad) => integer(v, key, 1, bad),
+  sequence: (v, key, bad) => integer(v, key, 1, bad),
+  text: (v, key, bad) => {
+    const texts = names(v, key, bad)
+    if (texts.length === 0) bad(key, 'must name at least one text')
+    return texts
+  },
+  'text-file': nameOf('file'),
 }
 
 function inputs(v: unknown, at: string, bad: Bad): RecipeInputs {
-  const o: RecipeInputs = {}
-  for (const [key, value] of Object.entries(object(v, at, bad))) {
-    const k = `${at}.${key}`
-    switch (key) {
-      case 'seed':
-        o.seed = integer(value, k, 0, bad)
-        break
-      case 'batch':
-      case 'sequence':
-        o[key] = integer(value, k, 1, bad)
-        break
-      case 'text':
-        o.text = names(value, k, bad)
-        if (o.text.length === 0) bad(k, 'must name at least one text')
-        break
-      case 'text-file':
-        if (typeof value !== 'string' || !value.trim()) bad(k, `must be a file name, got ${shown(value)}`)
-        o[key] = value as string
-        break
-      default:
-        unknownKey(k, ['seed', 'batch', 'sequence', 'text', 'text-file'], bad)
-    }
-  }
+  const o = readObject(v, at, INPUTS, bad)
   if (o.text && o['text-file']) bad(`${at}.text`, 'and text-file are both given (give one of them)')
   return o
 }
 
+/** Labelled evaluation. */
+const EVAL: Readers<RecipeEval> = {
+  file: nameOf('file'),
+  'max-drop': (v, key, bad) => number(v, key, 0, 100, bad),
+  metric: nameOf('metric'),
+  limit: (v, key, bad) => integer(v, key, 1, bad),
+  seed: (v, key, bad) => {
+    const seed = integer(v, key, 0, bad)
+    if (seed > 0xffffffff) bad(key, `must be 4294967295 or less, got ${seed}`)
+    return seed
+  },
+}
+
 function evalKeys(v: unknown, at: string, bad: Bad): RecipeEval {
-  const o: Partial<RecipeEval> = {}
-  for (const [key, value] of Object.entries(object(v, at, bad))) {
-    const k = `${at}.${key}`
-    switch (key) {
-      case 'file':
-      case 'metric':
-        if (typeof value !== 'string' || !value.trim()) bad(k, `must be a ${key === 'file' ? 'file' : 'metric'} name, got ${shown(value)}`)
-        o[key] = value as string
-        break
-      case 'max-drop':
-        o[key] = number(value, k, 0, 100, bad)
-        break
-      case 'limit':
-        o.limit = integer(value, k, 1, bad)
-        break
-      case 'seed':
-        o.seed = integer(value, k, 0, bad)
-        if (o.seed > 0xffffffff) bad(k, `must be 4294967295 or less, got ${o.seed}`)
-        break
-      default:
-        unknownKey(k, ['file', 'max-drop', 'metric', 'limit', 'seed'], bad)
-    }
-  }
+  const o = readObject(v, at, EVAL, bad)
   if (o.file === undefined) bad(`${at}.file`, 'is missing: the dev set to score')
   return o as RecipeEval
 }
@@ -300,10 +287,6 @@ function thresholdSet(v: unknown, at: string, bad: Bad, precisionsToo: boolean):
     else unknownKey(k, [...Object.keys(THRESHOLD_KEYS), ...(precisionsToo ? PRECISIONS : [])], bad)
   }
   return t
-}
-
-function thresholds(v: unknown, at: string, bad: Bad): ThresholdOverrides {
-  return thresholdSet(v, at, bad, true)
 }
 
 /** The recipe as flag values (what the flag would have parsed to), for the keys it sets. */

@@ -4,7 +4,7 @@ import { Flags } from '@oclif/core'
 import { given, type ParsedFlags } from './recipe.js'
 import { DEFAULT_INPUTS, type InputRequest } from '../verify/inputs.js'
 import type { Thresholds } from '../verify/verdict.js'
-import { UserError, fail } from '../util/errors.js'
+import { UsageError, UserError, fail } from '../util/errors.js'
 import { LIMITS, textTooLong, textsTooMany, type TextInput } from '../tokenizer/index.js'
 import type { FlagGroup } from './help.js'
 
@@ -15,6 +15,13 @@ export const verifyFlags = {
   'max-abs': Flags.string({ description: 'fail when an output’s max abs error is above this (instead of the precision’s default)', helpValue: '<x>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
   cosine: Flags.string({ description: 'fail when an output’s cosine similarity is below this (instead of the precision’s default)', helpValue: '<x>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
   top1: Flags.string({ description: 'fail when the top-1 agreement of logits is below this share, 0 to 1 (instead of the precision’s default)', helpValue: '<share>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+}
+
+/** `--[no-]verify`, on unless turned off; `description` says what is checked against what. */
+export function verifySwitch(description: string) {
+  return {
+    verify: Flags.boolean({ description, default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+  }
 }
 
 function number(name: string, text: string | undefined): number | undefined {
@@ -70,11 +77,11 @@ export const textFlags = {
   }),
 }
 
-/** One text, or a pair split at its TAB; `where` names it in errors. */
+/** One text, or a pair split at its TAB; `where` names it in errors: an input error in `file`, else a usage error (--text). */
 function textInput(line: string, where: string, file?: string): TextInput {
   const complain = (problem: string): never => {
     if (file) fail(file, `${where}: ${problem}`)
-    throw new UserError(`${where}: ${problem}`)
+    throw new UsageError(`${where}: ${problem}`)
   }
   const long = textTooLong({ text: line })
   if (long) complain(long)
@@ -126,13 +133,16 @@ export function readTextFile(file: string): TextInput[] {
   return texts
 }
 
-/** The texts the flags ask for and where they came from, or undefined when they ask for none. */
+/**
+ * The texts the flags ask for and where they came from, or undefined when they ask for none. A
+ * text file's problems are input errors (exit code 3); a bad --text is a usage error (2).
+ */
 export function textsFrom(flags: { text?: string[] | undefined; 'text-file'?: string | undefined }): { texts: TextInput[]; source: string } | undefined {
   if (flags['text-file'] !== undefined) return { texts: readTextFile(flags['text-file']), source: flags['text-file'] }
   if (flags.text !== undefined && flags.text.length > 0) {
     const texts = flags.text.map((t, i) => textInput(t, `--text #${i + 1}`))
     const many = textsTooMany(texts.length, texts.reduce((n, t) => n + t.text.length + (t.pair?.length ?? 0), 0))
-    if (many) throw new UserError(`--text: ${many}`)
+    if (many) throw new UsageError(`--text: ${many}`)
     return { texts, source: '--text' }
   }
   return undefined

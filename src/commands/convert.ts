@@ -1,23 +1,22 @@
 import { Args, Flags } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { checkConvertOutput, convert } from '../pipeline/convert.js'
-import { TASKS } from '../checkpoint/task.js'
 import { passFlags, passOptionsFrom } from '../cli/pass-flags.js'
-import { AUTO_KINDS, PRECISION, PRECISIONS, autoPlan, dtypeOfFile, parsePrecisions, precisionPlans } from '../targets/precision.js'
+import { AUTO_KINDS, PRECISION, PRECISIONS, autoPlan, parsePrecisions, precisionPlans } from '../targets/precision.js'
 import { TARGET_NAMES, targetPlans } from '../targets/targets.js'
-import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
+import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsFrom, verifyFlags, verifySwitch } from '../cli/verify-flags.js'
 import { parseFixedShape, readCalibration, targetFlags } from '../cli/target-flags.js'
 import { UserError } from '../util/errors.js'
-import { type ParsedFlags, given, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
+import { given, recipeFlag, thresholdsWith } from '../cli/recipe.js'
 import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contradictions.js'
-import { formatVerdict } from '../verify/verdict.js'
 import { formatEvalCandidate, formatEvalHeader } from '../pipeline/evaluation.js'
 import { formatPoints } from '../eval/index.js'
 import { verboseFlag } from '../cli/pass-flags.js'
-import type { FlagGroup } from '../cli/help.js'
+import { examples, type FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { formatBytes } from '../util/format.js'
-import { revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
+import { folderLines, outputFlags, outputShown, readFiles } from '../cli/output.js'
+import { checkTask, revisionFlag, revisionOf, taskFlag } from '../cli/checkpoint-flags.js'
 import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
 
 export default class Convert extends AlbertkitCommand {
@@ -31,30 +30,15 @@ export default class Convert extends AlbertkitCommand {
     'Progress goes to stderr: one redrawn line on a terminal, plain lines in CI and pipes. The files written, or with --json the report, go to stdout. Nothing is left at the output folder when anything fails.',
   ].join('\n\n')
   static override usage = '<%= command.id %> CHECKPOINT -o <folder> [FLAGS]'
-  static override examples = [
-    '<%= config.bin %> convert fixtures/albert-mlm --out build/albert-mlm',
-    '<%= config.bin %> convert ./my-albert --out ./onnx-albert --task text-classification',
-    {
-      description: 'Emit fp32 and int8 with int8 held to a tighter cosine, and keep the report for CI:',
-      command: '<%= config.bin %> convert ./my-albert --out build/albert --precision fp32,int8 --cosine 0.9995 --json > report.json',
-    },
-    {
-      description: 'Verify the emitted models on real text, through the checkpoint’s own tokenizer:',
-      command: '<%= config.bin %> convert fixtures/albert-seqcls-text --out build/albert-seqcls --target cpu --text "The library opens at nine."',
-    },
-    {
-      description: 'Convert a model from the Hugging Face cache (as `hf download` left it), at a tag:',
-      command: '<%= config.bin %> convert albert/albert-base-v2 --revision main --out build/albert-base --target cpu',
-    },
-    {
-      description: 'The smallest model whose accuracy on a labelled dev set stays within 1 point of fp32:',
-      command: '<%= config.bin %> convert ./my-albert --out build/albert --precision auto --eval dev.jsonl --max-drop 1',
-    },
-    {
-      description: 'Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the recipe:',
-      command: '<%= config.bin %> convert ./my-albert --out build/albert --recipe albertkit.json --quiet',
-    },
-  ]
+  static override examples = examples('convert', [
+    'fixtures/albert-mlm --out build/albert-mlm',
+    './my-albert --out ./onnx-albert --task text-classification',
+    ['Emit fp32 and int8 with int8 held to a tighter cosine, and keep the report for CI:', './my-albert --out build/albert --precision fp32,int8 --cosine 0.9995 --json > report.json'],
+    ['Verify the emitted models on real text, through the checkpoint’s own tokenizer:', 'fixtures/albert-seqcls-text --out build/albert-seqcls --target cpu --text "The library opens at nine."'],
+    ['Convert a model from the Hugging Face cache (as `hf download` left it), at a tag:', 'albert/albert-base-v2 --revision main --out build/albert-base --target cpu'],
+    ['The smallest model whose accuracy on a labelled dev set stays within 1 point of fp32:', './my-albert --out build/albert --precision auto --eval dev.jsonl --max-drop 1'],
+    ['Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the recipe:', './my-albert --out build/albert --recipe albertkit.json --quiet'],
+  ])
   static exitCodes = exitCodeRows({
     ok: 'the folder was written and every model is within tolerance',
     parity: 'a model is out of tolerance, or its metric on --eval dropped by more than --max-drop; the folder and its report.json are still written',
@@ -65,34 +49,28 @@ export default class Convert extends AlbertkitCommand {
     checkpoint: Args.string({ description: 'checkpoint folder (or a file inside it), or org/name in the Hugging Face cache', required: true }),
   }
   static override flags = {
-    out: Flags.string({ char: 'o', description: 'output folder', required: true, helpValue: '<folder>', helpGroup: 'OUTPUT' satisfies FlagGroup }),
-    force: Flags.boolean({ char: 'f', description: 'replace the output folder if it exists', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
+    ...outputFlags('folder', 'output folder'),
     ...revisionFlag,
-    task: Flags.string({ description: `head to build, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'MODEL' satisfies FlagGroup }),
+    ...taskFlag('head to build', 'MODEL'),
     target: Flags.string({ description: `the models and passes for a runtime: ${TARGET_NAMES.join(', ')} (see the README)`, helpValue: '<target>', helpGroup: 'MODEL' satisfies FlagGroup }),
     precision: Flags.string({ description: `comma-separated precisions to emit: ${PRECISIONS.join(', ')} (${PRECISIONS.map((p) => PRECISION[p].file.replace(/^onnx\//, '')).join(', ')}); or auto: the smallest plan that holds --max-drop on --eval`, default: 'fp32', helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
     ...targetFlags,
     ...passFlags,
-    verify: Flags.boolean({ description: 'check every emitted model against the fp32 reference (exit code 1 when one fails)', default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+    ...verifySwitch('check every emitted model against the fp32 reference (exit code 1 when one fails)'),
     ...textFlags,
     ...verifyFlags,
     ...evalFlags,
     ...recipeFlag,
     ...verboseFlag,
   }
-  static override enableJsonFlag = true
 
   async run(): Promise<unknown> {
-    const parsed = await this.parse(Convert)
-    const { args } = parsed
-    const recipe = parsed.flags.recipe ? readRecipe(parsed.flags.recipe) : undefined
-    const flags = withRecipe(parsed, recipe, Convert.flags)
+    const { args, flags, recipe, typed } = await this.parseWithRecipe(Convert)
     // Every flag value is checked before any file is read: a bad one is a usage error (exit code 2).
-    const typed = parsed as unknown as ParsedFlags<Record<string, unknown>>
     const settings = this.usage(() => {
       checkVerbosity(flags)
       checkRandomInputFlags(typed, flags)
-      if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
+      checkTask(flags.task)
       const auto = !flags.target && flags.precision.trim() === 'auto'
       // auto: the options of every plan it may try are checked as if all were asked for
       const plans = flags.target ? targetPlans(flags.target) : auto ? AUTO_KINDS.map((k) => autoPlan(k)) : precisionPlans(parsePrecisions(flags.precision))
@@ -113,8 +91,7 @@ export default class Convert extends AlbertkitCommand {
     })
     // Where the output goes is checked before any input is read (util/output-guard.ts).
     const checked = checkConvertOutput({ checkpoint: args.checkpoint, cache: settings.cache, out: flags.out, force: flags.force, read: readFiles(flags) })
-    // A text file's problems are input errors (3); an empty --text is a usage error (2).
-    const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
+    const text = textsFrom(flags)
     const progress = this.progress(flags)
     const report = await convert({
       ...(text ? { text } : {}),
@@ -130,13 +107,8 @@ export default class Convert extends AlbertkitCommand {
       warn: (m) => progress.warn(m),
     })
     const out = outputShown(flags.out)
-    for (const a of report.artifacts) {
-      const verdict = a.verdict ? (a.verdict.pass ? ', parity PASS' : ', parity FAIL') : ''
-      this.log(`${out}/${a.path}: ${a.precision}, ${formatBytes(a.bytes)}, ${a.nodes} nodes${verdict}`)
-      // A model out of tolerance shows its figures and what it missed (--verbose shows every verdict as it runs).
-      if (a.verdict && !a.verdict.pass) for (const line of formatVerdict(a.verdict).slice(1)) this.log(line)
-    }
-    for (const a of report.aliases) this.log(`${out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype ${dtypeOfFile(a.file)})`)
+    // A model out of tolerance shows its figures and what it missed (--verbose shows every verdict as it runs).
+    for (const line of folderLines(out, report)) this.log(line)
     if (report.generated.length > 0) this.log(`${out}: ${report.generated.join(', ')} made from spiece.model`)
     if (report.auto) {
       const a = report.auto
@@ -156,19 +128,4 @@ export default class Convert extends AlbertkitCommand {
     if (failed || parityFailed) this.parityFailed()
     return report
   }
-}
-
-/** The files besides the checkpoint that a run reads, which the output must keep clear of. */
-function readFiles(flags: { 'text-file'?: string | undefined; calibration?: string | undefined; recipe?: string | undefined; eval?: string | undefined }) {
-  return [
-    ...(flags.eval ? [{ path: flags.eval, what: 'the --eval file' }] : []),
-    ...(flags['text-file'] ? [{ path: flags['text-file'], what: 'the --text-file' }] : []),
-    ...(flags.calibration ? [{ path: flags.calibration, what: 'the --calibration file' }] : []),
-    ...(flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : []),
-  ]
-}
-
-/** The output folder as the user typed it, without trailing slashes (`build/x/` → `build/x`). */
-export function outputShown(out: string): string {
-  return out.replace(/(.)\/+$/, '$1')
 }

@@ -5,6 +5,7 @@ import { AlbertkitCommand } from '../cli/base.js'
 import { inspect, type InspectReport } from '../report/inspect.js'
 import { formatBytes } from '../util/format.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
+import { examples } from '../cli/help.js'
 
 export default class Inspect extends AlbertkitCommand {
   static override summary = 'Show what an ALBERT checkpoint or ONNX file holds.'
@@ -14,14 +15,11 @@ export default class Inspect extends AlbertkitCommand {
     'Nothing is written. The summary, or with --json the whole report, goes to stdout.',
   ].join('\n\n')
   static override usage = '<%= command.id %> TARGET [FLAGS]'
-  static override examples = [
-    '<%= config.bin %> inspect fixtures/albert-mlm',
-    '<%= config.bin %> inspect build/albert-mlm/onnx/model.onnx --json',
-    {
-      description: 'The embedding size of a checkpoint, for a script:',
-      command: "<%= config.bin %> inspect ./my-albert --json | jq .factorization.E",
-    },
-  ]
+  static override examples = examples('inspect', [
+    'fixtures/albert-mlm',
+    'build/albert-mlm/onnx/model.onnx --json',
+    ['The embedding size of a checkpoint, for a script:', "./my-albert --json | jq .factorization.E"],
+  ])
   static exitCodes = exitCodeRows({
     ok: 'the summary was printed',
     usage: 'an unknown flag, a missing or extra argument, a malformed --revision or one given with a local path',
@@ -33,7 +31,6 @@ export default class Inspect extends AlbertkitCommand {
   static override flags = {
     ...revisionFlag,
   }
-  static override enableJsonFlag = true
 
   async run(): Promise<InspectReport> {
     const parsed = await this.parse(Inspect)

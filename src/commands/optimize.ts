@@ -1,22 +1,21 @@
 import { Args, Flags, type Interfaces } from '@oclif/core'
 import { AlbertkitCommand } from '../cli/base.js'
 import { checkOptimizeOutput, checkOptimizeTargetOutput, optimize, optimizeTarget, targetModelPlans } from '../pipeline/optimize.js'
-import { PRECISIONS, dtypeOfFile, parsePrecisions } from '../targets/precision.js'
+import { PRECISIONS, parsePrecisions } from '../targets/precision.js'
 import { TARGET_NAMES } from '../targets/targets.js'
-import { inputSpecFrom, thresholdsFrom, verifyFlags } from '../cli/verify-flags.js'
+import { inputSpecFrom, thresholdsFrom, verifyFlags, verifySwitch } from '../cli/verify-flags.js'
 import { parseFixedShape, readCalibration, targetFlags } from '../cli/target-flags.js'
-import { formatVerdict } from '../verify/verdict.js'
 import { given } from '../cli/recipe.js'
-import { outputShown } from './convert.js'
 import { PASSES } from '../passes/index.js'
 import { UserError } from '../util/errors.js'
 import { formatPassReport } from '../passes/pass.js'
 import { passFlags, passOptionsFrom, verboseFlag } from '../cli/pass-flags.js'
 import { formatBytes } from '../util/format.js'
+import { folderLines, outputFlags, outputShown, readFiles } from '../cli/output.js'
 import { passByName } from '../passes/index.js'
-import { type ParsedFlags, readRecipe, recipeFlag, withRecipe } from '../cli/recipe.js'
+import { type ParsedFlags, type Recipe, recipeFlag } from '../cli/recipe.js'
 import { checkOptimizeFlags, checkOptimizeTargetFlags, checkVerbosity } from '../cli/contradictions.js'
-import type { FlagGroup, HelpTable } from '../cli/help.js'
+import { examples, type FlagGroup, type HelpTable } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 
 export default class Optimize extends AlbertkitCommand {
@@ -29,24 +28,12 @@ export default class Optimize extends AlbertkitCommand {
     'Each model is made by the target’s passes after those that bring another exporter’s graph to albertkit’s form (the exporter’s node metadata dropped unless --keep-metadata), and checked against the input on seeded random inputs (exit code 1 when one fails).',
   ].join('\n\n')
   static override usage = '<%= command.id %> INPUT -o <file> [FLAGS]'
-  static override examples = [
-    {
-      description: 'Quantize a model another exporter wrote to int8:',
-      command: '<%= config.bin %> optimize exported/model.onnx --out exported/model_int8.onnx --passes dedup,quantize-int8',
-    },
-    {
-      description: 'What convert --target cpu gives, from an ONNX file torch exported (config and tokenizer files beside it are copied):',
-      command: '<%= config.bin %> optimize exported/model.onnx --target cpu --out build/albert-cpu',
-    },
-    {
-      description: 'int4 weights in blocks of 64:',
-      command: '<%= config.bin %> optimize model.onnx --out model_q4.onnx --passes dedup,quantize-int4 --block-size 64',
-    },
-    {
-      description: 'Passes and options from the repository\'s recipe, the report as JSON, no progress:',
-      command: '<%= config.bin %> optimize model.onnx --out model_int8.onnx --recipe albertkit.json --json --quiet',
-    },
-  ]
+  static override examples = examples('optimize', [
+    ['Quantize a model another exporter wrote to int8:', 'exported/model.onnx --out exported/model_int8.onnx --passes dedup,quantize-int8'],
+    ['What convert --target cpu gives, from an ONNX file torch exported (config and tokenizer files beside it are copied):', 'exported/model.onnx --target cpu --out build/albert-cpu'],
+    ['int4 weights in blocks of 64:', 'model.onnx --out model_q4.onnx --passes dedup,quantize-int4 --block-size 64'],
+    ['Passes and options from the repository\'s recipe, the report as JSON, no progress:', 'model.onnx --out model_int8.onnx --recipe albertkit.json --json --quiet'],
+  ])
   static helpTables: readonly HelpTable[] = [{ header: 'PASSES', rows: [...PASSES.values()].map((p) => [p.name, p.description]) }]
   static exitCodes = exitCodeRows({
     ok: 'the passes ran and the model was written (with --target: every model agrees with the input)',
@@ -58,29 +45,23 @@ export default class Optimize extends AlbertkitCommand {
     input: Args.string({ description: 'ONNX file to read', required: true }),
   }
   static override flags = {
-    out: Flags.string({ char: 'o', description: 'ONNX file to write (with --target: the folder)', required: true, helpValue: '<file>', helpGroup: 'OUTPUT' satisfies FlagGroup }),
-    force: Flags.boolean({ char: 'f', description: 'replace the output file if it exists', default: false, helpGroup: 'OUTPUT' satisfies FlagGroup }),
+    ...outputFlags('file', 'ONNX file to write (with --target: the folder)'),
     passes: Flags.string({ char: 'p', description: 'comma-separated passes, run in order', default: 'dedup,fold-constants,remove-unused,sort-and-name', helpValue: '<list>', helpGroup: 'GRAPH' satisfies FlagGroup }),
     target: Flags.string({ description: `make the models of a runtime target, as convert --target does: ${TARGET_NAMES.join(', ')}`, helpValue: '<target>', helpGroup: 'MODEL' satisfies FlagGroup }),
     precision: Flags.string({ description: `with --target: only its models of these precisions (comma-separated: ${PRECISIONS.join(', ')})`, helpValue: '<list>', helpGroup: 'MODEL' satisfies FlagGroup }),
     'keep-metadata': Flags.boolean({ description: 'with --target: keep the exporter’s node metadata (stack traces, module paths)', default: false, helpGroup: 'MODEL' satisfies FlagGroup }),
     ...targetFlags,
     ...passFlags,
-    verify: Flags.boolean({ description: 'with --target: check every model against the input (exit code 1 when one fails)', default: true, allowNo: true, helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+    ...verifySwitch('with --target: check every model against the input (exit code 1 when one fails)'),
     ...verifyFlags,
     ...recipeFlag,
     ...verboseFlag,
   }
-  static override enableJsonFlag = true
 
   async run(): Promise<unknown> {
-    const parsed = await this.parse(Optimize)
-    const { args } = parsed
-    const recipe = parsed.flags.recipe ? readRecipe(parsed.flags.recipe) : undefined
-    const flags = withRecipe(parsed, recipe, Optimize.flags)
-    const typed = parsed as unknown as ParsedFlags<Record<string, unknown>>
+    const { args, flags, recipe, typed } = await this.parseWithRecipe(Optimize)
     // only a typed --target: a recipe's target is convert's (one recipe serves both)
-    const target = parsed.flags.target
+    const target = given(typed, 'target') ? flags.target : undefined
     if (target) return this.runTarget(args.input, target, flags, typed, recipe)
     const passes = flags.passes.split(',').map((s) => s.trim()).filter(Boolean)
     const options = this.usage(() => {
@@ -91,7 +72,7 @@ export default class Optimize extends AlbertkitCommand {
       checkOptimizeFlags(typed, flags, recipe, passes)
       return passOptionsFrom(flags)
     })
-    const checked = checkOptimizeOutput({ input: args.input, output: flags.out, force: flags.force, read: flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : [] })
+    const checked = checkOptimizeOutput({ input: args.input, output: flags.out, force: flags.force, read: readFiles({ recipe: flags.recipe }) })
     const progress = this.progress(flags)
     const report = await optimize({
       checked,
@@ -111,7 +92,7 @@ export default class Optimize extends AlbertkitCommand {
   }
 
   /** optimize --target: the target's models in a folder laid out as convert's, each verified against the input. */
-  private async runTarget(input: string, target: string, flags: OptimizeFlags, typed: ParsedFlags<Record<string, unknown>>, recipe: ReturnType<typeof readRecipe> | undefined): Promise<unknown> {
+  private async runTarget(input: string, target: string, flags: OptimizeFlags, typed: ParsedFlags<Record<string, unknown>>, recipe: Recipe | undefined): Promise<unknown> {
     const settings = this.usage(() => {
       checkVerbosity(flags)
       const precisions = given(typed, 'precision') && flags.precision !== undefined ? parsePrecisions(flags.precision) : undefined
@@ -125,11 +106,7 @@ export default class Optimize extends AlbertkitCommand {
         thresholds: thresholdsFrom(flags),
       }
     })
-    const read = [
-      ...(flags.calibration ? [{ path: flags.calibration, what: 'the --calibration file' }] : []),
-      ...(flags.recipe ? [{ path: flags.recipe, what: 'the recipe' }] : []),
-    ]
-    const checked = checkOptimizeTargetOutput({ input, out: flags.out, force: flags.force, read })
+    const checked = checkOptimizeTargetOutput({ input, out: flags.out, force: flags.force, read: readFiles(flags) })
     const progress = this.progress(flags)
     const report = await optimizeTarget({
       checked,
@@ -148,12 +125,7 @@ export default class Optimize extends AlbertkitCommand {
     })
     const out = outputShown(flags.out)
     if (!this.jsonEnabled()) {
-      for (const a of report.artifacts) {
-        const verdict = a.verdict ? (a.verdict.pass ? ', parity PASS' : ', parity FAIL') : ''
-        this.log(`${out}/${a.path}: ${a.precision}, ${formatBytes(a.bytes)}, ${a.nodes} nodes${verdict}`)
-        if (a.verdict && !a.verdict.pass) for (const line of formatVerdict(a.verdict).slice(1)) this.log(line)
-      }
-      for (const a of report.aliases) this.log(`${out}/${a.file}: ${a.how === 'link' ? 'hard link to' : 'copy of'} ${a.of} (transformers.js dtype ${dtypeOfFile(a.file)})`)
+      for (const line of folderLines(out, report)) this.log(line)
       if (report.copied.length > 0) this.log(`${out}: ${report.copied.join(', ')} copied from beside the input`)
     }
     if (report.verification && !report.verification.pass) {

@@ -4,13 +4,12 @@ import { checkRandomInputFlags, inputSpecFrom, textFlags, textsFrom, thresholdsF
 import { isOnnxReference, verify } from '../pipeline/verify.js'
 import { formatVerdict } from '../verify/verdict.js'
 import { tokenPreview } from '../tokenizer/index.js'
-import { type ParsedFlags, readRecipe, recipeFlag, thresholdsWith, withRecipe } from '../cli/recipe.js'
+import { recipeFlag, thresholdsWith } from '../cli/recipe.js'
 import { checkVerifyFlags, sequenceSource } from '../cli/contradictions.js'
-import type { FlagGroup } from '../cli/help.js'
+import { examples, type FlagGroup } from '../cli/help.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
-import { TASKS } from '../checkpoint/task.js'
 import { UserError } from '../util/errors.js'
-import { revisionFlag, revisionOf } from '../cli/checkpoint-flags.js'
+import { checkTask, revisionFlag, revisionOf, taskFlag } from '../cli/checkpoint-flags.js'
 import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
 import { formatEvalCandidate, formatEvalHeader } from '../pipeline/evaluation.js'
 
@@ -28,36 +27,15 @@ export default class Verify extends AlbertkitCommand {
     'Nothing is written. The verdicts, or with --json the report, go to stdout; progress goes to stderr.',
   ].join('\n\n')
   static override usage = '<%= command.id %> REFERENCE CANDIDATES... [FLAGS]'
-  static override examples = [
-    {
-      description: 'Check an fp32 and an int8 model against the checkpoint they came from:',
-      command: '<%= config.bin %> verify fixtures/albert-mlm build/albert-mlm/onnx/model.onnx build/albert-mlm/onnx/model_int8.onnx',
-    },
-    {
-      description: 'Check albertkit’s models against another exporter’s ONNX (tokenizer files beside it):',
-      command: '<%= config.bin %> verify exported/model.onnx build/albert/onnx/model.onnx build/albert/onnx/model_int8.onnx --text "The quick brown fox."',
-    },
-    {
-      description: 'Compare with PyTorch outputs computed on given inputs, the verdict as JSON:',
-      command: '<%= config.bin %> verify ./ckpt model.onnx --golden golden.safetensors --inputs inputs.safetensors --json',
-    },
-    {
-      description: 'Verify on real text; a TAB splits a question from its context:',
-      command: '<%= config.bin %> verify ./ckpt model.onnx --text "The quick brown fox." --text $\'Where is it?\\tIn the box.\'',
-    },
-    {
-      description: 'Verify on the texts of a file, one a line:',
-      command: '<%= config.bin %> verify ./ckpt model.onnx --text-file questions.tsv',
-    },
-    {
-      description: 'Score the int8 model on a labelled dev set; fail when accuracy drops by more than 1 point:',
-      command: '<%= config.bin %> verify ./ckpt build/onnx/model_int8.onnx --eval dev.jsonl --max-drop 1',
-    },
-    {
-      description: 'Inputs and thresholds as the repository pins them, the verdict as JSON for CI, nothing on stderr but errors:',
-      command: '<%= config.bin %> verify ./ckpt build/onnx/model.onnx build/onnx/model_int8.onnx --recipe albertkit.json --json --quiet > verdict.json',
-    },
-  ]
+  static override examples = examples('verify', [
+    ['Check an fp32 and an int8 model against the checkpoint they came from:', 'fixtures/albert-mlm build/albert-mlm/onnx/model.onnx build/albert-mlm/onnx/model_int8.onnx'],
+    ['Check albertkit’s models against another exporter’s ONNX (tokenizer files beside it):', 'exported/model.onnx build/albert/onnx/model.onnx build/albert/onnx/model_int8.onnx --text "The quick brown fox."'],
+    ['Compare with PyTorch outputs computed on given inputs, the verdict as JSON:', './ckpt model.onnx --golden golden.safetensors --inputs inputs.safetensors --json'],
+    ['Verify on real text; a TAB splits a question from its context:', './ckpt model.onnx --text "The quick brown fox." --text $\'Where is it?\\tIn the box.\''],
+    ['Verify on the texts of a file, one a line:', './ckpt model.onnx --text-file questions.tsv'],
+    ['Score the int8 model on a labelled dev set; fail when accuracy drops by more than 1 point:', './ckpt build/onnx/model_int8.onnx --eval dev.jsonl --max-drop 1'],
+    ['Inputs and thresholds as the repository pins them, the verdict as JSON for CI, nothing on stderr but errors:', './ckpt build/onnx/model.onnx build/onnx/model_int8.onnx --recipe albertkit.json --json --quiet > verdict.json'],
+  ])
   static exitCodes = exitCodeRows({
     ok: 'every candidate is within tolerance',
     parity: 'a candidate is out of tolerance, or its metric on --eval dropped by more than --max-drop; the report still prints',
@@ -70,7 +48,7 @@ export default class Verify extends AlbertkitCommand {
   }
   static override flags = {
     ...revisionFlag,
-    task: Flags.string({ description: `head of the reference graph, default from config.architectures: ${TASKS.join(', ')}`, helpValue: '<task>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
+    ...taskFlag('head of the reference graph', 'VERIFICATION'),
     golden: Flags.string({ description: 'safetensors of PyTorch outputs to compare against, instead of the fp32 graph (needs --inputs)', helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     inputs: Flags.string({ description: 'safetensors of input_ids, attention_mask, token_type_ids to run on', exclusive: ['text', 'text-file'], helpValue: '<file>', helpGroup: 'VERIFICATION' satisfies FlagGroup }),
     ...textFlags,
@@ -79,25 +57,20 @@ export default class Verify extends AlbertkitCommand {
     ...evalFlags,
     ...recipeFlag,
   }
-  static override enableJsonFlag = true
 
   async run(): Promise<unknown> {
-    const parsed = await this.parse(Verify)
-    const { args } = parsed
+    const { args, flags, recipe, typed } = await this.parseWithRecipe(Verify)
     const candidates = args.candidates
-    const recipe = parsed.flags.recipe ? readRecipe(parsed.flags.recipe) : undefined
-    const flags = withRecipe(parsed, recipe, Verify.flags)
     // Flag values are checked before any file is read: a bad one is a usage error (exit code 2).
-    const typed = parsed as unknown as ParsedFlags<Record<string, unknown>>
     const settings = this.usage(() => {
       checkRandomInputFlags(typed, flags)
       if (flags.golden && !flags.inputs) throw new UserError(`${flags.golden}: goldens need the inputs they were computed on (--inputs)`)
       checkVerifyFlags(typed, flags, isOnnxReference(args.reference) ? args.reference : undefined)
-      if (flags.task && !(TASKS as readonly string[]).includes(flags.task)) throw new UserError(`unknown task '${flags.task}' (choose one of ${TASKS.join(', ')})`)
+      checkTask(flags.task)
       const evalRequest = evalRequestFrom(flags)
       return { spec: inputSpecFrom(flags, sequenceSource(typed, recipe)), thresholds: thresholdsWith(recipe, thresholdsFrom(flags)), cache: revisionOf(args.reference, typed, flags, recipe), ...(evalRequest ? { eval: evalRequest } : {}) }
     })
-    const text = flags['text-file'] !== undefined ? textsFrom(flags) : this.usage(() => textsFrom(flags))
+    const text = textsFrom(flags)
     const progress = this.progress(flags)
     const report = await verify({
       checkpoint: args.reference,

@@ -77,6 +77,21 @@ abstract class IndexScorer extends Scorer {
   key(i: number) {
     return this.lines.get(i)
   }
+
+  differs(i: number, other: this) {
+    return this.pred.get(i) !== other.pred.get(i)
+  }
+
+  correct(i: number) {
+    return this.pred.get(i) === this.gold.get(i)
+  }
+
+  /** examples whose prediction is the gold index */
+  protected correctCount(): number {
+    let correct = 0
+    for (let i = 0; i < this.count; i++) if (this.correct(i)) correct++
+    return correct
+  }
 }
 
 export class ClassificationScorer extends IndexScorer {
@@ -153,17 +168,7 @@ export class ClassificationScorer extends IndexScorer {
 
   metrics() {
     const [accuracy, macro_f1] = this.values()
-    let correct = 0
-    for (let i = 0; i < this.count; i++) if (this.correct(i)) correct++
-    return { accuracy: accuracy!, macro_f1: macro_f1!, correct, total: this.count }
-  }
-
-  differs(i: number, other: ClassificationScorer) {
-    return this.pred.get(i) !== other.pred.get(i)
-  }
-
-  correct(i: number) {
-    return this.pred.get(i) === this.gold.get(i)
+    return { accuracy: accuracy!, macro_f1: macro_f1!, correct: this.correctCount(), total: this.count }
   }
 
   prediction(i: number) {
@@ -466,15 +471,8 @@ export class ChoiceScorer extends IndexScorer {
   readonly task = 'multiple-choice'
   readonly dropMetrics = ['accuracy']
 
-  private right(): [number, number] {
-    let correct = 0
-    for (let i = 0; i < this.count; i++) if (this.correct(i)) correct++
-    return [correct, this.count]
-  }
-
   values(): number[] {
-    const [c, n] = this.right()
-    return [c / n]
+    return [this.correctCount() / this.count]
   }
 
   dropAccumulator(candidate: ChoiceScorer): DropAccumulator {
@@ -482,16 +480,8 @@ export class ChoiceScorer extends IndexScorer {
   }
 
   metrics() {
-    const [correct, total] = this.right()
-    return { accuracy: correct / total, correct, total }
-  }
-
-  differs(i: number, other: ChoiceScorer) {
-    return this.pred.get(i) !== other.pred.get(i)
-  }
-
-  correct(i: number) {
-    return this.pred.get(i) === this.gold.get(i)
+    const correct = this.correctCount()
+    return { accuracy: correct / this.count, correct, total: this.count }
   }
 
   prediction(i: number) {

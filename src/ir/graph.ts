@@ -156,23 +156,26 @@ export class Value {
   }
 }
 
-export enum AttrType {
-  UNDEFINED = 0,
-  FLOAT = 1,
-  INT = 2,
-  STRING = 3,
-  TENSOR = 4,
-  GRAPH = 5,
-  FLOATS = 6,
-  INTS = 7,
-  STRINGS = 8,
-  TENSORS = 9,
-  GRAPHS = 10,
-  SPARSE_TENSOR = 11,
-  SPARSE_TENSORS = 12,
-  TYPE_PROTO = 13,
-  TYPE_PROTOS = 14,
-}
+/** AttributeProto.AttributeType, numbered as ONNX numbers them. */
+export const AttrType = {
+  UNDEFINED: 0,
+  FLOAT: 1,
+  INT: 2,
+  STRING: 3,
+  TENSOR: 4,
+  GRAPH: 5,
+  FLOATS: 6,
+  INTS: 7,
+  STRINGS: 8,
+  TENSORS: 9,
+  GRAPHS: 10,
+  SPARSE_TENSOR: 11,
+  SPARSE_TENSORS: 12,
+  TYPE_PROTO: 13,
+  TYPE_PROTOS: 14,
+} as const
+
+export type AttrType = (typeof AttrType)[keyof typeof AttrType]
 
 export interface Attribute {
   name: string

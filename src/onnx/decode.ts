@@ -76,43 +76,18 @@ class Decoder {
     m.opsetImports = []
     let graphReader: ProtoReader | undefined
     const unknown: Unknown = []
-    while (!r.done) {
-      const start = r.pos
-      const [field, wire] = r.tag()
-      switch (field) {
-        case 1:
-          m.irVersion = Number(r.int64())
-          break
-        case 2:
-          m.producerName = r.string()
-          break
-        case 3:
-          m.producerVersion = r.string()
-          break
-        case 4:
-          m.domain = r.string()
-          break
-        case 5:
-          m.modelVersion = r.int64()
-          break
-        case 6:
-          m.docString = r.string()
-          break
-        case 7:
-          graphReader = r.message()
-          break
-        case 8:
-          m.opsetImports.push(this.opset(r.message()))
-          break
-        case 14:
-          m.metadataProps.push(stringPair(r.message()))
-          break
-        case 25:
-          m.functions.push(r.bytes())
-          break
-        default:
-          unknown.push(r.skip(wire, start))
-      }
+    while (r.nextField()) {
+      if (r.field === 1) m.irVersion = Number(r.int64())
+      else if (r.field === 2) m.producerName = r.string()
+      else if (r.field === 3) m.producerVersion = r.string()
+      else if (r.field === 4) m.domain = r.string()
+      else if (r.field === 5) m.modelVersion = r.int64()
+      else if (r.field === 6) m.docString = r.string()
+      else if (r.field === 7) graphReader = r.message()
+      else if (r.field === 8) m.opsetImports.push(this.opset(r.message()))
+      else if (r.field === 14) m.metadataProps.push(stringPair(r.message()))
+      else if (r.field === 25) m.functions.push(r.bytes())
+      else unknown.push(r.skipField())
     }
     if (!graphReader) throw new DecodeError('the model has no graph')
     m.graph = this.graph(graphReader, undefined)
@@ -123,12 +98,10 @@ class Decoder {
   private opset(r: ProtoReader): { domain: string; version: number } {
     let domain = ''
     let version = 0
-    while (!r.done) {
-      const start = r.pos
-      const [field, wire] = r.tag()
-      if (field === 1) domain = r.string()
-      else if (field === 2) version = Number(r.int64())
-      else r.skip(wire, start)
+    while (r.nextField()) {
+      if (r.field === 1) domain = r.string()
+      else if (r.field === 2) version = Number(r.int64())
+      else r.skipField()
     }
     return { domain, version }
   }
@@ -145,19 +118,17 @@ class Decoder {
     const metadata: StringPair[] = []
     /** GraphProto's repeated message fields, read after the scan: node, initializer, input, output, value_info. */
     const messages: Record<number, ProtoReader[]> = { 1: nodeReaders, 5: inits, 11: inputs, 12: outputs, 13: infos }
-    while (!r.done) {
-      const start = r.pos
-      const [field, wire] = r.tag()
-      if (this.overLimit(field)) {
-        r.skip(wire, start)
+    while (r.nextField()) {
+      if (this.overLimit(r.field)) {
+        r.skipField()
         continue
       }
-      const repeated = messages[field]
+      const repeated = messages[r.field]
       if (repeated) repeated.push(r.message())
-      else if (field === 2) g.name = r.string()
-      else if (field === 10) g.docString = r.string()
-      else if (field === 16) metadata.push(stringPair(r.message()))
-      else unknown.push(r.skip(wire, start))
+      else if (r.field === 2) g.name = r.string()
+      else if (r.field === 10) g.docString = r.string()
+      else if (r.field === 16) metadata.push(stringPair(r.message()))
+      else unknown.push(r.skipField())
     }
     if (this.entries > MAX_GRAPH_ENTRIES) throw this.tooLarge()
     if (unknown.length) g.unknown = unknown
@@ -225,40 +196,17 @@ class Decoder {
     let unknown: Unknown | undefined
     let metadata: StringPair[] | undefined
     let attrReaders: ProtoReader[] | undefined
-    while (!r.done) {
-      const start = r.pos
-      const [field, wire] = r.tag()
-      switch (field) {
-        case 1:
-          inputNames.push(r.string())
-          break
-        case 2:
-          outputNames.push(r.string())
-          break
-        case 3:
-          node.name = r.string()
-          break
-        case 4:
-          node.opType = r.string()
-          break
-        case 5:
-          ;(attrReaders ??= []).push(r.message())
-          break
-        case 6:
-          node.docString = r.string()
-          break
-        case 7:
-          node.domain = r.string()
-          break
-        case 8:
-          node.overload = r.string()
-          break
-        case 9:
-          ;(metadata ??= []).push(stringPair(r.message()))
-          break
-        default:
-          ;(unknown ??= []).push(r.skip(wire, start))
-      }
+    while (r.nextField()) {
+      if (r.field === 1) inputNames.push(r.string())
+      else if (r.field === 2) outputNames.push(r.string())
+      else if (r.field === 3) node.name = r.string()
+      else if (r.field === 4) node.opType = r.string()
+      else if (r.field === 5) (attrReaders ??= []).push(r.message())
+      else if (r.field === 6) node.docString = r.string()
+      else if (r.field === 7) node.domain = r.string()
+      else if (r.field === 8) node.overload = r.string()
+      else if (r.field === 9) (metadata ??= []).push(stringPair(r.message()))
+      else (unknown ??= []).push(r.skipField())
     }
     if (!node.opType) throw new DecodeError(`node '${node.name}' has no op_type`)
     if (unknown) node.unknown = unknown
@@ -282,55 +230,22 @@ class Decoder {
   private attribute(r: ProtoReader, g: Graph): Attribute {
     const a: Attribute = { name: '', type: AttrType.UNDEFINED }
     const unknown: Unknown = []
-    while (!r.done) {
-      const start = r.pos
-      const [field, wire] = r.tag()
-      switch (field) {
-        case 1:
-          a.name = r.string()
-          break
-        case 2:
-          a.f = r.fixed32Float()
-          break
-        case 3:
-          a.i = r.int64()
-          break
-        case 4:
-          a.s = r.bytes()
-          break
-        case 5:
-          a.t = this.attrTensor(r.message())
-          break
-        case 6:
-          a.g = this.graph(r.message(), g)
-          break
-        case 7:
-          readFloats(r, wire, (a.floats ??= []))
-          break
-        case 8:
-          readInt64s(r, wire, (a.ints ??= []))
-          break
-        case 9:
-          ;(a.strings ??= []).push(r.bytes())
-          break
-        case 10:
-          ;(a.tensors ??= []).push(this.attrTensor(r.message()))
-          break
-        case 11:
-          ;(a.graphs ??= []).push(this.graph(r.message(), g))
-          break
-        case 13:
-          a.docString = r.string()
-          break
-        case 20:
-          a.type = Number(r.int64())
-          break
-        case 21:
-          a.refAttrName = r.string()
-          break
-        default:
-          unknown.push(r.skip(wire, start))
-      }
+    while (r.nextField()) {
+      if (r.field === 1) a.name = r.string()
+      else if (r.field === 2) a.f = r.fixed32Float()
+      else if (r.field === 3) a.i = r.int64()
+      else if (r.field === 4) a.s = r.bytes()
+      else if (r.field === 5) a.t = this.attrTensor(r.message())
+      else if (r.field === 6) a.g = this.graph(r.message(), g)
+      else if (r.field === 7) readFloats(r, r.wire, (a.floats ??= []))
+      else if (r.field === 8) readInt64s(r, r.wire, (a.ints ??= []))
+      else if (r.field === 9) (a.strings ??= []).push(r.bytes())
+      else if (r.field === 10) (a.tensors ??= []).push(this.attrTensor(r.message()))
+      else if (r.field === 11) (a.graphs ??= []).push(this.graph(r.message(), g))
+      else if (r.field === 13) a.docString = r.string()
+      else if (r.field === 20) a.type = Number(r.int64()) as AttrType // as read: a type number this reader does not know is written back unchanged
+      else if (r.field === 21) a.refAttrName = r.string()
+      else unknown.push(r.skipField())
     }
     if (unknown.length) a.unknown = unknown
     if (a.type === AttrType.UNDEFINED) a.type = inferAttrType(a)
@@ -364,59 +279,28 @@ class Decoder {
     const doubles: number[] = []
     const uint64s: Int[] = []
     const strings: Uint8Array[] = []
-    while (!r.done) {
-      const start = r.pos
-      const [field, wire] = r.tag()
-      switch (field) {
-        case 1:
-          readInt64s(r, wire, dims)
-          break
-        case 2:
-          dtype = Number(r.int64())
-          break
-        case 4:
-          if (wire === WIRE_LEN) floatData.push(r.bytes())
-          else floatSingles.push(r.fixed32Float())
-          break
-        case 5:
-          readInt64s(r, wire, int32s)
-          break
-        case 6:
-          strings.push(r.bytes())
-          break
-        case 7:
-          readInt64s(r, wire, int64s)
-          break
-        case 8:
-          name = r.string()
-          break
-        case 9:
-          raw = r.bytes()
-          break
-        case 10:
-          if (wire === WIRE_LEN) {
-            const sub = r.message()
-            while (!sub.done) doubles.push(sub.fixed64Double())
-          } else doubles.push(r.fixed64Double())
-          break
-        case 11:
-          readInt64s(r, wire, uint64s)
-          break
-        case 12:
-          docString = r.string()
-          break
-        case 13:
-          external.push(stringPair(r.message()))
-          break
-        case 14:
-          location = Number(r.int64())
-          break
-        case 16:
-          metadataProps.push(stringPair(r.message()))
-          break
-        default:
-          unknown.push(r.skip(wire, start))
-      }
+    while (r.nextField()) {
+      if (r.field === 1) readInt64s(r, r.wire, dims)
+      else if (r.field === 2) dtype = Number(r.int64())
+      else if (r.field === 4) {
+        if (r.wire === WIRE_LEN) floatData.push(r.bytes())
+        else floatSingles.push(r.fixed32Float())
+      } else if (r.field === 5) readInt64s(r, r.wire, int32s)
+      else if (r.field === 6) strings.push(r.bytes())
+      else if (r.field === 7) readInt64s(r, r.wire, int64s)
+      else if (r.field === 8) name = r.string()
+      else if (r.field === 9) raw = r.bytes()
+      else if (r.field === 10) {
+        if (r.wire === WIRE_LEN) {
+          const sub = r.message()
+          while (!sub.done) doubles.push(sub.fixed64Double())
+        } else doubles.push(r.fixed64Double())
+      } else if (r.field === 11) readInt64s(r, r.wire, uint64s)
+      else if (r.field === 12) docString = r.string()
+      else if (r.field === 13) external.push(stringPair(r.message()))
+      else if (r.field === 14) location = Number(r.int64())
+      else if (r.field === 16) metadataProps.push(stringPair(r.message()))
+      else unknown.push(r.skipField())
     }
     const label = name ? `tensor '${name}'` : 'a tensor'
     const shape = dims.map((d) => {
@@ -542,14 +426,12 @@ interface ValueInfo {
 
 function valueInfo(r: ProtoReader): ValueInfo {
   const info: ValueInfo = { name: '' }
-  while (!r.done) {
-    const start = r.pos
-    const [field, wire] = r.tag()
-    if (field === 1) info.name = r.string()
-    else if (field === 2) info.type = typeProto(r.message())
-    else if (field === 3) info.docString = r.string()
-    else if (field === 4) (info.metadataProps ??= []).push(stringPair(r.message()))
-    else r.skip(wire, start)
+  while (r.nextField()) {
+    if (r.field === 1) info.name = r.string()
+    else if (r.field === 2) info.type = typeProto(r.message())
+    else if (r.field === 3) info.docString = r.string()
+    else if (r.field === 4) (info.metadataProps ??= []).push(stringPair(r.message()))
+    else r.skipField()
   }
   if (!info.name) throw new DecodeError('a graph input, output or value_info has no name')
   return info
@@ -566,31 +448,27 @@ function typeProto(r: ProtoReader): ValueType {
   const whole = r.buf.subarray(r.pos, r.end)
   const t: ValueType = {}
   let exotic = false
-  while (!r.done) {
-    const start = r.pos
-    const [field, wire] = r.tag()
-    if (field === 1) {
+  while (r.nextField()) {
+    if (r.field === 1) {
       const tr = r.message()
       let elemType = DataType.UNDEFINED
       let shape: Dim[] | undefined
-      while (!tr.done) {
-        const s2 = tr.pos
-        const [f2, w2] = tr.tag()
-        if (f2 === 1) elemType = Number(tr.int64())
-        else if (f2 === 2) {
+      while (tr.nextField()) {
+        if (tr.field === 1) elemType = Number(tr.int64())
+        else if (tr.field === 2) {
           const parsed = shapeProto(tr.message())
           shape = parsed.dims
           if (parsed.exotic) exotic = true
         } else {
-          tr.skip(w2, s2)
+          tr.skipField()
           exotic = true
         }
       }
       t.tensor = shape ? { elemType, shape } : { elemType }
-    } else if (field === 6) {
+    } else if (r.field === 6) {
       t.denotation = r.string()
     } else {
-      r.skip(wire, start)
+      r.skipField()
       exotic = true
     }
   }
@@ -601,23 +479,19 @@ function typeProto(r: ProtoReader): ValueType {
 function shapeProto(r: ProtoReader): { dims: Dim[]; exotic: boolean } {
   const dims: Dim[] = []
   let exotic = false
-  while (!r.done) {
-    const start = r.pos
-    const [field, wire] = r.tag()
-    if (field !== 1) {
-      r.skip(wire, start)
+  while (r.nextField()) {
+    if (r.field !== 1) {
+      r.skipField()
       exotic = true
       continue
     }
     const dr = r.message()
     let dim: Dim = null
-    while (!dr.done) {
-      const s2 = dr.pos
-      const [f2, w2] = dr.tag()
-      if (f2 === 1) dim = Number(dr.int64())
-      else if (f2 === 2) dim = dr.string()
+    while (dr.nextField()) {
+      if (dr.field === 1) dim = Number(dr.int64())
+      else if (dr.field === 2) dim = dr.string()
       else {
-        dr.skip(w2, s2)
+        dr.skipField()
         exotic = true
       }
     }
@@ -629,12 +503,10 @@ function shapeProto(r: ProtoReader): { dims: Dim[]; exotic: boolean } {
 function stringPair(r: ProtoReader): StringPair {
   let key = ''
   let value = ''
-  while (!r.done) {
-    const start = r.pos
-    const [field, wire] = r.tag()
-    if (field === 1) key = r.string()
-    else if (field === 2) value = r.string()
-    else r.skip(wire, start)
+  while (r.nextField()) {
+    if (r.field === 1) key = r.string()
+    else if (r.field === 2) value = r.string()
+    else r.skipField()
   }
   return { key, value }
 }

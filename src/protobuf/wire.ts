@@ -21,6 +21,11 @@ export class ProtoReader {
   readonly buf: Uint8Array
   pos: number
   readonly end: number
+  /** The number and wire type of the field whose tag was read last (`nextField`, `tag`). */
+  field = 0
+  wire = 0
+  /** Where that field's tag starts. */
+  private fieldStart = 0
 
   constructor(buf: Uint8Array, start = 0, end = buf.byteLength) {
     this.buf = buf
@@ -32,12 +37,35 @@ export class ProtoReader {
     return this.pos >= this.end
   }
 
+  /**
+   * Move to the message's next field: false at its end, else true with `field` and `wire` set. The
+   * caller then reads the value, or passes it over with `skipField`:
+   * `while (r.nextField()) { if (r.field === 1) name = r.string() ... else r.skipField() }`.
+   */
+  nextField(): boolean {
+    if (this.pos >= this.end) return false
+    this.readTag()
+    return true
+  }
+
+  /** Pass over the value of the field `nextField` moved to; returns the whole field's raw bytes, tag included. */
+  skipField(): Uint8Array {
+    return this.skip(this.wire, this.fieldStart)
+  }
+
   /** The next field's tag as [field number, wire type]. */
   tag(): [number, number] {
+    this.readTag()
+    return [this.field, this.wire]
+  }
+
+  private readTag(): void {
+    this.fieldStart = this.pos
     const t = this.uint32()
     const field = Math.floor(t / 8)
     if (field === 0 || field > 0x1fffffff) throw new WireError(`invalid field number ${field} at byte ${this.pos}`)
-    return [field, t % 8]
+    this.field = field
+    this.wire = t % 8
   }
 
   /** An unsigned varint that must fit in 2^53 (lengths, tags). */

@@ -17,8 +17,8 @@ import { LIMITS, boundTokenizerWork, checkTokenizerConfig, checkTokenizerJson } 
 import { statOrFail } from '../util/read.js'
 import { isFile } from '../util/paths.js'
 
-export { tokenizerFilesFromSentencepiece, albertTokenizerFiles, parseSentencepiece, readSentencepiece, PieceType } from './sentencepiece.js'
-export type { AlbertTokenizerOptions, TokenizerFiles, SentencePieceModel, Piece } from './sentencepiece.js'
+export { tokenizerFilesFromSentencepiece, albertTokenizerFiles, parseSentencepiece, readSentencepiece } from './sentencepiece.js'
+export type { AlbertTokenizerOptions, TokenizerFiles, SentencePieceModel, Piece, PieceType } from './sentencepiece.js'
 export { LIMITS } from './limits.js'
 
 /** Files that hold a tokenizer, in order of preference. */

@@ -112,42 +112,41 @@ class Checker {
     return type
   }
 
-  /** A Sequence's steps (`node[key]`), each checked by `step`, nested at most LIMITS.sequenceDepth deep. */
-  private sequence(node: Record<string, unknown>, key: string, where: string, depth: number, step: (s: unknown, at: string) => void): void {
+  /** A Replace step: what it finds, and the text it writes in its place. */
+  private replace(node: Json, where: string): void {
+    this.pattern(node.pattern, `${where}.pattern`)
+    this.replacement(node.content, `${where}.content`)
+  }
+
+  /**
+   * One normalizer or pre-tokenizer step: null (none), or an object whose type is one of `known`.
+   * A Sequence's steps (`node[key]`) are each checked by `each`, nested at most
+   * LIMITS.sequenceDepth deep. The object is returned for its own fields to be checked; for null
+   * and a Sequence there is nothing left to check.
+   */
+  private step(v: unknown, where: string, known: readonly string[], key: string, depth: number, each: (s: unknown, at: string) => void): Json | undefined {
+    if (v === null) return undefined
+    const node = this.object(v, where)
+    if (this.type(node, where, known) !== 'Sequence') return node
     if (depth >= LIMITS.sequenceDepth) this.problem(where, `nests Sequences more than ${LIMITS.sequenceDepth} deep`)
-    this.array(node[key], `${where}.${key}`, LIMITS.sequenceSteps).forEach((s, i) => step(s, `${where}.${key}[${i}]`))
+    this.array(node[key], `${where}.${key}`, LIMITS.sequenceSteps).forEach((s, i) => each(s, `${where}.${key}[${i}]`))
+    return undefined
   }
 
   normalizer(v: unknown, where: string, depth = 0): void {
-    if (v === null) return
-    const n = this.object(v, where)
-    switch (this.type(n, where, NORMALIZERS)) {
-      case 'Sequence':
-        this.sequence(n, 'normalizers', where, depth, (s, at) => this.normalizer(s, at, depth + 1))
-        break
-      case 'Replace':
-        this.pattern(n.pattern, `${where}.pattern`)
-        this.replacement(n.content, `${where}.content`)
-        break
-      case 'Prepend':
-        this.replacement(n.prepend, `${where}.prepend`)
-        break
-    }
+    const n = this.step(v, where, NORMALIZERS, 'normalizers', depth, (s, at) => this.normalizer(s, at, depth + 1))
+    if (n?.type === 'Replace') this.replace(n, where)
+    else if (n?.type === 'Prepend') this.replacement(n.prepend, `${where}.prepend`)
   }
 
   preTokenizer(v: unknown, where: string, depth = 0): void {
-    if (v === null) return
-    const p = this.object(v, where)
-    switch (this.type(p, where, PRE_TOKENIZERS)) {
-      case 'Sequence':
-        this.sequence(p, 'pretokenizers', where, depth, (s, at) => this.preTokenizer(s, at, depth + 1))
-        break
+    const p = this.step(v, where, PRE_TOKENIZERS, 'pretokenizers', depth, (s, at) => this.preTokenizer(s, at, depth + 1))
+    switch (p?.type) {
       case 'Split':
         this.pattern(p.pattern, `${where}.pattern`)
         break
       case 'Replace':
-        this.pattern(p.pattern, `${where}.pattern`)
-        this.replacement(p.content, `${where}.content`)
+        this.replace(p, where)
         break
       case 'Metaspace':
         this.replacement(p.replacement, `${where}.replacement`)

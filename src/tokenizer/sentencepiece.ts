@@ -15,15 +15,18 @@ import { LIMITS, trieNodes } from './limits.js'
 import { UserError, describe, fail } from '../util/errors.js'
 import { printable } from '../util/printable.js'
 
-/** SentencePiece.Type in sentencepiece_model.proto. */
-export enum PieceType {
-  NORMAL = 1,
-  UNKNOWN = 2,
-  CONTROL = 3,
-  USER_DEFINED = 4,
-  UNUSED = 5,
-  BYTE = 6,
-}
+/** SentencePiece.Type in sentencepiece_model.proto: each type's name, by its number. */
+const PIECE_TYPES = {
+  1: 'NORMAL',
+  2: 'UNKNOWN',
+  3: 'CONTROL',
+  4: 'USER_DEFINED',
+  5: 'UNUSED',
+  6: 'BYTE',
+} as const
+
+/** A piece's type, by its name in sentencepiece_model.proto. */
+export type PieceType = (typeof PIECE_TYPES)[keyof typeof PIECE_TYPES]
 
 /** TrainerSpec.ModelType. */
 const MODEL_TYPES: Record<number, string> = { 1: 'unigram', 2: 'BPE', 3: 'word', 4: 'char' }
@@ -92,22 +95,20 @@ export function parseSentencepiece(bytes: Uint8Array, file: string): SentencePie
   const seen = new Set<number>()
   try {
     const r = new ProtoReader(bytes)
-    while (!r.done) {
-      const start = r.pos
-      const [field, wire] = r.tag()
-      seen.add(field)
-      if (field === 1) {
-        rd.expect(wire, WIRE_LEN, 'a piece')
+    while (r.nextField()) {
+      seen.add(r.field)
+      if (r.field === 1) {
+        rd.expect(r.wire, WIRE_LEN, 'a piece')
         if (model.pieces.length === LIMITS.vocabEntries) fail(file, `has more than ${LIMITS.vocabEntries} pieces, the most albertkit loads`)
         model.pieces.push(readPiece(r.message(), rd, model.pieces.length))
-      } else if (field === 2) {
-        rd.expect(wire, WIRE_LEN, 'trainer_spec')
+      } else if (r.field === 2) {
+        rd.expect(r.wire, WIRE_LEN, 'trainer_spec')
         readTrainerSpec(r.message(), rd, model.trainer)
-      } else if (field === 3) {
-        rd.expect(wire, WIRE_LEN, 'normalizer_spec')
+      } else if (r.field === 3) {
+        rd.expect(r.wire, WIRE_LEN, 'normalizer_spec')
         readNormalizerSpec(r.message(), rd, model.normalizer)
       } else {
-        r.skip(wire, start) // self_test_data, denormalizer_spec, extensions
+        r.skipField() // self_test_data, denormalizer_spec, extensions
       }
     }
   } catch (e) {
@@ -126,82 +127,61 @@ export function parseSentencepiece(bytes: Uint8Array, file: string): SentencePie
 function readPiece(r: ProtoReader, rd: SpmReader, index: number): Piece {
   let piece: string | undefined
   let score = 0
-  let type = PieceType.NORMAL
-  while (!r.done) {
-    const start = r.pos
-    const [field, wire] = r.tag()
-    if (field === 1) {
-      rd.expect(wire, WIRE_LEN, `piece ${index}`)
+  let type = 1 // NORMAL
+  while (r.nextField()) {
+    if (r.field === 1) {
+      rd.expect(r.wire, WIRE_LEN, `piece ${index}`)
       piece = rd.string(r, `piece ${index}`)
-    } else if (field === 2) {
-      rd.expect(wire, WIRE_I32, `the score of piece ${index}`)
+    } else if (r.field === 2) {
+      rd.expect(r.wire, WIRE_I32, `the score of piece ${index}`)
       score = r.fixed32Float()
-    } else if (field === 3) {
-      rd.expect(wire, WIRE_VARINT, `the type of piece ${index}`)
+    } else if (r.field === 3) {
+      rd.expect(r.wire, WIRE_VARINT, `the type of piece ${index}`)
       type = r.int32()
-    } else r.skip(wire, start)
+    } else r.skipField()
   }
   if (piece === undefined) rd.problem(`piece ${index} has no text`)
   if (piece.length > LIMITS.pieceChars) fail(rd.file, `piece ${index} is ${piece.length} characters long, more than the ${LIMITS.pieceChars} albertkit loads`)
   if (!Number.isFinite(score)) rd.problem(`piece ${index} ('${printable(piece)}') has score ${score}`)
-  if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) rd.problem(`piece ${index} ('${printable(piece)}') has unknown type ${type}`)
-  return { piece, score, type }
+  const name = (PIECE_TYPES as Readonly<Record<number, PieceType | undefined>>)[type]
+  if (name === undefined) rd.problem(`piece ${index} ('${printable(piece)}') has unknown type ${type}`)
+  return { piece, score, type: name }
 }
 
 function readTrainerSpec(r: ProtoReader, rd: SpmReader, t: SentencePieceModel['trainer']): void {
-  const int = (wire: number, name: string) => {
-    rd.expect(wire, WIRE_VARINT, `trainer_spec.${name}`)
+  const int = (name: string) => {
+    rd.expect(r.wire, WIRE_VARINT, `trainer_spec.${name}`)
     return r.int32()
   }
-  while (!r.done) {
-    const start = r.pos
-    const [field, wire] = r.tag()
-    switch (field) {
-      case 3:
-        t.modelType = int(wire, 'model_type')
-        break
-      case 4:
-        t.vocabSize = int(wire, 'vocab_size')
-        break
-      case 35:
-        rd.expect(wire, WIRE_VARINT, 'trainer_spec.byte_fallback')
-        t.byteFallback = r.bool()
-        break
-      case 40:
-        t.unkId = int(wire, 'unk_id')
-        break
-      case 41:
-        t.bosId = int(wire, 'bos_id')
-        break
-      case 42:
-        t.eosId = int(wire, 'eos_id')
-        break
-      case 43:
-        t.padId = int(wire, 'pad_id')
-        break
-      default:
-        r.skip(wire, start)
-    }
+  while (r.nextField()) {
+    if (r.field === 3) t.modelType = int('model_type')
+    else if (r.field === 4) t.vocabSize = int('vocab_size')
+    else if (r.field === 35) {
+      rd.expect(r.wire, WIRE_VARINT, 'trainer_spec.byte_fallback')
+      t.byteFallback = r.bool()
+    } else if (r.field === 40) t.unkId = int('unk_id')
+    else if (r.field === 41) t.bosId = int('bos_id')
+    else if (r.field === 42) t.eosId = int('eos_id')
+    else if (r.field === 43) t.padId = int('pad_id')
+    else r.skipField()
   }
 }
 
 function readNormalizerSpec(r: ProtoReader, rd: SpmReader, n: SentencePieceModel['normalizer']): void {
-  while (!r.done) {
-    const start = r.pos
-    const [field, wire] = r.tag()
-    if (field === 1) {
-      rd.expect(wire, WIRE_LEN, 'normalizer_spec.name')
+  while (r.nextField()) {
+    if (r.field === 1) {
+      rd.expect(r.wire, WIRE_LEN, 'normalizer_spec.name')
       n.name = rd.string(r, 'normalizer_spec.name')
-    } else if (field === 2) {
-      rd.expect(wire, WIRE_LEN, 'normalizer_spec.precompiled_charsmap')
+    } else if (r.field === 2) {
+      rd.expect(r.wire, WIRE_LEN, 'normalizer_spec.precompiled_charsmap')
       n.precompiledCharsmap = r.bytes()
-    } else if (field === 3 || field === 4 || field === 5) {
-      rd.expect(wire, WIRE_VARINT, `normalizer_spec field ${field}`)
+    } else if (r.field === 3 || r.field === 4 || r.field === 5) {
+      rd.expect(r.wire, WIRE_VARINT, `normalizer_spec field ${r.field}`)
       const v = r.bool()
-      if (field === 3) n.addDummyPrefix = v
-      else if (field === 4) n.removeExtraWhitespaces = v
+      if (r.field === 3) n.addDummyPrefix = v
+      else if (r.field === 4) n.removeExtraWhitespaces = v
       else n.escapeWhitespaces = v
-    } else r.skip(wire, start)
+    } else r.skipField()
   }
 }
 
@@ -224,12 +204,12 @@ function check(m: SentencePieceModel, rd: SpmReader): void {
   // user-defined pieces as added tokens.
   const nodes = trieNodes(m.pieces.map((p) => p.piece))
   if (nodes > LIMITS.trieNodes) fail(rd.file, `its pieces spell ${nodes} distinct prefixes, more than the ${LIMITS.trieNodes} albertkit loads`)
-  const added = m.pieces.filter((p) => p.type === PieceType.CONTROL || p.type === PieceType.USER_DEFINED)
+  const added = m.pieces.filter((p) => p.type === 'CONTROL' || p.type === 'USER_DEFINED')
   if (added.length > LIMITS.addedTokens) fail(rd.file, `has ${added.length} control and user-defined pieces, more than the ${LIMITS.addedTokens} albertkit loads`)
   const long = added.find((p) => p.piece.length > LIMITS.addedTokenChars)
   if (long) fail(rd.file, `control or user-defined piece '${printable(long.piece, 40)}' is ${long.piece.length} characters long, more than ${LIMITS.addedTokenChars}`)
   const unk = m.trainer.unkId
-  const unknowns = m.pieces.flatMap((p, i) => (p.type === PieceType.UNKNOWN ? [i] : []))
+  const unknowns = m.pieces.flatMap((p, i) => (p.type === 'UNKNOWN' ? [i] : []))
   if (unknowns.length !== 1) rd.problem(`${unknowns.length} pieces have type UNKNOWN, expected exactly 1`)
   if (unknowns[0] !== unk) rd.problem(`trainer_spec.unk_id is ${unk} but the UNKNOWN piece is ${unknowns[0]}`)
   const charsmap = m.normalizer.precompiledCharsmap
@@ -301,8 +281,8 @@ export function albertTokenizerFiles(m: SentencePieceModel, file: string, opts: 
   // named special tokens; only user-defined pieces that are not named special tokens stay non-special.
   const addedTokens = m.pieces.flatMap((p, id) => {
     const isNamed = special.has(p.piece)
-    if (!isNamed && p.type !== PieceType.CONTROL && p.type !== PieceType.USER_DEFINED) return []
-    return [{ id, content: p.piece, single_word: false, lstrip: false, rstrip: false, normalized: false, special: isNamed || p.type !== PieceType.USER_DEFINED }]
+    if (!isNamed && p.type !== 'CONTROL' && p.type !== 'USER_DEFINED') return []
+    return [{ id, content: p.piece, single_word: false, lstrip: false, rstrip: false, normalized: false, special: isNamed || p.type !== 'USER_DEFINED' }]
   })
 
   const normalizers: Record<string, unknown>[] = [
@@ -365,7 +345,7 @@ export function albertTokenizerFiles(m: SentencePieceModel, file: string, opts: 
   put('cls_token')
   config.do_lower_case = doLowerCase
   put('eos_token')
-  config.extra_special_tokens = m.pieces.filter((p) => p.type === PieceType.CONTROL || p.type === PieceType.USER_DEFINED).map((p) => p.piece)
+  config.extra_special_tokens = m.pieces.filter((p) => p.type === 'CONTROL' || p.type === 'USER_DEFINED').map((p) => p.piece)
   config.keep_accents = keepAccents
   put('mask_token')
   if (opts.modelMaxLength !== undefined) config.model_max_length = opts.modelMaxLength
