@@ -20,14 +20,12 @@ export interface Range {
   max: number
 }
 
-/** Rows of calibration data made when the caller gives none, and their seed. */
-export const CALIBRATION_ROWS = 8
-export const CALIBRATION_SEED = 20_240
 /**
- * The seed of the held-out rows the accuracy guard also judges on (CALIBRATION_ROWS more, never
- * calibrated on), so that what it keeps in float holds on inputs the scales were not fitted to.
+ * Random feeds made when the caller gives none: `rows` rows from `seed`; and as many held-out rows
+ * from `holdoutSeed` that the accuracy guard also judges on (never calibrated on), so that what it
+ * keeps in float holds on inputs the scales were not fitted to.
  */
-export const HOLDOUT_SEED = 30_240
+const RANDOM_FEEDS = { rows: 8, seed: 20_240, holdoutSeed: 30_240 } as const
 
 /** What a calibration run saw: each named value's range, and the model's own outputs (all feeds, rows concatenated). */
 export interface Calibration {
@@ -109,17 +107,17 @@ function rowsOf(t: Tensor, start: number, count: number): Tensor {
  */
 export function holdoutFeeds(g: Graph): Feed[] {
   if (!modelInputs(g).every((v) => RANDOM_INPUTS.has(v.name))) return []
-  return randomFeeds(g, HOLDOUT_SEED)
+  return randomFeeds(g, RANDOM_FEEDS.holdoutSeed)
 }
 
 const RANDOM_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids'])
 
-/** Seeded random token batches shaped like the model's inputs, CALIBRATION_ROWS rows in all. */
-function randomFeeds(g: Graph, seed = CALIBRATION_SEED): Feed[] {
+/** Seeded random token batches shaped like the model's inputs, RANDOM_FEEDS.rows rows in all. */
+function randomFeeds(g: Graph, seed: number = RANDOM_FEEDS.seed): Feed[] {
   const shape = modelInputs(g)[0]?.shape ?? []
-  const batch = typeof shape[0] === 'number' ? shape[0] : CALIBRATION_ROWS
+  const batch = typeof shape[0] === 'number' ? shape[0] : RANDOM_FEEDS.rows
   const feeds: Feed[] = []
-  for (let k = 0; k * batch < CALIBRATION_ROWS; k++) feeds.push(randomModelFeed(g, { batch, seed: seed + k }))
+  for (let k = 0; k * batch < RANDOM_FEEDS.rows; k++) feeds.push(randomModelFeed(g, { batch, seed: seed + k }))
   return feeds
 }
 
