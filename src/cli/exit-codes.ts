@@ -6,6 +6,7 @@ import { UsageError, UserError, describe } from '../util/errors.js'
 import { DecodeError } from '../onnx/decode.js'
 import { fsCause, isSystemError } from '../util/output-guard.js'
 import type { ExitCodeRows } from './help.js'
+import { prose } from './prose.js'
 
 export const EXIT = {
   /** everything done; every model verified within tolerance */
@@ -20,14 +21,22 @@ export const EXIT = {
   internal: 4,
 } as const
 
+const CAUSES = { ok: 'success', parity: 'parity check failed', usage: 'usage', input: 'input/output' } as const
+
 /**
- * A command's EXIT CODES rows for --help: its causes for each code it can end with, in code order;
- * the internal-error row is the same for every command and added here.
+ * A command's EXIT CODES rows for --help, from its causes for each code it can end with, written
+ * as prose: a paragraph a code, opening with the code's name (`ok:`, `parity:`, `usage:`,
+ * `input:`), in code order; the internal-error row is the same for every command and added here.
  */
-export function exitCodeRows(causes: { ok: string; parity?: string; usage: string; input: string }): ExitCodeRows {
-  const rows: [number, string][] = [[EXIT.ok, `success: ${causes.ok}`]]
-  if (causes.parity !== undefined) rows.push([EXIT.parity, `parity check failed: ${causes.parity}`])
-  rows.push([EXIT.usage, `usage: ${causes.usage}`], [EXIT.input, `input/output: ${causes.input}`])
+export function exitCodeRows(causes: string): ExitCodeRows {
+  const rows: [number, string][] = prose(causes)
+    .split('\n\n')
+    .map((p) => {
+      const [, name, text] = /^(\w+): (.*)$/s.exec(p) ?? []
+      if (!name || !(name in CAUSES)) throw new Error(`exit code causes: '${p.slice(0, 40)}' names no exit code`)
+      const kind = name as keyof typeof CAUSES
+      return [EXIT[kind], `${CAUSES[kind]}: ${text}`]
+    })
   rows.push([EXIT.internal, 'internal error: a bug in albertkit (ALBERTKIT_DEBUG=1 prints the stack)'])
   return rows
 }

@@ -20,18 +20,6 @@ export interface HelpTable {
   rows: readonly (readonly [name: string, text: string])[]
 }
 
-/** An example as a command's source gives it: its command line, or what it shows and its command line. */
-export type Example = string | readonly [description: string, line: string]
-
-/**
- * A command's examples for its --help, each command line written as what follows
- * `albertkit <command>`.
- */
-export function examples(command: string, list: readonly Example[]): Command.Example[] {
-  const line = (args: string) => `<%= config.bin %> ${command} ${args}`
-  return list.map((e) => (typeof e === 'string' ? line(e) : { description: e[0], command: line(e[1]) }))
-}
-
 /** Flag groups (a flag's `helpGroup`), in the order --help shows them. */
 export const FLAG_GROUPS = ['OUTPUT', 'CHECKPOINT', 'MODEL', 'GRAPH', 'QUANTIZATION', 'VERIFICATION', 'EVALUATION', 'RECIPE'] as const
 export type FlagGroup = (typeof FLAG_GROUPS)[number]

@@ -12,7 +12,8 @@ import { checkConvertFlags, checkVerbosity, sequenceSource } from '../cli/contra
 import { formatEvalCandidate, formatEvalHeader } from '../pipeline/evaluation.js'
 import { formatPoints } from '../eval/index.js'
 import { verboseFlag } from '../cli/pass-flags.js'
-import { examples, type FlagGroup } from '../cli/help.js'
+import type { FlagGroup } from '../cli/help.js'
+import { examples, prose } from '../cli/prose.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { formatBytes } from '../util/format.js'
 import { folderLines, outputFlags, outputShown, readFiles } from '../cli/output.js'
@@ -21,30 +22,64 @@ import { evalFlags, evalRequestFrom } from '../cli/eval-flags.js'
 
 export default class Convert extends AlbertkitCommand {
   static override summary = 'Build ONNX models from an ALBERT checkpoint.'
-  static override description = [
-    'Reads an ALBERT checkpoint and writes a folder that transformers.js loads as it is. The checkpoint is a Hugging Face folder (config.json with model.safetensors, sharded safetensors or pytorch_model.bin) or an original Google TF1 checkpoint.',
-    'A model in the Hugging Face cache is named by its id (org/name, at --revision) and read where huggingface_hub keeps it (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub); nothing is downloaded.',
-    'The folder holds onnx/model.onnx, built straight from the weights (opset 17, each shared ALBERT tensor stored once); one more model per --precision, or the models of a --target; config.json; the tokenizer files (tokenizer.json made from spiece.model when the checkpoint has none); and report.json.',
-    'The head comes from config.architectures unless --task names one.',
-    'Every model is checked against the fp32 graph, on seeded random inputs or on real text (--text, --text-file), unless --no-verify.',
-    'Progress goes to stderr: one redrawn line on a terminal, plain lines in CI and pipes. The files written, or with --json the report, go to stdout. Nothing is left at the output folder when anything fails.',
-  ].join('\n\n')
+  static override description = prose(`
+    Reads an ALBERT checkpoint and writes a folder that transformers.js loads as it is. The checkpoint
+    is a Hugging Face folder (config.json with model.safetensors, sharded safetensors or
+    pytorch_model.bin) or an original Google TF1 checkpoint.
+
+    A model in the Hugging Face cache is named by its id (org/name, at --revision) and read where
+    huggingface_hub keeps it (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub); nothing is
+    downloaded.
+
+    The folder holds onnx/model.onnx, built straight from the weights (opset 17, each shared ALBERT
+    tensor stored once); one more model per --precision, or the models of a --target; config.json; the
+    tokenizer files (tokenizer.json made from spiece.model when the checkpoint has none); and
+    report.json.
+
+    The head comes from config.architectures unless --task names one.
+
+    Every model is checked against the fp32 graph, on seeded random inputs or on real text (--text,
+    --text-file), unless --no-verify.
+
+    Progress goes to stderr: one redrawn line on a terminal, plain lines in CI and pipes. The files
+    written, or with --json the report, go to stdout. Nothing is left at the output folder when anything
+    fails.
+  `)
   static override usage = '<%= command.id %> CHECKPOINT -o <folder> [FLAGS]'
-  static override examples = examples('convert', [
-    'fixtures/albert-mlm --out build/albert-mlm',
-    './my-albert --out ./onnx-albert --task text-classification',
-    ['Emit fp32 and int8 with int8 held to a tighter cosine, and keep the report for CI:', './my-albert --out build/albert --precision fp32,int8 --cosine 0.9995 --json > report.json'],
-    ['Verify the emitted models on real text, through the checkpoint’s own tokenizer:', 'fixtures/albert-seqcls-text --out build/albert-seqcls --target cpu --text "The library opens at nine."'],
-    ['Convert a model from the Hugging Face cache (as `hf download` left it), at a tag:', 'albert/albert-base-v2 --revision main --out build/albert-base --target cpu'],
-    ['The smallest model whose accuracy on a labelled dev set stays within 1 point of fp32:', './my-albert --out build/albert --precision auto --eval dev.jsonl --max-drop 1'],
-    ['Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the recipe:', './my-albert --out build/albert --recipe albertkit.json --quiet'],
-  ])
-  static exitCodes = exitCodeRows({
-    ok: 'the folder was written and every model is within tolerance',
-    parity: 'a model is out of tolerance, or its metric on --eval dropped by more than --max-drop; the folder and its report.json are still written',
-    usage: 'an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file, an output that --force may not replace; nothing was read or written',
-    input: 'an unreadable, malformed or unsupported checkpoint, a model or revision missing from the Hugging Face cache, a bad --text-file, --calibration or --eval file, an output folder that exists (no --force) or cannot be written; nothing is left at the output',
-  })
+  static override examples = examples('convert', `
+    fixtures/albert-mlm --out build/albert-mlm
+
+    ./my-albert --out ./onnx-albert --task text-classification
+
+    Emit fp32 and int8 with int8 held to a tighter cosine, and keep the report for CI:
+    ./my-albert --out build/albert --precision fp32,int8 --cosine 0.9995 --json > report.json
+
+    Verify the emitted models on real text, through the checkpoint’s own tokenizer:
+    fixtures/albert-seqcls-text --out build/albert-seqcls --target cpu --text "The library opens at nine."
+
+    Convert a model from the Hugging Face cache (as \`hf download\` left it), at a tag:
+    albert/albert-base-v2 --revision main --out build/albert-base --target cpu
+
+    The smallest model whose accuracy on a labelled dev set stays within 1 point of fp32:
+    ./my-albert --out build/albert --precision auto --eval dev.jsonl --max-drop 1
+
+    Convert as the repository pins it (albertkit.json), quietly; flags on the command line win over the
+    recipe:
+    ./my-albert --out build/albert --recipe albertkit.json --quiet
+  `)
+  static exitCodes = exitCodeRows(`
+    ok: the folder was written and every model is within tolerance
+
+    parity: a model is out of tolerance, or its metric on --eval dropped by more than --max-drop; the
+    folder and its report.json are still written
+
+    usage: an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe
+    file, an output that --force may not replace; nothing was read or written
+
+    input: an unreadable, malformed or unsupported checkpoint, a model or revision missing from the
+    Hugging Face cache, a bad --text-file, --calibration or --eval file, an output folder that exists
+    (no --force) or cannot be written; nothing is left at the output
+  `)
   static override args = {
     checkpoint: Args.string({ description: 'checkpoint folder (or a file inside it), or org/name in the Hugging Face cache', required: true }),
   }

@@ -5,26 +5,38 @@ import { AlbertkitCommand } from '../cli/base.js'
 import { inspect, type InspectReport } from '../report/inspect.js'
 import { formatBytes } from '../util/format.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
-import { examples } from '../cli/help.js'
+import { examples, prose } from '../cli/prose.js'
 
 export default class Inspect extends AlbertkitCommand {
   static override summary = 'Show what an ALBERT checkpoint or ONNX file holds.'
-  static override description = [
-    'Prints the config summary; the parameters stored, unique (equal tensors counted once) and as-if-unshared (one copy per layer call); the bytes per dtype; and for an ONNX file its producer, opsets, inputs, outputs and op counts.',
-    'It also finds the embedding factorization: V, E and H, and V·E + E·H parameters against V·H unfactorized.',
-    'Nothing is written. The summary, or with --json the whole report, goes to stdout.',
-  ].join('\n\n')
+  static override description = prose(`
+    Prints the config summary; the parameters stored, unique (equal tensors counted once) and
+    as-if-unshared (one copy per layer call); the bytes per dtype; and for an ONNX file its producer,
+    opsets, inputs, outputs and op counts.
+
+    It also finds the embedding factorization: V, E and H, and V·E + E·H parameters against V·H
+    unfactorized.
+
+    Nothing is written. The summary, or with --json the whole report, goes to stdout.
+  `)
   static override usage = '<%= command.id %> TARGET [FLAGS]'
-  static override examples = examples('inspect', [
-    'fixtures/albert-mlm',
-    'build/albert-mlm/onnx/model.onnx --json',
-    ['The embedding size of a checkpoint, for a script:', "./my-albert --json | jq .factorization.E"],
-  ])
-  static exitCodes = exitCodeRows({
-    ok: 'the summary was printed',
-    usage: 'an unknown flag, a missing or extra argument, a malformed --revision or one given with a local path',
-    input: 'a checkpoint or ONNX file that is missing, unreadable, malformed or unsupported; a model or revision missing from the Hugging Face cache',
-  })
+  static override examples = examples('inspect', `
+    fixtures/albert-mlm
+
+    build/albert-mlm/onnx/model.onnx --json
+
+    The embedding size of a checkpoint, for a script:
+    ./my-albert --json | jq .factorization.E
+  `)
+  static exitCodes = exitCodeRows(`
+    ok: the summary was printed
+
+    usage: an unknown flag, a missing or extra argument, a malformed --revision or one given with a
+    local path
+
+    input: a checkpoint or ONNX file that is missing, unreadable, malformed or unsupported; a model or
+    revision missing from the Hugging Face cache
+  `)
   static override args = {
     target: Args.string({ description: 'checkpoint folder, .onnx file, or org/name in the Hugging Face cache', required: true }),
   }

@@ -15,32 +15,56 @@ import { folderLines, outputFlags, outputShown, readFiles } from '../cli/output.
 import { passByName } from '../passes/index.js'
 import { type ParsedFlags, type Recipe, recipeFlag } from '../cli/recipe.js'
 import { checkOptimizeFlags, checkOptimizeTargetFlags, checkVerbosity } from '../cli/contradictions.js'
-import { examples, type FlagGroup, type HelpTable } from '../cli/help.js'
+import type { FlagGroup, HelpTable } from '../cli/help.js'
+import { examples, prose } from '../cli/prose.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 
 export default class Optimize extends AlbertkitCommand {
   static override summary = 'Run graph passes on any ONNX file.'
-  static override description = [
-    'Loads an ONNX model (albertkit’s or another exporter’s, external data included), runs the passes --passes names, in order, and writes the result to a new file.',
-    'What each pass did goes to stdout (with --json, the report); progress goes to stderr.',
-    'A recipe file (--recipe) can pin the passes ("passes") and their options ("options").',
-    'With --target, --out is a folder laid out as convert’s: the target’s models (onnx/model.onnx, onnx/model_int8.onnx, …), config.json and the tokenizer files that sit beside the input, and report.json.',
-    'Each model is made by the target’s passes after those that bring another exporter’s graph to albertkit’s form (the exporter’s node metadata dropped unless --keep-metadata), and checked against the input on seeded random inputs (exit code 1 when one fails).',
-  ].join('\n\n')
+  static override description = prose(`
+    Loads an ONNX model (albertkit’s or another exporter’s, external data included), runs the passes
+    --passes names, in order, and writes the result to a new file.
+
+    What each pass did goes to stdout (with --json, the report); progress goes to stderr.
+
+    A recipe file (--recipe) can pin the passes ("passes") and their options ("options").
+
+    With --target, --out is a folder laid out as convert’s: the target’s models (onnx/model.onnx,
+    onnx/model_int8.onnx, …), config.json and the tokenizer files that sit beside the input, and
+    report.json.
+
+    Each model is made by the target’s passes after those that bring another exporter’s graph to
+    albertkit’s form (the exporter’s node metadata dropped unless --keep-metadata), and checked against
+    the input on seeded random inputs (exit code 1 when one fails).
+  `)
   static override usage = '<%= command.id %> INPUT -o <file> [FLAGS]'
-  static override examples = examples('optimize', [
-    ['Quantize a model another exporter wrote to int8:', 'exported/model.onnx --out exported/model_int8.onnx --passes dedup,quantize-int8'],
-    ['What convert --target cpu gives, from an ONNX file torch exported (config and tokenizer files beside it are copied):', 'exported/model.onnx --target cpu --out build/albert-cpu'],
-    ['int4 weights in blocks of 64:', 'model.onnx --out model_q4.onnx --passes dedup,quantize-int4 --block-size 64'],
-    ['Passes and options from the repository\'s recipe, the report as JSON, no progress:', 'model.onnx --out model_int8.onnx --recipe albertkit.json --json --quiet'],
-  ])
+  static override examples = examples('optimize', `
+    Quantize a model another exporter wrote to int8:
+    exported/model.onnx --out exported/model_int8.onnx --passes dedup,quantize-int8
+
+    What convert --target cpu gives, from an ONNX file torch exported (config and tokenizer files beside
+    it are copied):
+    exported/model.onnx --target cpu --out build/albert-cpu
+
+    int4 weights in blocks of 64:
+    model.onnx --out model_q4.onnx --passes dedup,quantize-int4 --block-size 64
+
+    Passes and options from the repository's recipe, the report as JSON, no progress:
+    model.onnx --out model_int8.onnx --recipe albertkit.json --json --quiet
+  `)
   static helpTables: readonly HelpTable[] = [{ header: 'PASSES', rows: [...PASSES.values()].map((p) => [p.name, p.description]) }]
-  static exitCodes = exitCodeRows({
-    ok: 'the passes ran and the model was written (with --target: every model agrees with the input)',
-    parity: 'with --target, a model’s outputs differ from the input’s beyond the thresholds (the folder is written)',
-    usage: 'an unknown or missing flag or argument, an unknown pass, a bad flag value, a bad recipe file, an output that --force may not replace; nothing was read or written',
-    input: 'an unreadable or malformed ONNX file, an output file that exists (no --force) or cannot be written; nothing is left at the output',
-  })
+  static exitCodes = exitCodeRows(`
+    ok: the passes ran and the model was written (with --target: every model agrees with the input)
+
+    parity: with --target, a model’s outputs differ from the input’s beyond the thresholds (the folder
+    is written)
+
+    usage: an unknown or missing flag or argument, an unknown pass, a bad flag value, a bad recipe file,
+    an output that --force may not replace; nothing was read or written
+
+    input: an unreadable or malformed ONNX file, an output file that exists (no --force) or cannot be
+    written; nothing is left at the output
+  `)
   static override args = {
     input: Args.string({ description: 'ONNX file to read', required: true }),
   }

@@ -6,7 +6,8 @@ import { formatVerdict } from '../verify/verdict.js'
 import { tokenPreview } from '../tokenizer/index.js'
 import { recipeFlag, thresholdsWith } from '../cli/recipe.js'
 import { checkVerifyFlags, sequenceSource } from '../cli/contradictions.js'
-import { examples, type FlagGroup } from '../cli/help.js'
+import type { FlagGroup } from '../cli/help.js'
+import { examples, prose } from '../cli/prose.js'
 import { exitCodeRows } from '../cli/exit-codes.js'
 import { UserError } from '../util/errors.js'
 import { checkTask, revisionFlag, revisionOf, taskFlag } from '../cli/checkpoint-flags.js'
@@ -18,30 +19,65 @@ const PREVIEW_ROWS = 5
 
 export default class Verify extends AlbertkitCommand {
   static override summary = 'Check ONNX models against their checkpoint or a reference ONNX model.'
-  static override description = [
-    'Runs the reference and each candidate on the same inputs: seeded random batches with padding, a safetensors file (--inputs), or real text through the reference’s tokenizer (--text, --text-file).',
-    'The reference is a checkpoint, run through albertkit’s plain fp32 graph; an ONNX model, run as written (its vocabulary, positions and token types read from its embedding tables; its tokenizer beside it, or --tokenizer); or PyTorch goldens (--golden). onnxruntime optimizations are off.',
-    'It reports per output the max abs error, the mean abs error, the cosine similarity and, for logits, the top-1 agreement.',
-    'Thresholds follow each model’s precision (fp32: max abs 1e-4; fp16: cosine 0.9999; int8: cosine 0.999 and top-1 99%; int4: cosine 0.99) unless --max-abs, --cosine, --top1 or a recipe file (which can set them per precision) say otherwise.',
-    'With --eval FILE, each candidate and the fp32 reference are also scored on a labelled dev set (the head’s metric: accuracy, entity F1, SQuAD F1, fill-mask top-1): the drop in points, its 95% interval (seeded paired bootstrap) and the predictions that changed. --max-drop fails a candidate whose drop is larger.',
-    'Nothing is written. The verdicts, or with --json the report, go to stdout; progress goes to stderr.',
-  ].join('\n\n')
+  static override description = prose(`
+    Runs the reference and each candidate on the same inputs: seeded random batches with padding, a
+    safetensors file (--inputs), or real text through the reference’s tokenizer (--text, --text-file).
+
+    The reference is a checkpoint, run through albertkit’s plain fp32 graph; an ONNX model, run as
+    written (its vocabulary, positions and token types read from its embedding tables; its tokenizer
+    beside it, or --tokenizer); or PyTorch goldens (--golden). onnxruntime optimizations are off.
+
+    It reports per output the max abs error, the mean abs error, the cosine similarity and, for logits,
+    the top-1 agreement.
+
+    Thresholds follow each model’s precision (fp32: max abs 1e-4; fp16: cosine 0.9999; int8: cosine
+    0.999 and top-1 99%; int4: cosine 0.99) unless --max-abs, --cosine, --top1 or a recipe file (which
+    can set them per precision) say otherwise.
+
+    With --eval FILE, each candidate and the fp32 reference are also scored on a labelled dev set (the
+    head’s metric: accuracy, entity F1, SQuAD F1, fill-mask top-1): the drop in points, its 95% interval
+    (seeded paired bootstrap) and the predictions that changed. --max-drop fails a candidate whose drop
+    is larger.
+
+    Nothing is written. The verdicts, or with --json the report, go to stdout; progress goes to stderr.
+  `)
   static override usage = '<%= command.id %> REFERENCE CANDIDATES... [FLAGS]'
-  static override examples = examples('verify', [
-    ['Check an fp32 and an int8 model against the checkpoint they came from:', 'fixtures/albert-mlm build/albert-mlm/onnx/model.onnx build/albert-mlm/onnx/model_int8.onnx'],
-    ['Check albertkit’s models against another exporter’s ONNX (tokenizer files beside it):', 'exported/model.onnx build/albert/onnx/model.onnx build/albert/onnx/model_int8.onnx --text "The quick brown fox."'],
-    ['Compare with PyTorch outputs computed on given inputs, the verdict as JSON:', './ckpt model.onnx --golden golden.safetensors --inputs inputs.safetensors --json'],
-    ['Verify on real text; a TAB splits a question from its context:', './ckpt model.onnx --text "The quick brown fox." --text $\'Where is it?\\tIn the box.\''],
-    ['Verify on the texts of a file, one a line:', './ckpt model.onnx --text-file questions.tsv'],
-    ['Score the int8 model on a labelled dev set; fail when accuracy drops by more than 1 point:', './ckpt build/onnx/model_int8.onnx --eval dev.jsonl --max-drop 1'],
-    ['Inputs and thresholds as the repository pins them, the verdict as JSON for CI, nothing on stderr but errors:', './ckpt build/onnx/model.onnx build/onnx/model_int8.onnx --recipe albertkit.json --json --quiet > verdict.json'],
-  ])
-  static exitCodes = exitCodeRows({
-    ok: 'every candidate is within tolerance',
-    parity: 'a candidate is out of tolerance, or its metric on --eval dropped by more than --max-drop; the report still prints',
-    usage: 'an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe file; nothing was read',
-    input: 'an unreadable, malformed or unsupported checkpoint, reference ONNX model (no embedding tables found) or candidate, a reference without a tokenizer for --text, a model or revision missing from the Hugging Face cache, a bad --golden, --inputs, --text-file or --eval file',
-  })
+  static override examples = examples('verify', `
+    Check an fp32 and an int8 model against the checkpoint they came from:
+    fixtures/albert-mlm build/albert-mlm/onnx/model.onnx build/albert-mlm/onnx/model_int8.onnx
+
+    Check albertkit’s models against another exporter’s ONNX (tokenizer files beside it):
+    exported/model.onnx build/albert/onnx/model.onnx build/albert/onnx/model_int8.onnx --text "The quick brown fox."
+
+    Compare with PyTorch outputs computed on given inputs, the verdict as JSON:
+    ./ckpt model.onnx --golden golden.safetensors --inputs inputs.safetensors --json
+
+    Verify on real text; a TAB splits a question from its context:
+    ./ckpt model.onnx --text "The quick brown fox." --text $'Where is it?\\tIn the box.'
+
+    Verify on the texts of a file, one a line:
+    ./ckpt model.onnx --text-file questions.tsv
+
+    Score the int8 model on a labelled dev set; fail when accuracy drops by more than 1 point:
+    ./ckpt build/onnx/model_int8.onnx --eval dev.jsonl --max-drop 1
+
+    Inputs and thresholds as the repository pins them, the verdict as JSON for CI, nothing on stderr but
+    errors:
+    ./ckpt build/onnx/model.onnx build/onnx/model_int8.onnx --recipe albertkit.json --json --quiet > verdict.json
+  `)
+  static exitCodes = exitCodeRows(`
+    ok: every candidate is within tolerance
+
+    parity: a candidate is out of tolerance, or its metric on --eval dropped by more than --max-drop;
+    the report still prints
+
+    usage: an unknown or missing flag or argument, a bad flag value, flags that contradict, a bad recipe
+    file; nothing was read
+
+    input: an unreadable, malformed or unsupported checkpoint, reference ONNX model (no embedding tables
+    found) or candidate, a reference without a tokenizer for --text, a model or revision missing from
+    the Hugging Face cache, a bad --golden, --inputs, --text-file or --eval file
+  `)
   static override args = {
     reference: Args.string({ description: 'the original checkpoint folder (or org/name in the Hugging Face cache), or an ONNX model to check against', required: true }),
     candidates: Args.string({ description: 'ONNX models to check (one or more)', required: true, multiple: true }),
