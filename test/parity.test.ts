@@ -13,6 +13,11 @@ import { compareOutputs } from '../src/verify/compare.js'
 import { fixtureDir, fixtureGolden, fixtureInputs, goldenFixtures } from './support/helpers.js'
 
 const TOLERANCE = 1e-5
+/**
+ * Where float32 roundoff alone passes 1e-5: albert-mlm-trained's trained logits reach ±22, and
+ * transformers' own sdpa and eager attention differ by 1.7e-5 on its golden rows (1.5e-5 here).
+ */
+const TOLERANCES: Record<string, number> = { 'albert-mlm-trained': 3e-5 }
 const fixtures = goldenFixtures()
 
 describe('parity with transformers goldens', () => {
@@ -34,12 +39,13 @@ describe('parity with transformers goldens', () => {
         outputs = await runSession(session, fixtureInputs(name))
         assert.deepEqual([...outputs.keys()].sort(), [...golden.keys()].sort(), 'outputs and golden names differ')
       })
+      const tolerance = TOLERANCES[name] ?? TOLERANCE
       for (const [output, ref] of golden) {
-        it(`${output} within ${TOLERANCE}`, () => {
+        it(`${output} within ${tolerance}`, () => {
           const got = outputs.get(output)!
           assert.deepEqual(got.dims, [...ref.dims], 'shape')
           const p = compareOutputs(ref.toFloat32(), got.data)
-          assert.ok(p.maxAbs <= TOLERANCE, `max abs error ${p.maxAbs} > ${TOLERANCE}`)
+          assert.ok(p.maxAbs <= tolerance, `max abs error ${p.maxAbs} > ${tolerance}`)
           assert.ok(p.cosine > 0.999999, `cosine ${p.cosine}`)
         })
       }
