@@ -39,8 +39,8 @@ export interface PassOptions {
   /**
    * quantize-int4: how lookup tables are stored (quantize-gather4.ts). `GatherBlockQuantized` (the
    * default): the word table 4-bit, read by that com.microsoft op, other tables int8.
-   * `DequantizeLinear`: every table 4-bit as standard ops (opset 21), for runtimes without that op
-   * (onnxruntime-web in a browser). `int8`: every table int8.
+   * `DequantizeLinear`: standard ops (opset 21) for runtimes without that op (onnxruntime-web in
+   * a browser): the word table 4-bit, other tables int8, each dequantized whole. `int8`: every table int8.
    */
   int4Tables?: Int4Tables
   /** quantize-int4: leave float the matrices whose K is under one block (for onnxruntime-web's WebGPU MatMulNBits). */

@@ -18,7 +18,7 @@ import { DataType } from '../ir/dtype.js'
 import { attrInt, type Graph, type Value } from '../ir/graph.js'
 import { Tensor, bytesOf } from '../ir/tensor.js'
 import { packRows, type Codes4 } from './int4-rounding.js'
-import type { Use } from './quant-common.js'
+import { int8Weight, type Use } from './quant-common.js'
 
 export interface Table4 {
   data: Value
@@ -96,6 +96,21 @@ export function dequantizeTable4(graph: Graph, weight: Value, c: Codes4): void {
     name: graph.uniqueNodeName(`${base}_dequantize`),
     attrs: [attrInt('axis', 1), attrInt('block_size', c.blockSize)],
   })
+  graph.moveLastBefore(graph.firstNode!)
+  graph.replaceAllUses(weight, node.outputs[0]!)
+}
+
+/**
+ * A (small) table as int8, one scale per row (symmetric), dequantized whole by one DequantizeLinear
+ * (axis 0) at the graph's start that every reader then reads, unchanged: standard ops (opset 13)
+ * that WebGPU runs, where a Gather of int8 rows falls back to the CPU provider.
+ */
+export function dequantizeTable8(graph: Graph, weight: Value): void {
+  const qw = int8Weight(weight.const!, 0, false, false)
+  const base = weight.name
+  const q = graph.addInitializer(graph.uniqueName(`${base}.int8`), qw.q)
+  const scale = graph.addInitializer(graph.uniqueName(`${base}.scale`), qw.scale)
+  const node = graph.addNode('DequantizeLinear', [q, scale], [`${base}_dequantized`], { name: graph.uniqueNodeName(`${base}_dequantize`), attrs: [attrInt('axis', 0)] })
   graph.moveLastBefore(graph.firstNode!)
   graph.replaceAllUses(weight, node.outputs[0]!)
 }

@@ -7,10 +7,11 @@
  *   embeddings) becomes com.microsoft GatherBlockQuantized, 4-bit blocks along each row; a decoder
  *   tied to it reads the same bytes, scales and zero points through MatMulNBits. Other tables
  *   (positions, token types) stay int8 per row, as quantize-int8 stores them: 4 bits would save a
- *   few kilobytes there. `DequantizeLinear` stores every table 4-bit for standard ops instead (one
- *   blocked DequantizeLinear per table, its readers unchanged; the model is raised to opset 21,
- *   or the tables stay int8, with a warning, where an op would read differently there): what
- *   onnxruntime-web runs on wasm and WebGPU alike. `int8`: every table int8.
+ *   few kilobytes there. `DequantizeLinear` does the same with standard ops instead: the word
+ *   table int4 and the others int8, each dequantized whole by one DequantizeLinear that its
+ *   readers read unchanged (the model is raised to opset 21, or the tables stay int8, with a
+ *   warning, where an op would read differently there): what onnxruntime-web runs on wasm and
+ *   WebGPU alike. `int8`: every table int8.
  * - A weight some fused Attention reads keeps the int8 path (QAttention), as quantize-int8 does.
  * - With `wholeBlocks`, a matrix whose reduction K is under one block stays float (onnxruntime-web's
  *   WebGPU MatMulNBits gives wrong numbers there, measured for N = 2; real ALBERTs have K ≥ 128).
@@ -37,7 +38,7 @@ import { weightAs } from './linear.js'
 import { modelRunner, type ModelRunner, type Pass, type PassContext, type PassOptions, type PassResult } from './pass.js'
 import { fusableBias, planWeights, type Use, type WeightPlan } from './quant-common.js'
 import { applyInt8 } from './quantize-int8.js'
-import { dequantizeTable4, rewriteLookup4, storeTable4, tableAsMatMulB, type Table4 } from './quantize-gather4.js'
+import { dequantizeTable4, dequantizeTable8, rewriteLookup4, storeTable4, tableAsMatMulB, type Table4 } from './quantize-gather4.js'
 
 export const quantizeInt4: Pass = {
   name: 'quantize-int4',
@@ -79,7 +80,10 @@ async function quantize(model: Model, opts: Readonly<PassOptions>, rounding: Int
   const mode = opts.int4Tables ?? 'GatherBlockQuantized'
   const blocker = mode === 'DequantizeLinear' ? opset21Blocker(model) : undefined
   const tables = mode === 'int8' || blocker ? [] : mode === 'DequantizeLinear' ? standardTables(lookups) : vocabularyTables(lookups, blockSize)
-  const int8 = lookups.filter((p) => !tables.includes(p))
+  const rest = lookups.filter((p) => !tables.includes(p))
+  // standard ops: the small tables int8 too, but dequantized whole, so that WebGPU reads them as float
+  const dequantized8 = mode === 'DequantizeLinear' && !blocker ? rest.filter(readAsFloat) : []
+  const int8 = rest.filter((p) => !dequantized8.includes(p))
   const warnings = blocker ? [`lookup tables kept int8: 4-bit tables as standard ops need opset 21, where ${blocker} reads otherwise`] : []
 
   // Hessians come from the float model, so before any rewrite.
@@ -142,12 +146,16 @@ async function quantize(model: Model, opts: Readonly<PassOptions>, rounding: Int
   if (linearOnly.length || (tables.length && mode === 'GatherBlockQuantized')) model.requireOpset('com.microsoft', 1)
   if (tables.length && mode === 'DequantizeLinear') raiseToOpset21(model)
   readers += applyInt8(model, int8, true)
+  for (const plan of dequantized8) {
+    dequantizeTable8(graph, plan.weight)
+    readers += plan.uses.length
+  }
   graph.toposort()
   cleanup(graph)
   const stats: Record<string, number | string | boolean> = {
     weights4bit: linearOnly.length,
     tables4bit: tables.length,
-    int8: int8.length,
+    int8: int8.length + dequantized8.length,
     readers,
     leftFloat: skipped + narrow.length,
     blockSize,
@@ -184,9 +192,20 @@ function raiseToOpset21(model: Model): void {
   model.irVersion = Math.max(model.irVersion, 10)
 }
 
-/** Every lookup table whose readers all take a float table (lookups, linear layers) and whose rows pack whole bytes. */
+/** Whether every reader of the weight takes a float table (lookups, linear layers; not a fused Attention). */
+const readAsFloat = (p: WeightPlan) => p.uses.every((u) => u.kind === 'lookup' || u.kind === 'linear')
+
+/**
+ * The table stored 4-bit as standard ops: the vocabulary (the table with the most rows that a
+ * Gather reads) when its readers take a float table and its rows pack whole bytes. The others
+ * (positions, token types: a few kilobytes) are int8, dequantized whole: 4 bits cost accuracy
+ * there (masked-token agreement on the trained MLM fixture fell from 0.82 to 0.69) for kilobytes.
+ */
 function standardTables(plans: WeightPlan[]): WeightPlan[] {
-  return plans.filter((p) => p.weight.const!.dims.length === 2 && p.weight.const!.dims[1]! % 2 === 0 && p.uses.every((u) => u.kind === 'lookup' || u.kind === 'linear'))
+  const rows = (p: WeightPlan) => p.weight.const!.dims[0]!
+  const gathered = plans.filter((p) => p.uses.some((u) => u.kind === 'lookup' && u.op === 'Gather'))
+  const most = Math.max(0, ...gathered.map(rows))
+  return gathered.filter((p) => rows(p) === most && p.weight.const!.dims.length === 2 && p.weight.const!.dims[1]! % 2 === 0 && readAsFloat(p))
 }
 
 function linearUses(plan: WeightPlan, o: Orientation): LinearUse[] {

@@ -54,7 +54,7 @@ const GPU_FUSIONS = ['fuse-attention', 'fuse-gelu', 'fuse-layernorm']
 const WEB_FUSIONS = ['fuse-gelu', 'fuse-layernorm']
 /**
  * The web target's 4-bit options: onnxruntime-web's browser build has no GatherBlockQuantized on
- * wasm, so every table is 4-bit through DequantizeLinear (opset 21); its WebGPU MatMulNBits is
+ * wasm, so the word table is 4-bit through DequantizeLinear (opset 21); its WebGPU MatMulNBits is
  * wrong for K under one block, so those (tiny) matrices stay float.
  */
 const WEB_INT4: Partial<PassOptions> = { int4Tables: 'DequantizeLinear', wholeBlocks: true }

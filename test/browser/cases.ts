@@ -66,7 +66,7 @@ const HEADS: { short: string; fixture: string; pipeline?: PipelineCase }[] = [
  * onnxruntime-web's WebGPU provider has no kernel for while int64 is off (its default, and
  * transformers.js's): the Shape/Concat that build the head-split Reshape's target, the Cast of
  * attention_mask. Every float op runs on WebGPU (FastGelu, SkipLayerNormalization, MatMulNBits,
- * and the q4 files' 4-bit tables: DequantizeLinear of int4, then Gather), the same in every file.
+ * and the q4 files' tables: DequantizeLinear of int4 or int8, then Gather), the same in every file.
  */
 const TODAY: Record<string, string> = {
   seqcls: 'Cast Concat×2 Shape×2',
