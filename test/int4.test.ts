@@ -21,7 +21,7 @@ import { PRECISION, precisionOfFile, type Precision } from '../src/targets/preci
 import { compareOutputs, compareTokens } from '../src/verify/compare.js'
 import { tokenMask } from '../src/verify/inputs.js'
 import type { OutputMap } from '../src/verify/verdict.js'
-import { buildFixture, fixtureDir, fixtureGolden, fixtureInputs } from './support/helpers.js'
+import { buildFixture, fixtureDir, fixtureGolden, fixtureInputs, rowFeed } from './support/helpers.js'
 import { createWebSession, runWebSession } from './support/ort-web.js'
 
 /** Sizes of albert-model's q4 and q4f16 (int8 model: see test/inspect.test.ts). */
@@ -263,14 +263,7 @@ describe('int4: rounding', () => {
       const session = await createSession(modelBytes(model))
       let same = 0
       for (const ex of ref.examples) {
-        const n = ex.input_ids.length
-        const t = (a: BigInt64Array) => new Tensor(DataType.INT64, [1, n], bytesOf(a))
-        const feed = new Map([
-          ['input_ids', t(BigInt64Array.from(ex.input_ids.map(BigInt)))],
-          ['attention_mask', t(new BigInt64Array(n).fill(1n))],
-          ['token_type_ids', t(new BigInt64Array(n))],
-        ])
-        const l = (await runSession(session, feed)).get('logits')!.data
+        const l = (await runSession(session, rowFeed(ex.input_ids))).get('logits')!.data
         let best = 0
         for (let i = 1; i < l.length; i++) if (l[i]! > l[best]!) best = i
         if (labels[best] === ex.prediction) same++

@@ -12,12 +12,10 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { DataType } from '../src/ir/dtype.js'
-import { Tensor, bytesOf } from '../src/ir/tensor.js'
 import { convert } from '../src/pipeline/convert.js'
 import { targetPlans } from '../src/targets/targets.js'
 import { createSession, runSession } from '../src/runtime/session.js'
-import { BIN, fixtureDir, tempDir } from './support/helpers.js'
+import { BIN, fixtureDir, rowFeed, tempDir } from './support/helpers.js'
 
 const DIR = fixtureDir('albert-mlm-trained')
 const HELDOUT = path.join(DIR, 'heldout.jsonl')
@@ -71,14 +69,7 @@ async function disagreements(file: string): Promise<number[]> {
   const session = await createSession(file)
   const differ: number[] = []
   for (const ex of examples) {
-    const n = ex.input_ids.length
-    const t = (a: BigInt64Array) => new Tensor(DataType.INT64, [1, n], bytesOf(a))
-    const feed = new Map([
-      ['input_ids', t(BigInt64Array.from(ex.input_ids.map(BigInt)))],
-      ['attention_mask', t(new BigInt64Array(n).fill(1n))],
-      ['token_type_ids', t(new BigInt64Array(n))],
-    ])
-    const logits = (await runSession(session, feed)).get('logits')!
+    const logits = (await runSession(session, rowFeed(ex.input_ids))).get('logits')!
     const vocab = logits.dims[2]!
     const base = ex.mask_position * vocab
     let best = 0

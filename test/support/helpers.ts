@@ -3,7 +3,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { readSafetensors } from '../../src/checkpoint/safetensors.js'
-import type { Tensor } from '../../src/ir/tensor.js'
+import { Tensor, bytesOf } from '../../src/ir/tensor.js'
+import { DataType } from '../../src/ir/dtype.js'
 import { openCheckpoint } from '../../src/checkpoint/index.js'
 import { buildAlbert } from '../../src/builder/albert.js'
 import { resolveTask } from '../../src/checkpoint/task.js'
@@ -80,4 +81,15 @@ export async function parityWithGolden(model: Model | string, name: string, opts
     result.set(k, compareOutputs(ref.toFloat32(), got.data, ref.dims[ref.dims.length - 1]))
   }
   return result
+}
+
+/** One unpadded row of token ids as model inputs ([1, n]; mask all 1, token types all 0). */
+export function rowFeed(ids: readonly number[]): Map<string, Tensor> {
+  const n = ids.length
+  const t = (a: BigInt64Array) => new Tensor(DataType.INT64, [1, n], bytesOf(a))
+  return new Map([
+    ['input_ids', t(BigInt64Array.from(ids.map(BigInt)))],
+    ['attention_mask', t(new BigInt64Array(n).fill(1n))],
+    ['token_type_ids', t(new BigInt64Array(n))],
+  ])
 }
