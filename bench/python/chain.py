@@ -9,14 +9,15 @@ import os
 import sys
 import time
 
+sys.dont_write_bytecode = True  # importing chain_steps must leave no __pycache__ behind
 t0 = time.perf_counter()
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
-from onnxruntime.transformers import optimizer  # noqa: E402
 from transformers import AutoModel  # noqa: E402
+from chain_steps import export, optimize  # noqa: E402
 
 t_import = time.perf_counter()
 ckpt, out = sys.argv[1], sys.argv[2]
@@ -29,17 +30,10 @@ ids = torch.randint(5, cfg.vocab_size, (2, 64))
 mask = torch.ones_like(ids)
 mask[1, 40:] = 0
 types = torch.zeros_like(ids)
-names = ["input_ids", "attention_mask", "token_type_ids"]
-axes = {n: {0: "batch_size", 1: "sequence_length"} for n in names}
-axes.update({"last_hidden_state": {0: "batch_size", 1: "sequence_length"}, "pooler_output": {0: "batch_size"}})
-plain = os.path.join(out, "model.onnx")
-torch.onnx.export(model, (ids, mask, types), plain, input_names=names, output_names=["last_hidden_state", "pooler_output"],
-                  dynamic_axes=axes, opset_version=17, do_constant_folding=True, dynamo=False)
+plain = export(model, (ids, mask, types), out)
 t_export = time.perf_counter()
 
-opt = optimizer.optimize_model(plain, model_type="bert", num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size)
-optimized = os.path.join(out, "model_optimized.onnx")
-opt.save_model_to_file(optimized)
+optimized = optimize(plain, cfg, out)
 t_opt = time.perf_counter()
 
 int8 = os.path.join(out, "model_int8.onnx")
