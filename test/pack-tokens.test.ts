@@ -297,6 +297,25 @@ describe('pack-tokens: transformers.js pipelines on padded batches give today\'s
   env.allowLocalModels = true
   env.localModelPath = ROOT
   const LOCAL = { local_files_only: true } as const
+
+  /**
+   * A pipeline's answers from today's folder and from the packed one (`<name>-today`,
+   * `<name>-packed`): `call` runs it once; each pipeline is disposed after use.
+   */
+  async function todayAndPacked<T>(
+    task: 'text-classification' | 'question-answering' | 'fill-mask' | 'feature-extraction',
+    name: string,
+    dtype: (typeof DTYPES)[number],
+    call: (run: (...args: unknown[]) => Promise<unknown>) => Promise<unknown>,
+  ): Promise<[T, T]> {
+    const out: T[] = []
+    for (const which of ['today', 'packed']) {
+      const p = await pipeline(task, `${name}-${which}`, { ...LOCAL, dtype })
+      out.push((await call(p as unknown as (...args: unknown[]) => Promise<unknown>)) as T)
+      await p.dispose()
+    }
+    return [out[0]!, out[1]!]
+  }
   const DTYPES = ['fp32', 'q8'] as const
   const HEADS: [string, string, string?][] = [
     ['seqcls', 'albert-seqcls-text'],
@@ -326,13 +345,7 @@ describe('pack-tokens: transformers.js pipelines on padded batches give today\'s
   for (const folder of FOLDERS) {
     for (const dtype of DTYPES) {
       it(`text-classification, ${folder} ${dtype}`, async () => {
-        const results = []
-        for (const which of ['today', 'packed']) {
-          const classify = await pipeline('text-classification', `seqcls-${folder}-${which}`, { ...LOCAL, dtype })
-          results.push((await classify(TEXTS, { top_k: 2 })) as { label: string; score: number }[][])
-          await classify.dispose()
-        }
-        const [a, b] = results as [{ label: string; score: number }[][], { label: string; score: number }[][]]
+        const [a, b] = await todayAndPacked<{ label: string; score: number }[][]>('text-classification', `seqcls-${folder}`, dtype, (run) => run(TEXTS, { top_k: 2 }))
         assert.equal(a.length, 3)
         a.forEach((row, i) => row.forEach((r, j) => assert.ok(r.label === b[i]![j]!.label && close(r.score, b[i]![j]!.score, dtype), `row ${i}: ${JSON.stringify(row)} vs ${JSON.stringify(b[i])}`)))
       })
@@ -357,26 +370,14 @@ describe('pack-tokens: transformers.js pipelines on padded batches give today\'s
       it(`question-answering, ${folder} ${dtype}`, async () => {
         const questions = ['where is the library?', 'who walks?', 'when?']
         const contexts = ['the library is near the gate.', 'children walk to school.', 'the library opens at nine.']
-        const results = []
-        for (const which of ['today', 'packed']) {
-          const qa = await pipeline('question-answering', `qa-${folder}-${which}`, { ...LOCAL, dtype })
-          results.push((await qa(questions, contexts)) as { answer: string; score: number }[])
-          await qa.dispose()
-        }
-        const [a, b] = results as [{ answer: string; score: number }[], { answer: string; score: number }[]]
+        const [a, b] = await todayAndPacked<{ answer: string; score: number }[]>('question-answering', `qa-${folder}`, dtype, (run) => run(questions, contexts))
         assert.equal(a.length, 3)
         a.forEach((r, i) => assert.ok(r.answer === b[i]!.answer && close(r.score, b[i]!.score, dtype), `${i}: ${JSON.stringify(r)} vs ${JSON.stringify(b[i])}`))
       })
 
       it(`fill-mask, ${folder} ${dtype}`, async () => {
         const texts = ['the library opens at [MASK] in the morning.', 'a [MASK] runs.', 'children walk to [MASK] along the narrow road, talking about games.']
-        const results = []
-        for (const which of ['today', 'packed']) {
-          const fill = await pipeline('fill-mask', `mlm-${folder}-${which}`, { ...LOCAL, dtype })
-          results.push((await fill(texts, { top_k: 3 })) as { token: number; score: number }[][])
-          await fill.dispose()
-        }
-        const [a, b] = results as [{ token: number; score: number }[][], { token: number; score: number }[][]]
+        const [a, b] = await todayAndPacked<{ token: number; score: number }[][]>('fill-mask', `mlm-${folder}`, dtype, (run) => run(texts, { top_k: 3 }))
         assert.equal(a.length, 3)
         a.forEach((row, i) => {
           assert.equal(row[0]!.token, b[i]![0]!.token, `row ${i}: top token`)
@@ -385,13 +386,7 @@ describe('pack-tokens: transformers.js pipelines on padded batches give today\'s
       })
 
       it(`feature-extraction (mean pooling over the mask), ${folder} ${dtype}`, async () => {
-        const results = []
-        for (const which of ['today', 'packed']) {
-          const extract = await pipeline('feature-extraction', `base-${folder}-${which}`, { ...LOCAL, dtype })
-          results.push(await extract(TEXTS, { pooling: 'mean', normalize: true }))
-          await extract.dispose()
-        }
-        const [a, b] = results as [HfTensor, HfTensor]
+        const [a, b] = await todayAndPacked<HfTensor>('feature-extraction', `base-${folder}`, dtype, (run) => run(TEXTS, { pooling: 'mean', normalize: true }))
         assert.deepEqual(a.dims, [3, 16])
         const x = a.data as Float32Array
         const y = b.data as Float32Array
